@@ -1,0 +1,126 @@
+"""The `hpsearch` command line: thin typer commands; user errors become one line and exit 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hpsearch.driver import StagePlan, run_stage, start_or_resume, top_trials
+from hpsearch.errors import HpsearchError
+from hpsearch.executor import RayExecutor, RayOptions, Workload
+from hpsearch.registry import qualified, resolve
+from hpsearch.report import Timer, err, out, progress_bar, summary_line, top_table
+from hpsearch.spec import StudySpec, load_spec
+from storage import StorageError, Store
+
+app = typer.Typer(
+    help="Coarse-to-fine hyperparameter random search on Ray; every epoch in SQL.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SpecArg = Annotated[Path, typer.Argument(help="Study spec (TOML).", show_default=False)]
+DbOpt = Annotated[
+    str,
+    typer.Option("--db", envvar="HPSEARCH_DB", help="SQLite path or SQLAlchemy URL."),
+]
+TrialsOpt = Annotated[int | None, typer.Option(min=1, help="Trials (default: from the spec).")]
+EpochsOpt = Annotated[int | None, typer.Option(min=1, help="Epochs per trial (default: spec).")]
+SeedOpt = Annotated[
+    int | None, typer.Option(min=0, help="Sampling seed (default: spec seed + stage count).")
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(envvar="RAY_ADDRESS", help="Ray cluster HOST:PORT (default: start local Ray)."),
+]
+CpusOpt = Annotated[int | None, typer.Option(min=1, help="CPUs of the local Ray (default: all).")]
+CpusPerTrialOpt = Annotated[float, typer.Option(min=0.01, help="CPUs per trial.")]
+GpusPerTrialOpt = Annotated[float, typer.Option(min=0.0, help="GPUs per trial.")]
+RetriesOpt = Annotated[int, typer.Option(min=0, help="Retries of a trial whose worker died.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")]
+
+
+def open_study_inputs(spec_path: Path, db: str) -> tuple[StudySpec, Store]:
+    """Validate everything a stage needs before Ray starts: spec, trainable, database."""
+    spec = load_spec(spec_path)
+    resolve(spec.trainable, spec.directory.resolve())
+    return spec, Store(db)
+
+
+def execute_stage(
+    spec: StudySpec, store: Store, plan: StagePlan, options: RayOptions, quiet: bool
+) -> None:
+    """Start or resume a stage, run it on Ray, print the outcome; exit 1 if nothing completed."""
+    timer = Timer()
+    study, stage, resumed = start_or_resume(store, spec, plan)
+    if resumed:
+        left = len(store.trials(stage.stage_id, unfinished_only=True))
+        err.print(
+            f"resuming {stage.kind} stage {stage.stage_id}: {left} of {stage.n_trials} trials left"
+        )
+    workload = Workload(qualified(spec.trainable), spec.metric, spec.directory.resolve())
+    executor = RayExecutor(workload, options)
+    try:
+        label = f"{study.name} {stage.kind} {stage.stage_id}"
+        with progress_bar(label, quiet) as on_progress:
+            counts = run_stage(store, spec, stage, executor, on_progress)
+    except KeyboardInterrupt:
+        err.print("hpsearch: interrupted; results so far are saved: rerun the command to resume")
+        raise typer.Exit(130) from None
+    finally:
+        executor.close()
+    store.finish_stage(stage.stage_id)
+    top = top_trials(store, stage, spec.mode)
+    out.print(summary_line(stage, counts, spec.metric, top, timer.seconds))
+    if top and not quiet:
+        out.print(top_table(top, spec.metric))
+    if not counts.get("completed"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def coarse(
+    spec: SpecArg,
+    db: DbOpt = "hpsearch.db",
+    trials: TrialsOpt = None,
+    epochs: EpochsOpt = None,
+    seed: SeedOpt = None,
+    address: AddressOpt = None,
+    cpus: CpusOpt = None,
+    cpus_per_trial: CpusPerTrialOpt = 1.0,
+    gpus_per_trial: GpusPerTrialOpt = 0.0,
+    max_retries: RetriesOpt = 2,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run (or resume) a coarse stage: many short trials over the spec's ranges."""
+    study_spec, store = open_study_inputs(spec, db)
+    plan = StagePlan(
+        "coarse",
+        study_spec.space,
+        trials or study_spec.coarse.trials,
+        epochs or study_spec.coarse.epochs,
+        seed,
+    )
+    options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
+    execute_stage(study_spec, store, plan, options, quiet)
+
+
+@app.callback()
+def _root() -> None:
+    """Coarse-to-fine hyperparameter random search on Ray; every epoch in SQL."""
+
+
+def main() -> None:
+    """Entry point: domain errors as one line (traceback only with HPSEARCH_DEBUG=1)."""
+    try:
+        app()
+    except (HpsearchError, StorageError) as exc:
+        if os.environ.get("HPSEARCH_DEBUG") == "1":
+            raise
+        err.print(f"hpsearch: error: {exc}", markup=False, soft_wrap=True)
+        sys.exit(2)

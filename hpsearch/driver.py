@@ -1,0 +1,183 @@
+"""The stage driver: the only component that talks to both the Store and an executor."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hpsearch.executor import Executor
+from hpsearch.registry import qualified
+from hpsearch.space import Space, trial_seeds
+from hpsearch.spec import StudySpec
+from hpsearch.trial import Event, TrialTask
+from storage import Batch, StageRecord, Store, StudyRecord, TrialRecord
+from storage._store import now
+
+COMMIT_SECONDS = 0.25
+COMMIT_ROWS = 5000
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """What a new stage samples; ignored when an unfinished stage of the same kind resumes."""
+
+    kind: str
+    space: Space
+    trials: int
+    epochs: int
+    seed: int | None = None  # None: the spec's seed plus the number of earlier stages
+    parent_stage_id: int | None = None
+
+
+@dataclass
+class Progress:
+    total: int
+    counts: dict[str, int] = field(default_factory=dict)
+    best: float | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.get(s, 0) for s in ("completed", "failed", "diverged"))
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    stage: StageRecord
+    resumed: bool
+    counts: dict[str, int]
+    top: list[TrialRecord]
+
+
+class _Tracker:
+    """Turns executor events into Batch rows and keeps each trial's best value."""
+
+    def __init__(self, metric: str, mode: str, progress: Progress) -> None:
+        self.metric = metric
+        self.better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
+        self.progress = progress
+        self.best: dict[int, tuple[float, int]] = {}
+        self.epochs: dict[int, int] = {}
+
+    def apply(self, events: list[Event], batch: Batch) -> None:
+        at = now()
+        for event in events:
+            kind, trial_id, attempt = event[0], event[1], event[2]
+            if kind == "epoch":
+                self._epoch(trial_id, attempt, event[3], event[4], batch)
+            elif kind == "start":
+                self.best.pop(trial_id, None)
+                self.epochs[trial_id] = 0
+                batch.start(trial_id, attempt, event[3], at)
+            elif kind == "end":
+                self._end(trial_id, event[3], event[4], batch, at)
+
+    def _epoch(
+        self, trial_id: int, attempt: int, epoch: int, metrics: dict[str, float], batch: Batch
+    ) -> None:
+        batch.metrics.extend(
+            {"trial_id": trial_id, "attempt": attempt, "epoch": epoch, "name": k, "value": v}
+            for k, v in metrics.items()
+        )
+        self.epochs[trial_id] = epoch
+        value = metrics[self.metric]
+        best = self.best.get(trial_id)
+        if math.isfinite(value) and (best is None or self.better(value, best[0])):
+            self.best[trial_id] = (value, epoch)
+
+    def _end(self, trial_id: int, status: str, error: str | None, batch: Batch, at: Any) -> None:
+        best = self.best.get(trial_id)
+        batch.finish(
+            trial_id,
+            status,
+            error=error,
+            best=best,
+            epochs_run=self.epochs.get(trial_id, 0),
+            at=at,
+        )
+        counts = self.progress.counts
+        counts[status] = counts.get(status, 0) + 1
+        if best is not None and (
+            self.progress.best is None or self.better(best[0], self.progress.best)
+        ):
+            self.progress.best = best[0]
+
+
+def start_or_resume(
+    store: Store, spec: StudySpec, plan: StagePlan
+) -> tuple[StudyRecord, StageRecord, bool]:
+    """The unfinished stage of this kind if there is one, else a new stage from the plan."""
+    study = store.ensure_study(spec.name, qualified(spec.trainable), spec.metric, spec.mode)
+    stages = store.stages(study.study_id)
+    for stage in reversed(stages):
+        if stage.kind == plan.kind:
+            if stage.status != "finished":
+                return study, stage, True
+            break
+    seed = plan.seed if plan.seed is not None else spec.seed + len(stages)
+    rng = np.random.default_rng(seed)
+    configs = plan.space.sample(plan.trials, rng)
+    stage = store.begin_stage(
+        study.study_id,
+        plan.kind,
+        seed=seed,
+        epochs=plan.epochs,
+        ranges=plan.space.to_dict(),
+        fixed=spec.fixed,
+        configs=configs,
+        seeds=trial_seeds(rng, plan.trials),
+        parent_stage_id=plan.parent_stage_id,
+    )
+    return study, stage, False
+
+
+def run_stage(
+    store: Store,
+    spec: StudySpec,
+    stage: StageRecord,
+    executor: Executor,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> dict[str, int]:
+    """Run the stage's unfinished trials; commit results in batches. Returns status counts.
+
+    On an interrupt (Ctrl-C) everything received so far is committed before it propagates.
+    """
+    todo = store.trials(stage.stage_id, unfinished_only=True)
+    counts = store.status_counts(stage.stage_id)
+    progress = Progress(total=stage.n_trials)
+    progress.counts = {k: v for k, v in counts.items() if k not in ("pending", "running")}
+    tracker = _Tracker(spec.metric, spec.mode, progress)
+    tasks = [
+        TrialTask(t.trial_id, t.attempts + 1, {**stage.fixed, **t.params}, t.seed, stage.epochs)
+        for t in todo
+    ]
+    batch, last_commit = Batch(), time.monotonic()
+    try:
+        for events in executor.run(tasks):
+            tracker.apply(events, batch)
+            if time.monotonic() - last_commit >= COMMIT_SECONDS or len(batch) >= COMMIT_ROWS:
+                store.record(batch)
+                batch, last_commit = Batch(), time.monotonic()
+                if on_progress:
+                    on_progress(progress)
+    finally:
+        store.record(batch)
+    if on_progress:
+        on_progress(progress)
+    return store.status_counts(stage.stage_id)
+
+
+def top_trials(store: Store, stage: StageRecord, mode: str, k: int = 10) -> list[TrialRecord]:
+    """The stage's best completed trials, best first."""
+    done = [
+        t
+        for t in store.trials(stage.stage_id)
+        if t.status == "completed" and t.best_value is not None
+    ]
+    done.sort(key=lambda t: t.best_value if mode == "min" else -t.best_value)  # type: ignore[operator]
+    return done[:k]

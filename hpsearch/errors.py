@@ -1,0 +1,27 @@
+"""Errors hpsearch raises for the user to act on.
+
+    HpsearchError           bad input or an unusable setup: one line, exit code 2
+     ├── SpecError          the study spec breaks a rule (names file, key, rule, value)
+     ├── TrainableError     the trainable cannot be found or is not a generator function
+     └── ClusterError       Ray cannot be started or reached
+
+Storage problems arrive as `storage.StorageError` and are reported the same way.
+"""
+
+from __future__ import annotations
+
+
+class HpsearchError(Exception):
+    """A problem the user must fix; the CLI prints it as one line and exits with code 2."""
+
+
+class SpecError(HpsearchError):
+    pass
+
+
+class TrainableError(HpsearchError):
+    pass
+
+
+class ClusterError(HpsearchError):
+    pass

@@ -1,0 +1,286 @@
+"""Executors run trials and stream their events back: on Ray, or in this process for tests.
+
+The only module that imports Ray. Trials travel in bundles (one streaming Ray task runs
+several trials one after another) sized from the measured trial time, so many short trials
+cost few tasks and few messages, while long trials still get one task each.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from hpsearch.errors import ClusterError
+from hpsearch.registry import resolve
+from hpsearch.trial import Event, TrialTask, run_bundle
+
+FLUSH_SECONDS = 0.05  # a worker sends at most one message per trial bundle this often
+BUNDLE_SECONDS = 1.0  # aim for bundles of about this much work
+IN_FLIGHT_PER_SLOT = 2
+
+
+class Executor(Protocol):
+    slots: int
+
+    def run(self, tasks: list[TrialTask]) -> Iterator[list[Event]]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What every trial of a stage shares."""
+
+    trainable: str
+    metric: str
+    search_path: Path
+
+
+class InProcessExecutor:
+    """Runs trials one by one in this process: same events as Ray, for fast tests."""
+
+    slots = 1
+
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+
+    def run(self, tasks: list[TrialTask]) -> Iterator[list[Event]]:
+        fn = resolve(self.workload.trainable, self.workload.search_path)
+        for task in tasks:
+            yield from run_bundle(fn, [task], self.workload.metric, "local", 0.0)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    address: str | None = None
+    cpus: int | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_retries: int = 2
+
+
+_pinned_threads: int | None = None
+
+
+def _pin_blas_threads(n: int) -> None:
+    """Numpy in a worker uses only the task's CPUs (else 2 trials x N BLAS threads fight)."""
+    global _pinned_threads
+    if _pinned_threads != n:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=n)
+        _pinned_threads = n
+
+
+def _bundle_task(
+    workload: Workload, tasks: list[TrialTask], threads: int, flush_seconds: float
+) -> Iterator[list[Event]]:
+    import ray
+
+    fn = resolve(workload.trainable, workload.search_path)
+    _pin_blas_threads(threads)
+    node_id = ray.get_runtime_context().get_node_id()
+    yield from run_bundle(fn, tasks, workload.metric, node_id, flush_seconds)
+
+
+class RayExecutor:
+    """Runs trials as streaming Ray tasks on a local Ray or an existing cluster."""
+
+    def __init__(self, workload: Workload, options: RayOptions) -> None:
+        import ray
+
+        self.workload = workload
+        self.options = options
+        _connect(options, workload.search_path)
+        self.slots = _slots(ray, options)
+        self._remote = ray.remote(_bundle_task).options(
+            num_returns="streaming",
+            num_cpus=options.cpus_per_trial,
+            num_gpus=options.gpus_per_trial,
+            max_retries=0,  # hpsearch retries lost trials itself, as new attempts
+            scheduling_strategy="SPREAD",
+        )
+        self._threads = max(1, math.floor(options.cpus_per_trial))
+        self._inflight: dict[Any, dict[int, TrialTask]] = {}
+        self._trial_seconds = 0.0
+        self._trials_timed = 0
+
+    def run(self, tasks: list[TrialTask]) -> Iterator[list[Event]]:
+        import ray
+
+        queue = deque(tasks)
+        retries: dict[int, int] = {}
+        while queue or self._inflight:
+            self._submit(queue)
+            for gen in self._ready(ray):
+                yield self._next_events(ray, gen, queue, retries)
+
+    def _submit(self, queue: deque[TrialTask]) -> None:
+        while queue and len(self._inflight) < self.slots * IN_FLIGHT_PER_SLOT:
+            bundle = [
+                queue.popleft() for _ in range(min(self._bundle_size(len(queue)), len(queue)))
+            ]
+            gen = self._remote.remote(self.workload, bundle, self._threads, FLUSH_SECONDS)
+            self._inflight[gen] = {t.trial_id: t for t in bundle}
+
+    def _bundle_size(self, queued: int) -> int:
+        if not self._trials_timed:
+            return 1
+        mean = self._trial_seconds / self._trials_timed
+        fair_share = math.ceil(queued / (self.slots * IN_FLIGHT_PER_SLOT))
+        return max(1, min(int(BUNDLE_SECONDS / max(mean, 1e-6)), fair_share))
+
+    def _ready(self, ray: Any) -> list[Any]:
+        gens = list(self._inflight)
+        ready, rest = ray.wait(gens, num_returns=1, timeout=1.0)
+        if ready and rest:
+            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+            ready += more
+        return ready
+
+    def _next_events(
+        self, ray: Any, gen: Any, queue: deque[TrialTask], retries: dict[int, int]
+    ) -> list[Event]:
+        unfinished = self._inflight[gen]
+        try:
+            events: list[Event] = ray.get(next(gen))
+        except StopIteration:
+            del self._inflight[gen]
+            return []
+        except ray.exceptions.RayTaskError as exc:  # the worker code raised: no retry helps
+            del self._inflight[gen]
+            reason = _task_error(exc)
+            return [
+                ("end", t.trial_id, t.attempt, "failed", reason, 0.0) for t in unfinished.values()
+            ]
+        except ray.exceptions.RayError as exc:  # worker process or node died
+            del self._inflight[gen]
+            return self._lost(list(unfinished.values()), exc, queue, retries)
+        for event in events:
+            if event[0] == "end":
+                unfinished.pop(event[1], None)
+                self._trial_seconds += event[5]
+                self._trials_timed += 1
+        return events
+
+    def _lost(
+        self,
+        tasks: list[TrialTask],
+        exc: Exception,
+        queue: deque[TrialTask],
+        retries: dict[int, int],
+    ) -> list[Event]:
+        reason = (
+            f"worker lost: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        )
+        events: list[Event] = []
+        for task in tasks:
+            used = retries.get(task.trial_id, 0)
+            if used >= self.options.max_retries:
+                note = f"{reason} (gave up after {used} retries)"
+                events.append(("end", task.trial_id, task.attempt, "failed", note, 0.0))
+                continue
+            retries[task.trial_id] = used + 1
+            events.append(("lost", task.trial_id, task.attempt, reason))
+            queue.appendleft(
+                TrialTask(task.trial_id, task.attempt + 1, task.params, task.seed, task.epochs)
+            )
+        return events
+
+    def close(self) -> None:
+        import ray
+
+        for gen in self._inflight:
+            try:
+                ray.cancel(gen, force=True)
+            except Exception:  # already finished or its worker is gone
+                pass
+        self._inflight.clear()
+        ray.shutdown()
+
+
+def _task_error(exc: Exception) -> str:
+    cause = getattr(exc, "cause", None)
+    if cause is not None:
+        return f"{type(cause).__name__}: {cause}"
+    return str(exc).strip().splitlines()[-1]
+
+
+def _connect(options: RayOptions, search_path: Path) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = options.address or os.environ.get("RAY_ADDRESS")
+    env_vars = {"RAY_USAGE_STATS_ENABLED": "0"}
+    if address:
+        _check_reachable(address)
+        runtime_env = {
+            "working_dir": str(search_path),
+            "excludes": ["*.db", "*.db-wal", "*.db-shm", ".git", "__pycache__"],
+            "env_vars": env_vars,
+        }
+        ray.init(
+            address=address, runtime_env=runtime_env, logging_level="ERROR", log_to_driver=False
+        )
+        return
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # bind and advertise 127.0.0.1 only
+    python_path = os.pathsep.join(
+        p for p in (str(search_path), os.getcwd(), os.environ.get("PYTHONPATH", "")) if p
+    )
+    ray.init(
+        address="local",
+        num_cpus=options.cpus,
+        include_dashboard=False,
+        runtime_env={"env_vars": {**env_vars, "PYTHONPATH": python_path}},
+        logging_level="ERROR",
+        log_to_driver=False,
+    )
+
+
+def _check_reachable(address: str, timeout: float = 3.0) -> None:
+    """Fail in seconds, not minutes, when nothing listens at the cluster address."""
+    if address in ("auto", "local"):
+        return
+    host_port = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(
+            f"--address {address}: expected HOST:PORT of a Ray head (e.g. 10.0.0.5:6379)"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ClusterError(
+            f"--address {address}: no Ray cluster reachable ({exc.strerror or exc}): "
+            "check the address and that `ray start --head` runs there"
+        ) from None
+
+
+def _slots(ray: Any, options: RayOptions) -> int:
+    """How many trials can run at once; refuse requests no node can ever satisfy."""
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    biggest_cpu = max((r.get("CPU", 0.0) for r in nodes), default=0.0)
+    if options.cpus_per_trial > biggest_cpu:
+        raise ClusterError(
+            f"--cpus-per-trial {options.cpus_per_trial}: no Ray node has that many CPUs "
+            f"(largest has {biggest_cpu:g})"
+        )
+    total = ray.cluster_resources()
+    slots = total.get("CPU", 0.0) / options.cpus_per_trial if options.cpus_per_trial else 1e9
+    if options.gpus_per_trial:
+        gpus = total.get("GPU", 0.0)
+        if gpus < options.gpus_per_trial:
+            raise ClusterError(
+                f"--gpus-per-trial {options.gpus_per_trial}: the cluster has {gpus:g} GPUs"
+            )
+        slots = min(slots, gpus / options.gpus_per_trial)
+    return max(1, int(slots))

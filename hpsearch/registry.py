@@ -1,0 +1,59 @@
+"""Trainables by short name or `package.module:function`, imported lazily."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from hpsearch.errors import TrainableError
+
+Trainable = Callable[..., Iterator[dict[str, float]]]
+
+BUILTIN = {
+    "softmax": "trainables.softmax:train",
+    "svm": "trainables.svm:train",
+    "mlp": "trainables.mlp:train",
+    "synthetic": "trainables.synthetic:train",
+    "noop": "trainables.noop:train",
+}
+
+
+def qualified(ref: str) -> str:
+    """`package.module:function` for a short name or an already qualified reference."""
+    return BUILTIN.get(ref, ref)
+
+
+def resolve(ref: str, search_path: Path | None = None) -> Trainable:
+    """Import the trainable; `search_path` (the spec's directory) is tried for user modules."""
+    target = qualified(ref)
+    if ":" not in target:
+        names = ", ".join(sorted(BUILTIN))
+        raise TrainableError(
+            f"trainable {ref!r}: not a built-in name ({names}) nor 'package.module:function'"
+        )
+    module_name, _, func_name = target.partition(":")
+    if search_path is not None and str(search_path) not in sys.path:
+        sys.path.insert(0, str(search_path))
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise TrainableError(
+            f"trainable {ref!r}: module {exc.name!r} not found "
+            f"(looked next to the spec and on the Python path)"
+        ) from None
+    except Exception as exc:  # the user's module raised while importing
+        raise TrainableError(
+            f"trainable {ref!r}: importing {module_name} raised {type(exc).__name__}: {exc}"
+        ) from None
+    func = getattr(module, func_name, None)
+    if func is None:
+        raise TrainableError(f"trainable {ref!r}: module {module_name} has no {func_name!r}")
+    if not inspect.isgeneratorfunction(func):
+        raise TrainableError(
+            f"trainable {ref!r}: {func_name} must be a generator function that yields one "
+            "dict of metrics per epoch"
+        )
+    return func

@@ -1,0 +1,90 @@
+"""What the CLI prints: the live progress bar, the summary line and the top-trials table."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from hpsearch.driver import Progress as StageProgress
+from storage import StageRecord, TrialRecord
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+@contextmanager
+def progress_bar(label: str, quiet: bool) -> Iterator[Callable[[StageProgress], None] | None]:
+    """A live bar on a terminal; nothing when quiet or when stderr is not a terminal."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(label, total=None, status="")
+
+        def update(p: StageProgress) -> None:
+            status = (
+                f"failed {p.counts.get('failed', 0)}  diverged {p.counts.get('diverged', 0)}"
+                f"  best {fmt(p.best) if p.best is not None else '-'}"
+            )
+            bar.update(task, total=p.total, completed=p.done, status=status)
+
+        yield update
+
+
+def summary_line(
+    stage: StageRecord, counts: dict[str, int], metric: str, top: list[TrialRecord], seconds: float
+) -> str:
+    parts = [f"{n} {status}" for status, n in sorted(counts.items())]
+    best = f"best {metric} {fmt(top[0].best_value)} (trial {top[0].number})" if top else "no best"
+    return (
+        f"{stage.kind} stage {stage.stage_id}: {stage.n_trials} trials "
+        f"({', '.join(parts)}) in {seconds:.1f}s; {best}"
+    )
+
+
+def top_table(top: list[TrialRecord], metric: str) -> Table:
+    names = list(top[0].params) if top else []
+    table = Table(title=f"Top {len(top)} trials by {metric}")
+    for column in ("trial", metric, "epoch", *names):
+        table.add_column(column, justify="right")
+    for t in top:
+        row = [str(t.number), fmt(t.best_value), str(t.best_epoch)]
+        table.add_row(*row, *(fmt(t.params.get(n)) for n in names))
+    return table
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.start

@@ -1,0 +1,243 @@
+"""Study specs: parse a TOML file and validate every key, naming the file, key and rule."""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpsearch.errors import SpecError
+from hpsearch.space import NUMERIC_TYPES, TYPES, Choice, Dimension, Numeric, Space
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+TOP_KEYS = {"name", "trainable", "metric", "mode", "seed", "fixed", "space", "coarse", "fine"}
+NUMERIC_KEYS = {"type", "low", "high", "min", "max"}
+CHOICE_KEYS = {"type", "values"}
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    trials: int
+    epochs: int
+
+
+@dataclass(frozen=True)
+class FineSettings(StageSettings):
+    top: int = 10
+    edge: float = 0.1  # width of the outer band, as a fraction of the range, that flags an edge
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    path: Path
+    name: str
+    trainable: str
+    metric: str
+    mode: str
+    space: Space
+    coarse: StageSettings
+    fine: FineSettings
+    fixed: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    @property
+    def directory(self) -> Path:
+        """Where the spec lives: a trainable module next to it can be imported from here."""
+        return self.path.parent
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    path = Path(path)
+    return parse_spec(_read_toml(path), path)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path}: is a directory, not a spec file") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read spec file ({exc.strerror})") from None
+    if not raw.strip():
+        raise SpecError(f"{path}: spec file is empty: see examples/digits.toml for the format")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file (is it a TOML spec?)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: TOML syntax error: {exc}") from None
+
+
+class _Checker:
+    """Reads typed values out of the TOML tables, raising SpecError with file and key."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = path.name
+
+    def fail(self, key: str, rule: str) -> SpecError:
+        return SpecError(f"{self.file}: {key}: {rule}")
+
+    def table(self, data: dict[str, Any], key: str, *, required: bool = True) -> dict[str, Any]:
+        if key not in data:
+            if required:
+                raise self.fail(key, "missing table")
+            return {}
+        value = data[key]
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a table, got {value!r}")
+        return value
+
+    def no_unknown(self, data: dict[str, Any], allowed: set[str], prefix: str = "") -> None:
+        for key in data:
+            if key not in allowed:
+                raise self.fail(
+                    f"{prefix}{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})"
+                )
+
+    def string(self, data: dict[str, Any], key: str, prefix: str = "") -> str:
+        if key not in data:
+            raise self.fail(f"{prefix}{key}", "missing key")
+        value = data[key]
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(f"{prefix}{key}", f"must be a non-empty string, got {value!r}")
+        return value
+
+    def positive_int(self, data: dict[str, Any], key: str, prefix: str, default: int) -> int:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(f"{prefix}{key}", f"must be an integer, got {value!r}")
+        if value <= 0:
+            raise self.fail(f"{prefix}{key}", f"must be > 0, got {value}")
+        return value
+
+    def number(self, data: dict[str, Any], key: str, prefix: str) -> float | None:
+        if key not in data:
+            return None
+        value = data[key]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise self.fail(f"{prefix}{key}", f"must be a finite number, got {value!r}")
+        return value
+
+
+def parse_spec(data: dict[str, Any], path: Path) -> StudySpec:
+    check = _Checker(path)
+    check.no_unknown(data, TOP_KEYS)
+    mode = check.string(data, "mode") if "mode" in data else "max"
+    if mode not in ("min", "max"):
+        raise check.fail("mode", f"must be 'min' or 'max', got {mode!r}")
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise check.fail("seed", f"must be an integer >= 0, got {seed!r}")
+    space = _parse_space(check, check.table(data, "space"))
+    fixed = check.table(data, "fixed", required=False)
+    for name in fixed:
+        if name in space.dimensions:
+            raise check.fail(f"fixed.{name}", "is also in [space]: keep it in one of the two")
+    return StudySpec(
+        path=path,
+        name=check.string(data, "name"),
+        trainable=check.string(data, "trainable"),
+        metric=check.string(data, "metric"),
+        mode=mode,
+        space=space,
+        coarse=_parse_coarse(check, check.table(data, "coarse", required=False)),
+        fine=_parse_fine(check, check.table(data, "fine", required=False)),
+        fixed=dict(fixed),
+        seed=seed,
+    )
+
+
+def _parse_coarse(check: _Checker, data: dict[str, Any]) -> StageSettings:
+    check.no_unknown(data, {"trials", "epochs"}, "coarse.")
+    return StageSettings(
+        trials=check.positive_int(data, "trials", "coarse.", 50),
+        epochs=check.positive_int(data, "epochs", "coarse.", 3),
+    )
+
+
+def _parse_fine(check: _Checker, data: dict[str, Any]) -> FineSettings:
+    check.no_unknown(data, {"trials", "epochs", "top", "edge"}, "fine.")
+    edge = check.number(data, "edge", "fine.")
+    if edge is not None and not 0 < edge < 0.5:
+        raise check.fail("fine.edge", f"must be between 0 and 0.5 (a fraction), got {edge}")
+    return FineSettings(
+        trials=check.positive_int(data, "trials", "fine.", 20),
+        epochs=check.positive_int(data, "epochs", "fine.", 20),
+        top=check.positive_int(data, "top", "fine.", 10),
+        edge=0.1 if edge is None else edge,
+    )
+
+
+def _parse_space(check: _Checker, data: dict[str, Any]) -> Space:
+    if not data:
+        raise check.fail("space", "needs at least one parameter")
+    dims: dict[str, Dimension] = {}
+    for name, entry in data.items():
+        key = f"space.{name}"
+        if not isinstance(entry, dict):
+            raise check.fail(
+                key, f'must be a table like {{ type = "uniform", ... }}, got {entry!r}'
+            )
+        kind = entry.get("type")
+        if kind not in TYPES:
+            raise check.fail(f"{key}.type", f"must be one of {', '.join(TYPES)}, got {kind!r}")
+        dims[name] = _choice(check, key, entry) if kind == "choice" else _numeric(check, key, entry)
+    return Space(dims)
+
+
+def _choice(check: _Checker, key: str, entry: dict[str, Any]) -> Choice:
+    check.no_unknown(entry, CHOICE_KEYS, f"{key}.")
+    values = entry.get("values")
+    if not isinstance(values, list) or not values:
+        raise check.fail(key, f"choice needs a non-empty list `values`, got {values!r}")
+    for value in values:
+        if not isinstance(value, str | int | float | bool):
+            raise check.fail(key, f"choice values must be strings or numbers, got {value!r}")
+    if len({repr(v) for v in values}) != len(values):
+        raise check.fail(key, f"choice values must be distinct, got {values!r}")
+    return Choice(tuple(values))
+
+
+def _numeric(check: _Checker, key: str, entry: dict[str, Any]) -> Numeric:
+    kind = entry["type"]
+    check.no_unknown(entry, NUMERIC_KEYS, f"{key}.")
+    low, high = (check.number(entry, k, f"{key}.") for k in ("low", "high"))
+    if low is None or high is None:
+        raise check.fail(key, f"{kind} needs both low and high")
+    minimum, maximum = (check.number(entry, k, f"{key}.") for k in ("min", "max"))
+    if kind.endswith("randint"):
+        for name, value in (("low", low), ("high", high), ("min", minimum), ("max", maximum)):
+            if value is not None and value != int(value):
+                raise check.fail(key, f"{kind} needs integer bounds, got {name}={value}")
+    if kind.startswith("log") and low <= 0:
+        raise check.fail(key, f"{kind} needs low > 0, got low={low}")
+    if low >= high:
+        raise check.fail(key, f"needs low < high, got low={low} high={high}")
+    if minimum is not None and minimum > low:
+        raise check.fail(key, f"needs min <= low, got min={minimum} low={low}")
+    if maximum is not None and maximum < high:
+        raise check.fail(key, f"needs high <= max, got high={high} max={maximum}")
+    if kind.startswith("log") and minimum is not None and minimum <= 0:
+        raise check.fail(key, f"{kind} needs min > 0, got min={minimum}")
+    if kind.endswith("randint"):
+        return Numeric(kind, int(low), int(high), _opt_int(minimum), _opt_int(maximum))
+    return Numeric(kind, float(low), float(high), minimum, maximum)
+
+
+def _opt_int(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+__all__ = ["NUMERIC_TYPES", "FineSettings", "StageSettings", "StudySpec", "load_spec"]

@@ -1,0 +1,34 @@
+"""hpsearch storage: SQLAlchemy models, the Store (the one write path), read queries.
+
+Knows nothing of Ray, the CLI or the search driver.
+"""
+
+from __future__ import annotations
+
+from storage._engine import describe, to_url
+from storage._errors import SchemaVersionError, StorageError
+from storage._models import SCHEMA_VERSION
+from storage._records import (
+    FINAL_STATUSES,
+    Batch,
+    FlagRecord,
+    StageRecord,
+    StudyRecord,
+    TrialRecord,
+)
+from storage._store import Store
+
+__all__ = [
+    "FINAL_STATUSES",
+    "SCHEMA_VERSION",
+    "Batch",
+    "FlagRecord",
+    "SchemaVersionError",
+    "StageRecord",
+    "Store",
+    "StorageError",
+    "StudyRecord",
+    "TrialRecord",
+    "describe",
+    "to_url",
+]

@@ -1,0 +1,140 @@
+"""Engines, the one connect hook for SQLite pragmas, the schema check, and sessions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage._errors import SchemaVersionError, StorageError
+from storage._models import SCHEMA_VERSION, Base, Meta, trial_results_view_sql
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def to_url(db: str) -> str:
+    """A plain path becomes an SQLite URL; anything with '://' is taken as an SQLAlchemy URL."""
+    if "://" in db:
+        return db
+    return f"sqlite:///{Path(db).expanduser().absolute()}"
+
+
+def describe(db: str) -> str:
+    """How to name the database in messages: its path for SQLite, else the URL without password."""
+    try:
+        url = make_url(to_url(db))
+    except ArgumentError:
+        return db
+    if url.get_backend_name() == "sqlite":
+        return url.database or ":memory:"
+    return url.render_as_string(hide_password=True)
+
+
+def _set_sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_conn.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+def _check_sqlite_path(db: str, url_text: str) -> None:
+    url = make_url(url_text)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    path = Path(url.database)
+    if not path.parent.is_dir():
+        raise StorageError(f"{db}: directory {path.parent} does not exist: create it or pick --db")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise StorageError(f"{db}: file is read-only: make it writable or pick another --db")
+    if not path.exists() and not os.access(path.parent, os.W_OK):
+        raise StorageError(f"{db}: directory {path.parent} is not writable: pick another --db")
+
+
+def open_engine(db: str) -> Engine:
+    """Open (creating if new) a writable hpsearch database and check its schema version."""
+    url_text = to_url(db)
+    _check_sqlite_path(db, url_text)
+    try:
+        engine = create_engine(url_text)
+    except (ArgumentError, ImportError) as exc:
+        raise StorageError(f"{db}: not a usable database URL ({exc})") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+    try:
+        _ensure_schema(engine, db)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StorageError(f"{db}: cannot open database: {_reason(exc)}") from None
+    except StorageError:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return str(exc.orig)
+    return str(exc).splitlines()[0]
+
+
+def _ensure_schema(engine: Engine, db: str) -> None:
+    tables = set(inspect(engine).get_table_names())
+    if not tables:
+        _create_schema(engine)
+        return
+    if Meta.__tablename__ not in tables:
+        raise StorageError(
+            f"{db}: not an hpsearch database (it has tables but no {Meta.__tablename__}): "
+            "pick another --db"
+        )
+    check_version(engine, db)
+
+
+def _create_schema(engine: Engine) -> None:
+    with engine.begin() as conn:
+        Base.metadata.create_all(conn)
+        conn.execute(text(trial_results_view_sql(engine.dialect.name)))
+        conn.execute(
+            Meta.__table__.insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}]
+        )
+
+
+def check_version(engine: Engine, db: str) -> None:
+    with engine.connect() as conn:
+        found = conn.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar()
+    version = int(found) if found is not None else 0
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{db}: schema version {version} is newer than this hpsearch reads "
+            f"({SCHEMA_VERSION}): upgrade with `pip install -U hpsearch`"
+        )
+    if version < SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{db}: schema version {version} is older than this hpsearch writes "
+            f"({SCHEMA_VERSION}): keep using the older hpsearch for it or start a new --db"
+        )
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session], db: str) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on error, database errors as StorageError."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        raise StorageError(f"{db}: {_reason(exc)}") from None
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

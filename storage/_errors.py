@@ -1,0 +1,11 @@
+"""Storage errors: every one carries a sentence a user can act on."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """The database cannot be opened, read or written as asked."""
+
+
+class SchemaVersionError(StorageError):
+    """The database was written by an hpsearch with another schema version."""

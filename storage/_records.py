@@ -1,0 +1,98 @@
+"""Frozen records: rows leave storage as these, never as ORM objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+FINAL_STATUSES = ("completed", "failed", "diverged")
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    study_id: int
+    name: str
+    trainable: str
+    metric: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    stage_id: int
+    study_id: int
+    kind: str
+    parent_stage_id: int | None
+    status: str
+    seed: int
+    epochs: int
+    n_trials: int
+    ranges: dict[str, Any]
+    fixed: dict[str, Any]
+    proposal: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    trial_id: int
+    stage_id: int
+    number: int
+    status: str
+    seed: int
+    attempts: int
+    params: dict[str, Any]
+    best_value: float | None = None
+    best_epoch: int | None = None
+    epochs_run: int = 0
+    error: str | None = None
+    node_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FlagRecord:
+    param: str
+    side: str
+    value: float | None
+    position: float | None
+    message: str
+
+
+@dataclass
+class Batch:
+    """Results gathered by the driver, written in one transaction by `Store.record`."""
+
+    started: list[dict[str, Any]] = field(default_factory=list)  # trial_id, attempts, node_id
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # trial_id, attempt, epoch, ...
+    finished: list[dict[str, Any]] = field(default_factory=list)  # trial_id, status, error, ...
+
+    def __len__(self) -> int:
+        return len(self.started) + len(self.metrics) + len(self.finished)
+
+    def start(self, trial_id: int, attempt: int, node_id: str | None, at: datetime) -> None:
+        self.started.append(
+            {"tid": trial_id, "attempts": attempt, "node_id": node_id, "started_at": at}
+        )
+
+    def finish(
+        self,
+        trial_id: int,
+        status: str,
+        *,
+        error: str | None,
+        best: tuple[float, int] | None,
+        epochs_run: int,
+        at: datetime,
+    ) -> None:
+        value, epoch = best if best is not None else (None, None)
+        self.finished.append(
+            {
+                "tid": trial_id,
+                "status": status,
+                "error": error,
+                "best_value": value,
+                "best_epoch": epoch,
+                "epochs_run": epochs_run,
+                "finished_at": at,
+            }
+        )

@@ -1,0 +1,266 @@
+"""The Store: the one write path to the database, used by the stage driver only."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import sessionmaker
+
+from storage._engine import describe, open_engine, session_scope
+from storage._errors import StorageError
+from storage._models import Flag, Metric, Param, Stage, Study, Trial
+from storage._records import (
+    FINAL_STATUSES,
+    Batch,
+    FlagRecord,
+    StageRecord,
+    StudyRecord,
+    TrialRecord,
+)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _param_row(trial_id: int, name: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, bool | int | float):
+        return {"trial_id": trial_id, "name": name, "value": float(value), "text": None}
+    return {"trial_id": trial_id, "name": name, "value": None, "text": str(value)}
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+class Store:
+    """Opens (or creates) the database; every write goes through one of these methods."""
+
+    def __init__(self, db: str) -> None:
+        self.db = describe(db)
+        self.engine = open_engine(db)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _session(self):  # type: ignore[no-untyped-def]
+        return session_scope(self._sessions, self.db)
+
+    # -- studies and stages -------------------------------------------------------------
+    def study(self, name: str) -> StudyRecord | None:
+        with self._session() as s:
+            row = s.scalars(select(Study).where(Study.name == name)).one_or_none()
+            return _study_record(row) if row else None
+
+    def ensure_study(self, name: str, trainable: str, metric: str, mode: str) -> StudyRecord:
+        """The study of this name, created if new; a changed metric or mode is refused."""
+        existing = self.study(name)
+        if existing is None:
+            with self._session() as s:
+                row = Study(
+                    name=name, trainable=trainable, metric=metric, mode=mode, created_at=now()
+                )
+                s.add(row)
+                s.flush()
+                return _study_record(row)
+        if (existing.metric, existing.mode) != (metric, mode):
+            raise StorageError(
+                f"{self.db}: study {name!r} was run with metric={existing.metric} "
+                f"mode={existing.mode}, not {metric}/{mode}: rename the study or use another --db"
+            )
+        return existing
+
+    def begin_stage(
+        self,
+        study_id: int,
+        kind: str,
+        *,
+        seed: int,
+        epochs: int,
+        ranges: dict[str, Any],
+        fixed: dict[str, Any],
+        configs: list[dict[str, Any]],
+        seeds: list[int],
+        parent_stage_id: int | None = None,
+    ) -> StageRecord:
+        """A new stage with its ranges and all its trials as 'pending', in one transaction."""
+        with self._session() as s:
+            stage = Stage(
+                study_id=study_id,
+                kind=kind,
+                parent_stage_id=parent_stage_id,
+                status="running",
+                seed=seed,
+                epochs=epochs,
+                n_trials=len(configs),
+                ranges=ranges,
+                fixed=fixed,
+                created_at=now(),
+            )
+            s.add(stage)
+            s.flush()
+            trials = [
+                Trial(stage_id=stage.stage_id, number=i, status="pending", seed=trial_seed)
+                for i, trial_seed in enumerate(seeds)
+            ]
+            s.add_all(trials)
+            s.flush()
+            rows = [
+                _param_row(t.trial_id, name, value)
+                for t, config in zip(trials, configs, strict=True)
+                for name, value in config.items()
+            ]
+            s.execute(Param.__table__.insert(), rows)
+            return _stage_record(stage)
+
+    def stages(self, study_id: int) -> list[StageRecord]:
+        with self._session() as s:
+            rows = s.scalars(
+                select(Stage).where(Stage.study_id == study_id).order_by(Stage.stage_id)
+            )
+            return [_stage_record(r) for r in rows]
+
+    def stage(self, stage_id: int) -> StageRecord | None:
+        with self._session() as s:
+            row = s.get(Stage, stage_id)
+            return _stage_record(row) if row else None
+
+    def finish_stage(
+        self,
+        stage_id: int,
+        *,
+        proposal: dict[str, Any] | None = None,
+        flags: list[FlagRecord] = (),  # type: ignore[assignment]
+    ) -> None:
+        with self._session() as s:
+            s.execute(
+                update(Stage)
+                .where(Stage.stage_id == stage_id)
+                .values(status="finished", finished_at=now(), proposal=proposal)
+            )
+            s.add_all(
+                Flag(stage_id=stage_id, **{k: getattr(f, k) for k in FlagRecord.__annotations__})
+                for f in flags
+            )
+
+    def flags(self, stage_id: int) -> list[FlagRecord]:
+        with self._session() as s:
+            rows = s.scalars(select(Flag).where(Flag.stage_id == stage_id).order_by(Flag.flag_id))
+            return [FlagRecord(r.param, r.side, r.value, r.position, r.message) for r in rows]
+
+    # -- trials ---------------------------------------------------------------------------
+    def trials(self, stage_id: int, *, unfinished_only: bool = False) -> list[TrialRecord]:
+        """The stage's trials in order, with their params."""
+        query = select(Trial).where(Trial.stage_id == stage_id).order_by(Trial.number)
+        if unfinished_only:
+            query = query.where(Trial.status.not_in(FINAL_STATUSES))
+        with self._session() as s:
+            trials = list(s.scalars(query))
+            params = _params_of(s, [t.trial_id for t in trials])
+            return [_trial_record(t, params.get(t.trial_id, {})) for t in trials]
+
+    def status_counts(self, stage_id: int) -> dict[str, int]:
+        with self._session() as s:
+            rows = s.execute(
+                select(Trial.status, func.count())
+                .where(Trial.stage_id == stage_id)
+                .group_by(Trial.status)
+            )
+            return {status: n for status, n in rows}
+
+    def record(self, batch: Batch) -> None:
+        """Write one batch of results in a single transaction."""
+        if not len(batch):
+            return
+        with self._session() as s:
+            conn = s.connection()
+            if batch.started:
+                conn.execute(_START, batch.started)
+            if batch.metrics:
+                for row in batch.metrics:
+                    row["value"] = _finite_or_none(row["value"])
+                conn.execute(Metric.__table__.insert(), batch.metrics)
+            if batch.finished:
+                conn.execute(_FINISH, batch.finished)
+
+
+_trials = Trial.__table__
+_START = (
+    update(_trials)
+    .where(_trials.c.trial_id == bindparam("tid"))
+    .values(
+        status="running",
+        attempts=bindparam("attempts"),
+        node_id=bindparam("node_id"),
+        started_at=bindparam("started_at"),
+    )
+)
+_FINISH = (
+    update(_trials)
+    .where(_trials.c.trial_id == bindparam("tid"))
+    .values(
+        status=bindparam("status"),
+        error=bindparam("error"),
+        best_value=bindparam("best_value"),
+        best_epoch=bindparam("best_epoch"),
+        epochs_run=bindparam("epochs_run"),
+        finished_at=bindparam("finished_at"),
+    )
+)
+
+
+def _params_of(session: Any, trial_ids: list[int]) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    if not trial_ids:
+        return out
+    rows = session.execute(
+        select(Param.trial_id, Param.name, Param.value, Param.text).where(
+            Param.trial_id.between(min(trial_ids), max(trial_ids))
+        )
+    )
+    wanted = set(trial_ids)
+    for trial_id, name, value, text in rows:
+        if trial_id in wanted:
+            out.setdefault(trial_id, {})[name] = text if text is not None else value
+    return out
+
+
+def _study_record(row: Study) -> StudyRecord:
+    return StudyRecord(row.study_id, row.name, row.trainable, row.metric, row.mode)
+
+
+def _stage_record(row: Stage) -> StageRecord:
+    return StageRecord(
+        stage_id=row.stage_id,
+        study_id=row.study_id,
+        kind=row.kind,
+        parent_stage_id=row.parent_stage_id,
+        status=row.status,
+        seed=row.seed,
+        epochs=row.epochs,
+        n_trials=row.n_trials,
+        ranges=row.ranges,
+        fixed=row.fixed,
+        proposal=row.proposal,
+    )
+
+
+def _trial_record(row: Trial, params: dict[str, Any]) -> TrialRecord:
+    return TrialRecord(
+        trial_id=row.trial_id,
+        stage_id=row.stage_id,
+        number=row.number,
+        status=row.status,
+        seed=row.seed,
+        attempts=row.attempts,
+        params=params,
+        best_value=row.best_value,
+        best_epoch=row.best_epoch,
+        epochs_run=row.epochs_run,
+        error=row.error,
+        node_id=row.node_id,
+    )
