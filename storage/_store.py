@@ -56,6 +56,11 @@ class Store:
             row = s.scalars(select(Study).where(Study.name == name)).one_or_none()
             return _study_record(row) if row else None
 
+    def studies(self) -> list[StudyRecord]:
+        with self._session() as s:
+            rows = s.scalars(select(Study).order_by(Study.study_id))
+            return [_study_record(r) for r in rows]
+
     def ensure_study(self, name: str, trainable: str, metric: str, mode: str) -> StudyRecord:
         """The study of this name, created if new; a changed metric or mode is refused."""
         existing = self.study(name)
