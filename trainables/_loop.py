@@ -90,7 +90,7 @@ def _epoch(
             raise FloatingPointError(
                 f"train_loss became {loss} at epoch {epoch}, step {first // batch + 1}"
             )
-        total_loss += loss * len(idx)
+        total_loss += float(loss) * len(idx)
         correct += int((fwd.scores.argmax(axis=1) == y[idx]).sum())
         last = first + batch >= n
         for name, grad in grads.items():
@@ -122,7 +122,7 @@ def _check_divergence(train_loss: float, initial: float, epoch: int) -> None:
 def _evaluate(net: Net, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
     fwd = net.forward(X)
     loss = net.data_loss(fwd.scores, y)[0]
-    out = {"val_loss": loss, "val_acc": float((fwd.scores.argmax(axis=1) == y).mean())}
+    out = {"val_loss": float(loss), "val_acc": float((fwd.scores.argmax(axis=1) == y).mean())}
     for i, z in enumerate(fwd.pre, start=1):
         h = np.maximum(z, 0.0)
         out[f"act_mean/h{i}"] = float(h.mean())

@@ -25,7 +25,7 @@ def softmax_loss(scores: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     rows = np.arange(len(y))
     shifted = scores - scores.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = -float(log_probs[rows, y].mean())
+    loss = -log_probs[rows, y].mean()  # a numpy scalar: keeps extended precision
     dscores = np.exp(log_probs)
     dscores[rows, y] -= 1.0
     return loss, dscores / len(y)
@@ -43,7 +43,7 @@ def svm_loss(scores: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean multiclass hinge loss ``sum_{j != y} max(0, s_j - s_y + 1)`` and its gradient."""
     margins = svm_margins(scores, y)
     positive = margins > 0
-    loss = float(np.maximum(margins, 0.0).sum() / len(y))
+    loss = np.maximum(margins, 0.0).sum() / len(y)
     dscores = positive.astype(scores.dtype)
     dscores[np.arange(len(y)), y] = -positive.sum(axis=1)
     return loss, dscores / len(y)
@@ -51,7 +51,7 @@ def svm_loss(scores: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
 
 def l2_penalty(params: Params, names: Sequence[str], reg: float) -> tuple[float, Params]:
     """``0.5 * reg * sum(W**2)`` over ``names`` and its gradient ``reg * W``."""
-    loss = 0.5 * reg * sum(float(np.sum(params[n] ** 2)) for n in names)
+    loss = 0.5 * reg * sum(np.sum(params[n] ** 2) for n in names)
     return loss, {n: reg * params[n] for n in names}
 
 
@@ -138,6 +138,7 @@ class Net:
         return out
 
     def data_loss(self, scores: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        """Mean data loss (a numpy scalar of the scores' dtype) and its score gradient."""
         return softmax_loss(scores, y) if self.loss_kind == "softmax" else svm_loss(scores, y)
 
     def loss(
