@@ -1,0 +1,153 @@
+"""The stage driver with the in-process executor: outcomes, batching, resume."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hpsearch.driver import StagePlan, run_stage, start_or_resume, top_trials
+from hpsearch.executor import InProcessExecutor, Workload
+from hpsearch.spec import StudySpec, load_spec
+from storage import Store
+
+TRAINABLE = """
+import os
+
+CALLS = []
+
+def train(params, *, epochs, seed):
+    x = params["x"]
+    CALLS.append(x)
+    for epoch in range(1, epochs + 1):
+        if os.environ.get("HPSEARCH_TEST_INTERRUPT") and len(CALLS) == 10 and epoch == 2:
+            raise KeyboardInterrupt
+        if params["kind"] == "raise" and epoch == 2:
+            raise RuntimeError("boom in epoch 2")
+        loss = float("nan") if params["kind"] == "nan" and epoch == 2 else x / epoch
+        yield {"val_acc": 1 - loss / 10, "val_loss": loss, "train_loss": loss}
+
+def not_a_generator(params, *, epochs, seed):
+    return [{"val_acc": 1.0}]
+"""
+
+SPEC = """
+name = "drv"
+trainable = "{module}:train"
+metric = "val_acc"
+mode = "max"
+
+[space]
+x = {{ type = "uniform", low = 0.01, high = 1.0 }}
+kind = {{ type = "choice", values = {kinds} }}
+
+[coarse]
+trials = 30
+epochs = 3
+"""
+
+
+def make_study(tmp_path: Path, kinds: str = '["ok", "raise", "nan"]') -> StudySpec:
+    module = "train_" + re.sub(r"\W", "_", tmp_path.name)  # unique: imports are cached
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(TRAINABLE))
+    (tmp_path / "study.toml").write_text(SPEC.format(kinds=kinds, module=module))
+    return load_spec(tmp_path / "study.toml")
+
+
+def coarse_plan(spec: StudySpec) -> StagePlan:
+    return StagePlan("coarse", spec.space, spec.coarse.trials, spec.coarse.epochs)
+
+
+def executor(spec: StudySpec) -> InProcessExecutor:
+    return InProcessExecutor(Workload(spec.trainable, spec.metric, spec.directory))
+
+
+def test_completed_failed_and_diverged_side_by_side(tmp_path: Path) -> None:
+    spec = make_study(tmp_path)
+    store = Store(str(tmp_path / "h.db"))
+    _, stage, resumed = start_or_resume(store, spec, coarse_plan(spec))
+    assert not resumed
+    counts = run_stage(store, spec, stage, executor(spec))
+    trials = {t.number: t for t in store.trials(stage.stage_id)}
+    by_kind = {
+        k: [t for t in trials.values() if t.params["kind"] == k] for k in ("ok", "raise", "nan")
+    }
+    assert all(by_kind.values()), "the seed should draw every kind"
+    assert {t.status for t in by_kind["ok"]} == {"completed"}
+    assert {t.status for t in by_kind["raise"]} == {"failed"}
+    assert all("RuntimeError: boom in epoch 2" in (t.error or "") for t in by_kind["raise"])
+    assert {t.status for t in by_kind["nan"]} == {"diverged"}
+    assert all(re.search(r"val_acc=nan.* at epoch 2$", t.error or "") for t in by_kind["nan"])
+    assert counts == {
+        s: len(by_kind[k])
+        for k, s in (("ok", "completed"), ("raise", "failed"), ("nan", "diverged"))
+    }
+    conn = sqlite3.connect(tmp_path / "h.db")
+    rows = dict(
+        conn.execute(
+            "SELECT t.status, count(*) FROM metrics m "
+            "JOIN trials t USING (trial_id) GROUP BY t.status"
+        )
+    )
+    assert rows["completed"] == len(by_kind["ok"]) * 3 * 3  # epochs x metrics
+    assert rows["failed"] == len(by_kind["raise"]) * 1 * 3  # stopped in epoch 2
+    assert rows["diverged"] == len(by_kind["nan"]) * 2 * 3  # the non-finite epoch is kept
+    best = top_trials(store, stage, "max")[0]
+    assert best.best_value == max(t.best_value for t in by_kind["ok"])  # type: ignore[type-var]
+    assert best.best_epoch == 3
+
+
+def test_stage_resumes_only_unfinished_trials_as_a_new_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = make_study(tmp_path, kinds='["ok"]')
+    store = Store(str(tmp_path / "h.db"))
+    _, stage, _ = start_or_resume(store, spec, coarse_plan(spec))
+    monkeypatch.setenv("HPSEARCH_TEST_INTERRUPT", "1")
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(store, spec, stage, executor(spec))
+    first = {t.trial_id: t for t in store.trials(stage.stage_id)}
+    done_before = {i for i, t in first.items() if t.status == "completed"}
+    assert 0 < len(done_before) < 30
+    conn = sqlite3.connect(tmp_path / "h.db")
+    rows_before = conn.execute("SELECT * FROM metrics ORDER BY 1, 2, 3, 4").fetchall()
+
+    monkeypatch.delenv("HPSEARCH_TEST_INTERRUPT")
+    _, again, resumed = start_or_resume(store, spec, coarse_plan(spec))
+    assert resumed and again.stage_id == stage.stage_id
+    run_stage(store, spec, again, executor(spec))
+    after = {t.trial_id: t for t in store.trials(stage.stage_id)}
+    assert {t.status for t in after.values()} == {"completed"}
+    assert {i: t.params for i, t in after.items()} == {i: t.params for i, t in first.items()}
+    rows_after = conn.execute("SELECT * FROM metrics ORDER BY 1, 2, 3, 4").fetchall()
+    assert set(rows_before) <= set(rows_after)  # nothing recorded before changed
+    interrupted = [i for i, t in first.items() if t.status == "running"]
+    assert interrupted and all(after[i].attempts == 2 for i in interrupted)
+    assert all(after[i].attempts == 1 for i in done_before)
+    assert len(rows_after) == 30 * 3 * 3 + 3  # plus epoch 1 of the interrupted attempt
+
+
+def test_finished_stage_is_not_resumed_and_next_stage_samples_anew(tmp_path: Path) -> None:
+    spec = make_study(tmp_path, kinds='["ok"]')
+    store = Store(str(tmp_path / "h.db"))
+    _, first, _ = start_or_resume(store, spec, coarse_plan(spec))
+    run_stage(store, spec, first, executor(spec))
+    store.finish_stage(first.stage_id)
+    _, second, resumed = start_or_resume(store, spec, coarse_plan(spec))
+    assert not resumed and second.stage_id != first.stage_id
+    assert second.seed != first.seed
+    xs = lambda stage: [t.params["x"] for t in store.trials(stage.stage_id)]  # noqa: E731
+    assert xs(first) != xs(second)
+
+
+def test_same_seed_same_trials_in_another_database(tmp_path: Path) -> None:
+    spec = make_study(tmp_path, kinds='["ok"]')
+    params = []
+    for name in ("a.db", "b.db"):
+        store = Store(str(tmp_path / name))
+        _, stage, _ = start_or_resume(store, spec, coarse_plan(spec))
+        params.append([(t.params, t.seed) for t in store.trials(stage.stage_id)])
+    assert params[0] == params[1]
