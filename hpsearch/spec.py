@@ -31,6 +31,8 @@ class StageSettings:
 class FineSettings(StageSettings):
     top: int = 10
     edge: float = 0.1  # width of the outer band, as a fraction of the range, that flags an edge
+    pad: float = 0.25  # proposal padding (fraction of the top trials' span; of the old width
+    #                    for a flagged side that moves outward)
 
 
 @dataclass(frozen=True)
@@ -168,15 +170,19 @@ def _parse_coarse(check: _Checker, data: dict[str, Any]) -> StageSettings:
 
 
 def _parse_fine(check: _Checker, data: dict[str, Any]) -> FineSettings:
-    check.no_unknown(data, {"trials", "epochs", "top", "edge"}, "fine.")
+    check.no_unknown(data, {"trials", "epochs", "top", "edge", "pad"}, "fine.")
     edge = check.number(data, "edge", "fine.")
     if edge is not None and not 0 < edge < 0.5:
         raise check.fail("fine.edge", f"must be between 0 and 0.5 (a fraction), got {edge}")
+    pad = check.number(data, "pad", "fine.")
+    if pad is not None and not 0 <= pad <= 2:
+        raise check.fail("fine.pad", f"must be between 0 and 2 (a fraction), got {pad}")
     return FineSettings(
         trials=check.positive_int(data, "trials", "fine.", 20),
         epochs=check.positive_int(data, "epochs", "fine.", 20),
         top=check.positive_int(data, "top", "fine.", 10),
         edge=0.1 if edge is None else edge,
+        pad=0.25 if pad is None else pad,
     )
 
 
