@@ -1,0 +1,197 @@
+"""`hpsearch coarse` end to end: the real CLI in a subprocess on a real local Ray."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import run_cli
+
+TRAINABLE = """
+import time
+
+def train(params, *, epochs, seed):
+    for epoch in range(1, epochs + 1):
+        time.sleep(params.get("sleep", 0.0))
+        if params["kind"] == "raise" and epoch == 2:
+            raise ValueError("bad batch in epoch 2")
+        loss = float("inf") if params["kind"] == "inf" and epoch == 3 else params["x"] / epoch
+        yield {"val_acc": 1 / (1 + loss), "val_loss": loss, "train_loss": loss, "lr": params["x"]}
+"""
+
+SPEC = """
+name = "e2e"
+trainable = "e2e_train:train"
+metric = "val_acc"
+mode = "max"
+
+[fixed]
+sleep = {sleep}
+
+[space]
+x = {{ type = "loguniform", low = 1e-3, high = 10 }}
+kind = {{ type = "choice", values = {kinds} }}
+
+[coarse]
+trials = {trials}
+epochs = 4
+"""
+
+
+def study(tmp_path: Path, kinds: str = '["ok"]', trials: int = 40, sleep: float = 0.0) -> Path:
+    (tmp_path / "e2e_train.py").write_text(TRAINABLE)
+    spec = tmp_path / "study.toml"
+    spec.write_text(SPEC.format(kinds=kinds, trials=trials, sleep=sleep))
+    return spec
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_coarse_stage_lands_every_epoch_in_sql(tmp_path: Path, ray_address: str) -> None:
+    spec, db = study(tmp_path), tmp_path / "results.db"
+    result = run_cli("coarse", str(spec), "--db", str(db), "--address", ray_address, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "coarse stage 1: 40 trials (40 completed)" in result.stdout
+    assert "Top 10 trials by val_acc" in result.stdout
+    assert query(db, "SELECT count(*) FROM trials WHERE status = 'completed'") == [(40,)]
+    assert query(db, "SELECT count(*) FROM metrics") == [(40 * 4 * 4,)]
+    assert query(db, "SELECT count(*) FROM params") == [(40 * 2,)]
+    assert query(db, "SELECT count(DISTINCT node_id) FROM trials") == [(1,)]
+    best = query(db, "SELECT max(best_value) FROM trial_results WHERE study = 'e2e'")[0][0]
+    recomputed = query(db, "SELECT max(value) FROM metrics WHERE name = 'val_acc'")[0][0]
+    assert best == recomputed
+    assert query(db, "SELECT min(epoch), max(epoch), min(attempt) FROM metrics") == [(1, 4, 1)]
+
+
+def test_failed_and_diverged_trials_next_to_completed(tmp_path: Path, ray_address: str) -> None:
+    spec, db = study(tmp_path, kinds='["ok", "raise", "inf"]', trials=30), tmp_path / "h.db"
+    result = run_cli("coarse", str(spec), "--db", str(db), "--address", ray_address, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    statuses = dict(
+        query(
+            db,
+            "SELECT p.text, group_concat(DISTINCT t.status) FROM trials t "
+            "JOIN params p USING (trial_id) WHERE p.name = 'kind' GROUP BY 1",
+        )
+    )
+    assert statuses == {"ok": "completed", "raise": "failed", "inf": "diverged"}
+    errors = query(
+        db,
+        "SELECT DISTINCT t.error FROM trials t JOIN params p USING (trial_id) "
+        "WHERE p.name = 'kind' AND p.text = 'raise'",
+    )
+    assert len(errors) >= 1 and all("ValueError: bad batch in epoch 2" in e for (e,) in errors)
+    epochs = dict(query(db, "SELECT status, max(epochs_run) FROM trials GROUP BY status"))
+    assert epochs == {"completed": 4, "failed": 1, "diverged": 3}
+
+
+def test_every_trial_failing_exits_1(tmp_path: Path, ray_address: str) -> None:
+    spec, db = study(tmp_path, kinds='["raise"]', trials=4), tmp_path / "h.db"
+    result = run_cli("coarse", str(spec), "--db", str(db), "--address", ray_address, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "4 failed" in result.stdout
+
+
+def test_bad_spec_is_one_line_exit_2_and_database_untouched(
+    tmp_path: Path, ray_address: str
+) -> None:
+    spec, db = study(tmp_path, trials=3), tmp_path / "h.db"
+    assert (
+        run_cli(
+            "coarse", str(spec), "--db", str(db), "--address", ray_address, cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    before = db.read_bytes()
+    spec.write_text(spec.read_text().replace("trials = 3", "trails = 3"))
+    result = run_cli("coarse", str(spec), "--db", str(db), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "hpsearch: error: study.toml: coarse.trails: unknown key (allowed: epochs, trials)"
+    )
+    assert db.read_bytes() == before
+
+
+def _start_driver(spec: Path, db: Path, address: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hpsearch",
+            "coarse",
+            str(spec),
+            "--db",
+            str(db),
+            "--address",
+            address,
+            "--quiet",
+        ],
+        cwd=spec.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_rows(db: Path, n: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                if query(db, "SELECT count(*) FROM metrics")[0][0] >= n:
+                    return
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.2)
+    raise AssertionError(f"no {n} metric rows before the driver ended: {proc.communicate()}")
+
+
+def test_sigkill_mid_stage_then_rerun_resumes(tmp_path: Path, ray_address: str) -> None:
+    spec, db = study(tmp_path, trials=16, sleep=0.15), tmp_path / "h.db"
+    proc = _start_driver(spec, db, ray_address)
+    _wait_for_rows(db, 40, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    rows_before = set(query(db, "SELECT * FROM metrics"))
+    unfinished = query(db, "SELECT count(*) FROM trials WHERE status IN ('pending', 'running')")
+    assert unfinished[0][0] > 0
+    params_before = query(db, "SELECT * FROM params ORDER BY 1, 2")
+
+    result = run_cli("coarse", str(spec), "--db", str(db), "--address", ray_address, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "resuming coarse stage 1" in result.stderr
+    assert query(db, "SELECT count(*) FROM stages") == [(1,)]
+    assert query(db, "SELECT status, count(*) FROM trials GROUP BY 1") == [("completed", 16)]
+    assert query(db, "SELECT * FROM params ORDER BY 1, 2") == params_before
+    assert rows_before <= set(query(db, "SELECT * FROM metrics"))
+    complete = query(
+        db,
+        "SELECT count(*) FROM (SELECT trial_id, attempt FROM metrics "
+        "GROUP BY 1, 2 HAVING count(*) = 16)",
+    )  # 4 epochs x 4 metrics
+    assert complete == [(16,)]  # exactly one complete attempt per trial, no duplicates
+
+
+def test_ctrl_c_commits_and_exits_130(tmp_path: Path, ray_address: str) -> None:
+    spec, db = study(tmp_path, trials=16, sleep=0.15), tmp_path / "h.db"
+    proc = _start_driver(spec, db, ray_address)
+    _wait_for_rows(db, 40, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    received = query(db, "SELECT count(*) FROM metrics")[0][0]
+    assert received >= 40
+    result = run_cli("coarse", str(spec), "--db", str(db), "--address", ray_address, cwd=tmp_path)
+    assert result.returncode == 0 and "resuming coarse stage 1" in result.stderr
+    assert query(db, "SELECT status, count(*) FROM trials GROUP BY 1") == [("completed", 16)]
