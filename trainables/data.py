@@ -136,8 +136,13 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.transpose(0, 2, 3, 1), np.asarray(batch[b"labels"], dtype=np.int64)
 
 
-def load_cifar10(directory: str | os.PathLike[str] | None = None, n_val: int = 1000) -> Dataset:
-    """CIFAR-10 python-pickle batches; the last ``n_val`` training images validate."""
+def load_cifar10(
+    directory: str | os.PathLike[str] | None = None, n_val: int | None = None
+) -> Dataset:
+    """CIFAR-10 python-pickle batches; the last ``n_val`` training images validate.
+
+    ``n_val`` defaults to 1000 (49000 / 1000 / 10000), or a tenth of smaller batch files.
+    """
     root = cifar10_dir(directory)
     key = ("cifar10", str(root), n_val)
     if key in _CACHE:
@@ -152,6 +157,7 @@ def load_cifar10(directory: str | os.PathLike[str] | None = None, n_val: int = 1
     parts = [_read_batch(root / n) for n in CIFAR10_TRAIN_FILES]
     X = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
+    n_val = min(1000, len(y) // 10) if n_val is None else n_val
     if not 0 < n_val < len(y):
         raise ValueError(f"CIFAR-10: n_val must be in (0, {len(y)}), got {n_val}")
     test = _read_batch(root / CIFAR10_TEST_FILE)
