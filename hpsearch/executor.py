@@ -100,7 +100,9 @@ class RayExecutor:
 
         self.workload = workload
         self.options = options
-        _connect(options, workload.search_path)
+        self._owns_ray = not ray.is_initialized()  # an API caller may have started Ray
+        if self._owns_ray:
+            _connect(options, workload.search_path)
         self.slots = _slots(ray, options)
         self._remote = ray.remote(_bundle_task).options(
             num_returns="streaming",
@@ -205,7 +207,8 @@ class RayExecutor:
             except Exception:  # already finished or its worker is gone
                 pass
         self._inflight.clear()
-        ray.shutdown()
+        if self._owns_ray:
+            ray.shutdown()
 
 
 def _task_error(exc: Exception) -> str:
