@@ -102,7 +102,7 @@ def grad_check(
                 values.append(f())
                 signatures.append(kinks() if kinks else None)
             p[ix] = old
-            if kinks and any((s != signatures[0]).any() for s in signatures[1:]):
+            if kinks and any(np.any(s != signatures[0]) for s in signatures[1:]):
                 crossed += 1
                 continue
             n = float((-values[0] + 8 * values[1] - 8 * values[2] + values[3]) / (12 * h))
