@@ -11,7 +11,7 @@ import typer
 
 from hpsearch.driver import StagePlan, run_stage, start_or_resume, top_trials
 from hpsearch.errors import HpsearchError
-from hpsearch.executor import RayExecutor, RayOptions, Workload
+from hpsearch.executor import RayExecutor, RayOptions, Workload, check_cluster
 from hpsearch.registry import qualified, resolve
 from hpsearch.report import Timer, err, out, progress_bar, summary_line, top_table
 from hpsearch.spec import StudySpec, load_spec
@@ -57,6 +57,7 @@ def execute_stage(
 ) -> None:
     """Start or resume a stage, run it on Ray, print the outcome; exit 1 if nothing completed."""
     timer = Timer()
+    check_cluster(options)  # a bad --address fails here, before the database changes
     study, stage, resumed = start_or_resume(store, spec, plan)
     if resumed:
         left = len(store.trials(stage.stage_id, unfinished_only=True))
