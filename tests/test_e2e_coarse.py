@@ -195,3 +195,21 @@ def test_ctrl_c_commits_and_exits_130(tmp_path: Path, ray_address: str) -> None:
     result = run_cli("coarse", str(spec), "--db", str(db), "--address", ray_address, cwd=tmp_path)
     assert result.returncode == 0 and "resuming coarse stage 1" in result.stderr
     assert query(db, "SELECT status, count(*) FROM trials GROUP BY 1") == [("completed", 16)]
+
+
+def test_quick_start_on_a_fresh_local_ray_with_the_default_database(tmp_path: Path) -> None:
+    """The README's main job: a local Ray starts on 127.0.0.1, results land in ./hpsearch.db."""
+    spec = Path(__file__).resolve().parent.parent / "examples" / "digits.toml"
+    result = run_cli(
+        "coarse", str(spec), "--trials", "4", "--epochs", "2", "--cpus", "2", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    db = tmp_path / "hpsearch.db"
+    assert (
+        query(db, "SELECT study, status, epochs_run FROM trial_results")
+        == [("digits-softmax", "completed", 2)] * 4
+    )
+    names = {n for (n,) in query(db, "SELECT DISTINCT name FROM metrics")}
+    assert {"train_loss", "val_acc", "val_loss"} <= names
+    assert "best val_acc" in result.stdout

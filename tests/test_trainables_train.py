@@ -99,3 +99,13 @@ def test_synthetic_data_and_train_rows() -> None:
     history = run(mlp, params, 3)
     assert history[-1]["val_acc"] > 0.5
     assert run(softmax, {"train_rows": 50}, 1)[0]["train_acc"] <= 1.0
+
+
+def test_every_builtin_trainable_is_a_generator_function() -> None:
+    """hpsearch refuses trainables that are not generator functions (DESIGN.md's API)."""
+    import inspect
+
+    from trainables import mlp, softmax, svm, synthetic
+
+    for module in (softmax, svm, mlp, synthetic):
+        assert inspect.isgeneratorfunction(module.train), module.__name__

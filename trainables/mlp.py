@@ -34,4 +34,4 @@ def train(params: dict[str, Any], *, epochs: int, seed: int) -> Iterator[dict[st
     """
     cfg = resolve("mlp", params, DEFAULTS)
     hidden = parse_hidden(cfg["hidden"], cfg["depth"])
-    return train_net(cfg, hidden=hidden, loss_kind="softmax", epochs=epochs, seed=seed)
+    yield from train_net(cfg, hidden=hidden, loss_kind="softmax", epochs=epochs, seed=seed)

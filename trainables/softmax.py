@@ -32,4 +32,4 @@ def train(params: dict[str, Any], *, epochs: int, seed: int) -> Iterator[dict[st
     Raises FloatingPointError when the loss becomes non-finite or exceeds 3x its initial value.
     """
     cfg = resolve("softmax", params, DEFAULTS)
-    return train_net(cfg, hidden=(), loss_kind="softmax", epochs=epochs, seed=seed)
+    yield from train_net(cfg, hidden=(), loss_kind="softmax", epochs=epochs, seed=seed)

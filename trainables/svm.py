@@ -25,4 +25,4 @@ def train(params: dict[str, Any], *, epochs: int, seed: int) -> Iterator[dict[st
     Unknown keys raise ValueError; a hopeless trial raises FloatingPointError.
     """
     cfg = resolve("svm", params, DEFAULTS)
-    return train_net(cfg, hidden=(), loss_kind="svm", epochs=epochs, seed=seed)
+    yield from train_net(cfg, hidden=(), loss_kind="svm", epochs=epochs, seed=seed)
