@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer's own click
 
 from hpsearch.driver import StagePlan, run_stage, start_or_resume, top_trials
 from hpsearch.errors import HpsearchError
@@ -117,11 +118,26 @@ def _root() -> None:
 
 
 def main() -> None:
-    """Entry point: domain errors as one line (traceback only with HPSEARCH_DEBUG=1)."""
+    """Entry point: user errors as one line, exit 2 (traceback only with HPSEARCH_DEBUG=1)."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except (HpsearchError, StorageError) as exc:
         if os.environ.get("HPSEARCH_DEBUG") == "1":
             raise
         err.print(f"hpsearch: error: {exc}", markup=False, soft_wrap=True)
         sys.exit(2)
+    except NoArgsIsHelpError as exc:  # the help text was printed already
+        sys.exit(exc.exit_code)
+    except ClickException as exc:  # bad flag or value: one line, not typer's boxed usage
+        err.print(f"hpsearch: error: {_usage_error(exc)}", markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("hpsearch: aborted")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: ClickException) -> str:
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return f"{exc.format_message()}{hint}"
