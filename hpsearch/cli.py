@@ -10,7 +10,15 @@ from typing import Annotated
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer's own click
 
-from hpsearch.driver import StagePlan, run_stage, start_or_resume, top_trials
+from hpsearch.advice import print_advice
+from hpsearch.driver import (
+    StagePlan,
+    finish_stage,
+    next_plan,
+    run_stage,
+    start_or_resume,
+    top_trials,
+)
 from hpsearch.errors import HpsearchError
 from hpsearch.executor import RayExecutor, RayOptions, Workload, check_cluster
 from hpsearch.registry import qualified, resolve
@@ -44,6 +52,13 @@ CpusPerTrialOpt = Annotated[float, typer.Option(min=0.01, help="CPUs per trial."
 GpusPerTrialOpt = Annotated[float, typer.Option(min=0.0, help="GPUs per trial.")]
 RetriesOpt = Annotated[int, typer.Option(min=0, help="Retries of a trial whose worker died.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")]
+WidenOpt = Annotated[
+    bool,
+    typer.Option(
+        "--widen",
+        help="Sample the ranges proposed by the latest finished stage (after an edge flag).",
+    ),
+]
 
 
 def open_study_inputs(spec_path: Path, db: str) -> tuple[StudySpec, Store]:
@@ -76,11 +91,12 @@ def execute_stage(
         raise typer.Exit(130) from None
     finally:
         executor.close()
-    store.finish_stage(stage.stage_id)
+    analysis = finish_stage(store, spec, stage)
     top = top_trials(store, stage, spec.mode)
     out.print(summary_line(stage, counts, spec.metric, top, timer.seconds))
     if top and not quiet:
         out.print(top_table(top, spec.metric))
+    print_advice(spec, store.db, stage, analysis)
     if not counts.get("completed"):
         raise typer.Exit(1)
 
@@ -98,18 +114,26 @@ def coarse(
     gpus_per_trial: GpusPerTrialOpt = 0.0,
     max_retries: RetriesOpt = 2,
     quiet: QuietOpt = False,
+    widen: WidenOpt = False,
 ) -> None:
     """Run (or resume) a coarse stage: many short trials over the spec's ranges."""
     study_spec, store = open_study_inputs(spec, db)
-    plan = StagePlan(
-        "coarse",
-        study_spec.space,
-        trials or study_spec.coarse.trials,
-        epochs or study_spec.coarse.epochs,
-        seed,
-    )
+    n_trials, n_epochs = trials or study_spec.coarse.trials, epochs or study_spec.coarse.epochs
+    if widen:
+        plan = next_plan(store, study_spec, "coarse", trials=n_trials, epochs=n_epochs, seed=seed)
+    else:
+        plan = StagePlan("coarse", study_spec.space, n_trials, n_epochs, seed)
     options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
     execute_stage(study_spec, store, plan, options, quiet)
+
+
+from hpsearch import cmd_check  # noqa: E402
+
+cmd_check.register(app)
+
+from hpsearch import cmd_stages  # noqa: E402
+
+cmd_stages.register(app)
 
 
 @app.callback()

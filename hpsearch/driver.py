@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from hpsearch.errors import HpsearchError
 from hpsearch.executor import Executor
+from hpsearch.narrowing import Analysis, analyze, split_proposal
 from hpsearch.registry import qualified
 from hpsearch.space import Space, trial_seeds
 from hpsearch.spec import StudySpec
@@ -181,3 +183,120 @@ def top_trials(store: Store, stage: StageRecord, mode: str, k: int = 10) -> list
     ]
     done.sort(key=lambda t: t.best_value if mode == "min" else -t.best_value)  # type: ignore[operator]
     return done[:k]
+
+
+# -- finishing a stage and planning the next one ------------------------------------------
+class NoProposalError(HpsearchError):
+    """A stage to build the next one from is missing, unfinished or has no completed trial."""
+
+
+def analyze_stage(
+    store: Store, spec: StudySpec, stage: StageRecord, top: int | None = None
+) -> Analysis:
+    """Edge flags and the proposal for the next stage, from this stage's trials."""
+    return analyze(
+        Space.from_dict(stage.ranges),
+        store.trials(stage.stage_id),
+        spec.mode,
+        top=top or spec.fine.top,
+        edge=spec.fine.edge,
+        pad=spec.fine.pad,
+    )
+
+
+def finish_stage(store: Store, spec: StudySpec, stage: StageRecord) -> Analysis:
+    """Mark the stage finished with its flags and proposal (None when nothing completed)."""
+    analysis = analyze_stage(store, spec, stage)
+    store.finish_stage(stage.stage_id, proposal=analysis.stored_proposal(), flags=analysis.flags)
+    return analysis
+
+
+def next_plan(
+    store: Store,
+    spec: StudySpec,
+    kind: str,
+    *,
+    trials: int,
+    epochs: int,
+    seed: int | None = None,
+    from_stage: int | None = None,
+    top: int | None = None,
+) -> StagePlan:
+    """A stage on the proposal of a finished stage: `fine`, or `coarse` for --widen.
+
+    Default parent: the latest finished coarse stage for `fine`, the latest finished stage
+    for a widened coarse. An unfinished stage of the same kind is resumed instead.
+    """
+    study = store.study(spec.name)
+    hint = f"run `hpsearch coarse {spec.path}` first"
+    if study is None:
+        raise NoProposalError(f"study {spec.name!r}: no stages yet in {store.db}: {hint}")
+    stages = store.stages(study.study_id)
+    pending = _unfinished(stages, kind)
+    if pending is not None:
+        return StagePlan(kind, Space.from_dict(pending.ranges), trials, epochs, seed)
+    parent = _parent(store, study, stages, kind, from_stage, hint)
+    return StagePlan(
+        kind,
+        Space.from_dict(_proposal(store, spec, parent, top)),
+        trials,
+        epochs,
+        seed,
+        parent_stage_id=parent.stage_id,
+    )
+
+
+def _unfinished(stages: list[StageRecord], kind: str) -> StageRecord | None:
+    for stage in reversed(stages):
+        if stage.kind == kind:
+            return stage if stage.status != "finished" else None
+    return None
+
+
+def _parent(
+    store: Store,
+    study: StudyRecord,
+    stages: list[StageRecord],
+    kind: str,
+    from_stage: int | None,
+    hint: str,
+) -> StageRecord:
+    if from_stage is not None:
+        stage = store.stage(from_stage)
+        if stage is None:
+            raise NoProposalError(f"--from-stage {from_stage}: no such stage in {store.db}")
+        if stage.study_id != study.study_id:
+            other = next(s.name for s in store.studies() if s.study_id == stage.study_id)
+            raise NoProposalError(
+                f"--from-stage {from_stage}: stage {from_stage} belongs to study {other!r}, "
+                f"not {study.name!r}"
+            )
+        if stage.status != "finished":
+            raise NoProposalError(
+                f"--from-stage {from_stage}: stage {from_stage} is not finished: "
+                f"rerun `hpsearch {stage.kind}` on it to finish it"
+            )
+        return stage
+    wanted = ("coarse",) if kind == "fine" else ("coarse", "fine")
+    for stage in reversed(stages):
+        if stage.kind in wanted and stage.status == "finished":
+            return stage
+    raise NoProposalError(f"study {study.name!r}: no finished coarse stage in {store.db}: {hint}")
+
+
+def _proposal(
+    store: Store, spec: StudySpec, parent: StageRecord, top: int | None
+) -> dict[str, Any]:
+    ranges, _ = split_proposal(parent.proposal)
+    if ranges is None or top is not None:
+        ranges = analyze_stage(store, spec, parent, top).proposal
+    if ranges is None:
+        counts = ", ".join(
+            f"{n} {s}" for s, n in sorted(store.status_counts(parent.stage_id).items())
+        )
+        raise NoProposalError(
+            f"stage {parent.stage_id}: no trial completed ({counts}): nothing to narrow from; "
+            f"see `hpsearch show {spec.path}` for the errors, fix the trainable and rerun "
+            f"`hpsearch coarse {spec.path}`"
+        )
+    return ranges

@@ -140,7 +140,7 @@ def _edge_flags(
     scale = "log" if dim.is_log else "linear"
     message = (
         f"{name}: best value {_fmt(best)} lies in the {word} {edge:.0%} of "
-        f"[{_fmt(dim.low)}, {_fmt(dim.high)}] ({scale} scale), as do {count} of the "
+        f"[{_fmt(dim.low)}, {_fmt(dim.high)}] ({scale} scale), with {count} of the "
         f"top {len(values)} trials: {advice}"
     )
     return [FlagRecord(name, side, best, pos, message)]

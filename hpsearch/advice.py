@@ -1,0 +1,38 @@
+"""What to tell the user when a stage ends: every flag as a warning, then the next command."""
+
+from __future__ import annotations
+
+from hpsearch.narrowing import Analysis
+from hpsearch.report import err, out
+from hpsearch.spec import StudySpec
+from storage import StageRecord, describe
+
+DEFAULT_DB = "hpsearch.db"
+
+
+def db_suffix(db: str) -> str:
+    """` --db X` unless X is the default database (as named by `Store.db`)."""
+    return "" if db == describe(DEFAULT_DB) else f" --db {db}"
+
+
+def next_command(spec: StudySpec, db: str, stage: StageRecord, analysis: Analysis) -> str:
+    """The command to run after this stage, with a short why."""
+    target = f"{spec.path}{db_suffix(db)}"
+    if analysis.proposal is None:
+        return f"hpsearch coarse {target}   # nothing completed: fix the trainable first"
+    widen = any(f.side == "scale" or "widen the range" in f.message for f in analysis.flags)
+    if widen:
+        return (
+            f"hpsearch coarse {target} --widen   # a range was wrong; or go on with: "
+            f"hpsearch fine {target}"
+        )
+    if stage.kind == "coarse":
+        return f"hpsearch fine {target}"
+    again = f"hpsearch fine {target} --from-stage {stage.stage_id}"
+    return f"hpsearch show {target}   # or refine again: {again}"
+
+
+def print_advice(spec: StudySpec, db: str, stage: StageRecord, analysis: Analysis) -> None:
+    for flag in analysis.flags:
+        err.print(f"warning: {flag.message}", markup=False, soft_wrap=True)
+    out.print(f"next: {next_command(spec, db, stage, analysis)}", markup=False, soft_wrap=True)
