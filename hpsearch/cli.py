@@ -136,6 +136,15 @@ from hpsearch import cmd_stages  # noqa: E402
 cmd_stages.register(app)
 
 
+from hpsearch import cmd_results  # noqa: E402
+
+cmd_results.register(app)
+
+from hpsearch import cmd_plot  # noqa: E402
+
+cmd_plot.register(app)
+
+
 @app.callback()
 def _root() -> None:
     """Coarse-to-fine hyperparameter random search on Ray; every epoch in SQL."""

@@ -8,6 +8,16 @@ from __future__ import annotations
 from storage._engine import describe, to_url
 from storage._errors import SchemaVersionError, StorageError
 from storage._models import SCHEMA_VERSION
+from storage._queries import (
+    METRIC_COLUMNS,
+    TRIAL_COLUMNS,
+    find_study,
+    load_metrics,
+    load_stages,
+    load_trials,
+    metrics_wide,
+)
+from storage._readonly import QueryResult, read_only, run_sql
 from storage._records import (
     FINAL_STATUSES,
     Batch,
@@ -23,12 +33,22 @@ __all__ = [
     "SCHEMA_VERSION",
     "Batch",
     "FlagRecord",
+    "METRIC_COLUMNS",
+    "QueryResult",
     "SchemaVersionError",
     "StageRecord",
     "Store",
     "StorageError",
     "StudyRecord",
+    "TRIAL_COLUMNS",
     "TrialRecord",
     "describe",
+    "find_study",
+    "load_metrics",
+    "load_stages",
+    "load_trials",
+    "metrics_wide",
+    "read_only",
+    "run_sql",
     "to_url",
 ]

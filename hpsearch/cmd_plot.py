@@ -1,0 +1,48 @@
+"""`hpsearch plot`: PNGs of a study's results (matplotlib with the Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hpsearch.cmd_results import ResultsDbOpt, StudyArg
+from hpsearch.errors import HpsearchError
+from hpsearch.lookup import study_name_from_arg
+from hpsearch.report import err, out
+from storage import find_study
+
+
+def plot(
+    study: StudyArg,
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Directory for the PNG files.", show_default=False)
+    ],
+    db: ResultsDbOpt = "hpsearch.db",
+    top: Annotated[int, typer.Option(min=1, help="Trials in the learning-curve plots.")] = 10,
+) -> None:
+    """Metric vs each parameter, learning curves, train-val gap, update ratios, activations."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise HpsearchError(f"--out {out_dir}: exists and is not a directory")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from hpsearch import plots
+    except ImportError as exc:
+        raise HpsearchError(f"plot needs matplotlib: pip install matplotlib ({exc})") from None
+    record = find_study(db, study_name_from_arg(study))
+    figures, notes = plots.build_figures(plots.load_plot_data(db, record, top))
+    try:
+        written = plots.save_figures(figures, out_dir)
+    except OSError as exc:
+        raise HpsearchError(f"--out {out_dir}: cannot write ({exc.strerror or exc})") from None
+    for note in notes:
+        err.print(f"note: {note}", markup=False)
+    for path in written:
+        out.print(str(path), markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(plot)

@@ -1,0 +1,209 @@
+"""Reading results: `hpsearch sql`, `hpsearch trials`, `hpsearch export` (never write the db)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from datetime import date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hpsearch.errors import HpsearchError
+from hpsearch.lookup import study_name_from_arg
+from hpsearch.report import err, fmt, out
+from storage import (
+    FINAL_STATUSES,
+    TRIAL_COLUMNS,
+    QueryResult,
+    StudyRecord,
+    find_study,
+    load_metrics,
+    load_trials,
+    run_sql,
+)
+
+STATUSES = ("pending", "running", *FINAL_STATUSES)
+TRIAL_VIEW = [
+    "trial_id",
+    "stage_id",
+    "stage_kind",
+    "trial",
+    "status",
+    "best_value",
+    "best_epoch",
+    "epochs_run",
+]
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+StudyArg = Annotated[
+    str, typer.Argument(help="Study spec (TOML) or study name.", show_default=False)
+]
+ResultsDbOpt = Annotated[
+    str,
+    typer.Option("--db", envvar="HPSEARCH_DB", help="SQLite path or SQLAlchemy URL (read-only)."),
+]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+StageOpt = Annotated[int | None, typer.Option("--stage", help="Only this stage (its id).")]
+
+
+def plain(value: Any) -> Any:
+    """A JSON/CSV-friendly Python value: NaN/inf and missing become None, times ISO strings."""
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    if hasattr(value, "item"):  # numpy scalars
+        return plain(value.item())
+    return value
+
+
+def frame_result(frame: pd.DataFrame) -> QueryResult:
+    rows = [tuple(plain(v) for v in row) for row in frame.itertuples(index=False, name=None)]
+    return QueryResult([str(c) for c in frame.columns], rows)
+
+
+def emit(result: QueryResult, form: Format, title: str | None = None) -> None:
+    """Print rows as a rich table, CSV with a header row, or a JSON array of objects."""
+    if form is Format.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(result.columns)
+        writer.writerows([[_csv_cell(v) for v in row] for row in result.rows])
+    elif form is Format.json:
+        records = [dict(zip(result.columns, map(plain, row), strict=True)) for row in result.rows]
+        sys.stdout.write(json.dumps(records, indent=1) + "\n")
+    else:
+        table = _table(result, title)
+        if out.is_terminal:
+            out.print(table)
+        else:  # piped: as wide as the table needs, not 80 columns
+            width = Console(width=100_000).measure(table).maximum
+            Console(highlight=False, width=max(width, 20)).print(table)
+
+
+def _csv_cell(value: Any) -> Any:
+    value = plain(value)
+    return "" if value is None else value
+
+
+def _table(result: QueryResult, title: str | None) -> Table:
+    table = Table(
+        title=title, caption=f"{len(result.rows)} row{'' if len(result.rows) == 1 else 's'}"
+    )
+    for column in result.columns:
+        table.add_column(column, overflow="fold")
+    for row in result.rows:
+        table.add_row(*("NULL" if v is None else fmt(plain(v)) for v in row))
+    return table
+
+
+def _study(db: str, arg: str) -> StudyRecord:
+    return find_study(db, study_name_from_arg(arg))
+
+
+def _check_status(status: str | None) -> None:
+    if status is not None and status not in STATUSES:
+        raise HpsearchError(f"--status: must be one of {', '.join(STATUSES)}, got {status!r}")
+
+
+def top_completed(trials: pd.DataFrame, mode: str, k: int | None) -> pd.DataFrame:
+    """Completed trials with a best value, best first (all of them when k is None)."""
+    done = trials[(trials["status"] == "completed") & trials["best_value"].notna()]
+    done = done.sort_values("best_value", ascending=(mode == "min"), kind="stable")
+    return done if k is None else done.head(k)
+
+
+def sql(
+    query: Annotated[
+        str, typer.Argument(help="One SQL statement (read-only).", show_default=False)
+    ],
+    db: ResultsDbOpt = "hpsearch.db",
+    form: FormatOpt = Format.table,
+) -> None:
+    """Run one read-only SQL query on the results; writes are refused and change nothing."""
+    emit(run_sql(db, query), form)
+
+
+def trials(
+    study: StudyArg,
+    db: ResultsDbOpt = "hpsearch.db",
+    stage: StageOpt = None,
+    status: Annotated[
+        str | None, typer.Option(help=f"Only this status ({', '.join(STATUSES)}).")
+    ] = None,
+    top: Annotated[
+        int | None, typer.Option(min=1, help="Only the best K completed trials.")
+    ] = None,
+    form: FormatOpt = Format.table,
+) -> None:
+    """One row per trial with its best value and one column per parameter."""
+    _check_status(status)
+    record = _study(db, study)
+    frame = load_trials(db, record.name, stage=stage, status=status)
+    params = [c for c in frame.columns if c not in TRIAL_COLUMNS]
+    if top is not None:
+        frame = top_completed(frame, record.mode, top)
+    title = f"{record.name}: {len(frame)} trials ({record.metric}, {record.mode})"
+    emit(frame_result(frame[TRIAL_VIEW + params]), form, title)
+
+
+def export(
+    study: StudyArg,
+    path: Annotated[
+        Path, typer.Option("--out", "-o", help="FILE.csv or FILE.parquet.", show_default=False)
+    ],
+    db: ResultsDbOpt = "hpsearch.db",
+    stage: StageOpt = None,
+    metrics: Annotated[
+        bool, typer.Option("--metrics", help="The long per-epoch metrics table instead.")
+    ] = False,
+) -> None:
+    """Write trials (one column per parameter) or per-epoch metrics to CSV or Parquet."""
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise HpsearchError(f"--out {path}: must end in .csv or .parquet, got {suffix or 'none'!r}")
+    if not path.parent.is_dir():
+        raise HpsearchError(f"--out {path}: directory {path.parent} does not exist")
+    record = _study(db, study)
+    if metrics:
+        frame = load_metrics(db, record.name, stage=stage)
+    else:
+        frame = load_trials(db, record.name, stage=stage)
+    _write(frame, path, suffix)
+    what = "metric rows" if metrics else "trials"
+    err.print(f"wrote {len(frame)} {what} of {record.name} to {path}", markup=False)
+
+
+def _write(frame: pd.DataFrame, path: Path, suffix: str) -> None:
+    try:
+        if suffix == ".csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+    except ImportError as exc:
+        raise HpsearchError(f"--out {path}: parquet needs pyarrow: pip install pyarrow") from exc
+    except OSError as exc:
+        raise HpsearchError(f"--out {path}: cannot write ({exc.strerror or exc})") from None
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(sql)
+    app.command()(trials)
+    app.command()(export)

@@ -1,0 +1,215 @@
+"""Figures a practitioner looks at after a stage (matplotlib, no pyplot: no global state).
+
+`build_figures` returns Figure objects by file name (plus notes on plots it skipped), so
+tests check titles, axes and legends; `save_figures` writes them as PNGs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from hpsearch.space import Numeric, dimension_from_dict
+from storage import StageRecord, StudyRecord, load_metrics, load_stages, load_trials
+
+UPDATE_RATIO_TARGET = 1e-3
+
+
+@dataclass(frozen=True)
+class PlotData:
+    study: StudyRecord
+    stages: list[StageRecord]
+    trials: pd.DataFrame  # load_trials
+    metrics: pd.DataFrame  # load_metrics of the top trials only
+    top: list[int]  # trial_ids, best first
+
+
+def load_plot_data(db: str, study: StudyRecord, top: int) -> PlotData:
+    trials = load_trials(db, study.name)
+    done = trials[(trials["status"] == "completed") & trials["best_value"].notna()]
+    best = done.sort_values("best_value", ascending=(study.mode == "min"), kind="stable")
+    ids = [int(i) for i in best["trial_id"].head(top)]
+    metrics = load_metrics(db, study.name, trial_ids=ids)
+    return PlotData(study, load_stages(db, study.name), trials, metrics, ids)
+
+
+def _stage_label(stage: StageRecord) -> str:
+    return f"{stage.kind} (stage {stage.stage_id})"
+
+
+def _numeric_params(stages: list[StageRecord]) -> dict[str, Numeric]:
+    """Numeric parameters by name, typed by the latest stage that samples them."""
+    found: dict[str, Numeric] = {}
+    for stage in stages:
+        for name, spec in stage.ranges.items():
+            dim = dimension_from_dict(spec)
+            if isinstance(dim, Numeric):
+                found[name] = dim
+    return found
+
+
+def param_figure(data: PlotData, name: str, dim: Numeric) -> Figure:
+    """The metric against one parameter: stages in colours, their ranges, the best trial."""
+    metric = data.study.metric
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    colours = [f"C{i}" for i in range(10)]
+    for i, stage in enumerate(data.stages):
+        rows = data.trials[(data.trials["stage_id"] == stage.stage_id)]
+        rows = rows[rows["best_value"].notna() & rows[name].notna()] if name in rows else rows[:0]
+        colour = colours[i % len(colours)]
+        ax.scatter(
+            rows[name].astype(float),
+            rows["best_value"],
+            s=18,
+            alpha=0.7,
+            color=colour,
+            label=f"{_stage_label(stage)}: {len(rows)} trials",
+        )
+        edges = stage.ranges.get(name)
+        if edges and "low" in edges:
+            for edge in (edges["low"], edges["high"]):
+                ax.axvline(edge, color=colour, linestyle="--", linewidth=1)
+    best = data.trials[data.trials["trial_id"] == data.top[0]] if data.top else data.trials[:0]
+    if len(best) and name in best and best[name].notna().all():
+        ax.scatter(
+            best[name].astype(float),
+            best["best_value"],
+            marker="*",
+            s=220,
+            color="black",
+            zorder=5,
+            label=f"best: {_trial_label(data, data.top[0])}",
+        )
+    if dim.is_log:
+        ax.set_xscale("log")
+    ax.set_title(f"{metric} vs {name} (dashed: stage ranges)")
+    ax.set_xlabel(f"{name} ({'log' if dim.is_log else 'linear'} scale)")
+    ax.set_ylabel(f"best {metric} per trial")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def _curves(data: PlotData, name: str) -> dict[int, pd.Series]:
+    """Per top trial: the metric `name` by epoch (trials without it left out)."""
+    rows = data.metrics[data.metrics["name"] == name]
+    by_trial = {tid: g.set_index("epoch")["value"] for tid, g in rows.groupby("trial_id")}
+    return {tid: by_trial[tid] for tid in data.top if tid in by_trial}
+
+
+def _trial_label(data: PlotData, trial_id: int) -> str:
+    row = data.trials[data.trials["trial_id"] == trial_id].iloc[0]
+    return f"trial {int(row['trial'])} ({row['stage_kind']} {int(row['stage_id'])})"
+
+
+def learning_curves(data: PlotData) -> Figure | None:
+    metric = data.study.metric
+    curves = _curves(data, metric)
+    if not curves:
+        return None
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    for tid, curve in curves.items():
+        ax.plot(curve.index, curve.values, marker=".", label=_trial_label(data, tid))
+    ax.set_title(f"Learning curves of the top {len(curves)} trials")
+    _epoch_axis(ax)
+    ax.set_ylabel(metric)
+    ax.legend(fontsize="x-small")
+    return fig
+
+
+def gap_figure(data: PlotData) -> Figure | None:
+    """Train minus validation accuracy: a growing gap means overfitting."""
+    train, val = _curves(data, "train_acc"), _curves(data, "val_acc")
+    common = [tid for tid in train if tid in val]
+    if not common:
+        return None
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    for tid in common:
+        gap = (train[tid] - val[tid]).dropna()
+        ax.plot(gap.index, gap.values, marker=".", label=_trial_label(data, tid))
+    ax.axhline(0.0, color="grey", linewidth=1)
+    ax.set_title(f"Train - validation accuracy gap (top {len(common)} trials)")
+    _epoch_axis(ax)
+    ax.set_ylabel("train_acc - val_acc")
+    ax.legend(fontsize="x-small")
+    return fig
+
+
+def _layers(data: PlotData, prefix: str) -> list[str]:
+    names = data.metrics["name"].astype(str).unique() if len(data.metrics) else []
+    return sorted(n for n in names if n.startswith(prefix))
+
+
+def per_layer_figure(data: PlotData, prefix: str) -> Figure | None:
+    """`update_ratio/*` (log y, with the 1e-3 rule of thumb) or `act_std/*` of the best trial."""
+    layers = _layers(data, prefix)
+    if not layers or not data.top:
+        return None
+    best = data.top[0]
+    rows = data.metrics[data.metrics["trial_id"] == best]
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    for layer in layers:
+        curve = rows[rows["name"] == layer]
+        ax.plot(curve["epoch"], curve["value"], marker=".", label=layer.split("/", 1)[1])
+    _epoch_axis(ax)
+    if prefix == "update_ratio/":
+        ax.set_yscale("log")
+        ax.axhline(UPDATE_RATIO_TARGET, color="black", linestyle="--", label="1e-3")
+        ax.set_title(f"Update/param ratio per layer, best trial ({_trial_label(data, best)})")
+        ax.set_ylabel("|update| / |param|")
+    else:
+        ax.set_title(f"Activation std per layer, best trial ({_trial_label(data, best)})")
+        ax.set_ylabel("std of activations")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def _epoch_axis(ax: Any) -> None:
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _file_part(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def build_figures(data: PlotData) -> tuple[dict[str, Figure], list[str]]:
+    """All figures by PNG file name, and a note for each plot skipped (missing metrics)."""
+    figures: dict[str, Figure] = {}
+    notes: list[str] = []
+    metric = data.study.metric
+    if not data.top:
+        notes.append(f"no completed trial with a {metric} value: only parameter plots drawn")
+    for name, dim in _numeric_params(data.stages).items():
+        figures[f"{_file_part(metric)}_vs_{_file_part(name)}.png"] = param_figure(data, name, dim)
+    optional: list[tuple[str, Figure | None, str]] = [
+        ("learning_curves.png", learning_curves(data), f"no {metric} per epoch"),
+        ("train_val_gap.png", gap_figure(data), "no train_acc and val_acc metrics"),
+        ("update_ratio.png", per_layer_figure(data, "update_ratio/"), "no update_ratio/* metrics"),
+        ("act_std.png", per_layer_figure(data, "act_std/"), "no act_std/* metrics"),
+    ]
+    for file, fig, why in optional:
+        if fig is None:
+            notes.append(f"skipped {file}: {why} in the top trials")
+        else:
+            figures[file] = fig
+    return figures, notes
+
+
+def save_figures(figures: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file, fig in figures.items():
+        path = out / file
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        written.append(path)
+    return written
