@@ -36,11 +36,17 @@ def describe(db: str) -> str:
     return url.render_as_string(hide_password=True)
 
 
+_NEW_OR_OURS = f"SELECT count(*) = 0 OR sum(name = '{Meta.__tablename__}') > 0 FROM sqlite_master"
+
+
 def _set_sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_conn.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.execute("PRAGMA journal_mode = WAL")
+    # WAL rewrites the file header: only for a new file or an hpsearch database, never for a
+    # database of another program that --db points at by mistake.
+    if cursor.execute(_NEW_OR_OURS).fetchone()[0]:
+        cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.close()
 
