@@ -174,12 +174,12 @@ def test_sigkill_mid_stage_then_rerun_resumes(tmp_path: Path, ray_address: str) 
     assert query(db, "SELECT status, count(*) FROM trials GROUP BY 1") == [("completed", 16)]
     assert query(db, "SELECT * FROM params ORDER BY 1, 2") == params_before
     assert rows_before <= set(query(db, "SELECT * FROM metrics"))
-    complete = query(
+    last_attempts = query(
         db,
-        "SELECT count(*) FROM (SELECT trial_id, attempt FROM metrics "
-        "GROUP BY 1, 2 HAVING count(*) = 16)",
-    )  # 4 epochs x 4 metrics
-    assert complete == [(16,)]  # exactly one complete attempt per trial, no duplicates
+        "SELECT count(*) FROM trials t WHERE (SELECT count(*) FROM metrics m "
+        "WHERE m.trial_id = t.trial_id AND m.attempt = t.attempts) = 16",
+    )
+    assert last_attempts == [(16,)]  # every trial's final attempt has 4 epochs x 4 metrics
 
 
 def test_ctrl_c_commits_and_exits_130(tmp_path: Path, ray_address: str) -> None:
