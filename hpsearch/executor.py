@@ -7,6 +7,7 @@ cost few tasks and few messages, while long trials still get one task each.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -238,7 +239,7 @@ def _connect(options: RayOptions, search_path: Path) -> None:
         num_cpus=options.cpus,
         include_dashboard=False,
         runtime_env={"env_vars": {**env_vars, "PYTHONPATH": python_path}},
-        logging_level="ERROR",
+        logging_level=logging.ERROR,
         log_to_driver=False,
     )
 
@@ -274,7 +275,10 @@ def _join(address: str, search_path: Path, env_vars: dict[str, str]) -> None:
     }
     try:
         ray.init(
-            address=address, runtime_env=runtime_env, logging_level="ERROR", log_to_driver=False
+            address=address,
+            runtime_env=runtime_env,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
         )
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
         raise ClusterError(

@@ -13,7 +13,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage._errors import SchemaVersionError, StorageError
-from storage._models import SCHEMA_VERSION, Base, Meta, trial_results_view_sql
+from storage._models import SCHEMA_VERSION, Base, Meta, table, trial_results_view_sql
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -109,7 +109,7 @@ def _create_schema(engine: Engine) -> None:
         Base.metadata.create_all(conn)
         conn.execute(text(trial_results_view_sql(engine.dialect.name)))
         conn.execute(
-            Meta.__table__.insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}]
+            table(Meta).insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}]
         )
 
 

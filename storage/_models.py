@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -21,6 +22,11 @@ SCHEMA_VERSION = 1
 
 class Base(DeclarativeBase):
     pass
+
+
+def table(model: type[Base]) -> Table:
+    """The Core table of a model, for fast executemany inserts and updates."""
+    return Base.metadata.tables[model.__tablename__]
 
 
 class Meta(Base):

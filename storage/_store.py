@@ -11,7 +11,7 @@ from sqlalchemy.orm import sessionmaker
 
 from storage._engine import describe, open_engine, session_scope
 from storage._errors import StorageError
-from storage._models import Flag, Metric, Param, Stage, Study, Trial
+from storage._models import Flag, Metric, Param, Stage, Study, Trial, table
 from storage._records import (
     FINAL_STATUSES,
     Batch,
@@ -119,7 +119,7 @@ class Store:
                 for t, config in zip(trials, configs, strict=True)
                 for name, value in config.items()
             ]
-            s.execute(Param.__table__.insert(), rows)
+            s.execute(table(Param).insert(), rows)
             return _stage_record(stage)
 
     def stages(self, study_id: int) -> list[StageRecord]:
@@ -188,12 +188,12 @@ class Store:
             if batch.metrics:
                 for row in batch.metrics:
                     row["value"] = _finite_or_none(row["value"])
-                conn.execute(Metric.__table__.insert(), batch.metrics)
+                conn.execute(table(Metric).insert(), batch.metrics)
             if batch.finished:
                 conn.execute(_FINISH, batch.finished)
 
 
-_trials = Trial.__table__
+_trials = table(Trial)
 _START = (
     update(_trials)
     .where(_trials.c.trial_id == bindparam("tid"))
