@@ -95,7 +95,7 @@ def execute_stage(
     top = top_trials(store, stage, spec.mode)
     out.print(summary_line(stage, counts, spec.metric, top, timer.seconds))
     if top and not quiet:
-        out.print(top_table(top, spec.metric))
+        out.print(top_table(top, spec.metric, list(spec.space.dimensions)))
     print_advice(spec, store.db, stage, analysis)
     if not counts.get("completed"):
         raise typer.Exit(1)
@@ -134,7 +134,6 @@ cmd_check.register(app)
 from hpsearch import cmd_stages  # noqa: E402
 
 cmd_stages.register(app)
-
 
 from hpsearch import cmd_results  # noqa: E402
 

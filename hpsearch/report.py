@@ -70,8 +70,8 @@ def summary_line(
     )
 
 
-def top_table(top: list[TrialRecord], metric: str) -> Table:
-    names = list(top[0].params) if top else []
+def top_table(top: list[TrialRecord], metric: str, names: list[str]) -> Table:
+    """The best trials, one column per parameter in the spec's order."""
     table = Table(title=f"Top {len(top)} trials by {metric}")
     for column in ("trial", metric, "epoch", *names):
         table.add_column(column, justify="right")
