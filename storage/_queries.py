@@ -90,13 +90,31 @@ def load_stages(db: str, study: str) -> list[StageRecord]:
             "ranges, fixed, proposal FROM stages WHERE study_id = :s ORDER BY stage_id",
             {"s": record.study_id},
         ).rows
-    return [StageRecord(*r[:8], _json(r[8]) or {}, _json(r[9]) or {}, _json(r[10])) for r in rows]
+    return [_stage(r) for r in rows]
+
+
+def _stage(row: tuple[Any, ...]) -> StageRecord:
+    stage_id, study_id, kind, parent, status, seed, epochs, n_trials = row[:8]
+    ranges, fixed, proposal = (_json(v) for v in row[8:])
+    return StageRecord(
+        stage_id,
+        study_id,
+        kind,
+        parent,
+        status,
+        seed,
+        epochs,
+        n_trials,
+        ranges or {},
+        fixed or {},
+        proposal,
+    )
 
 
 def _filters(
     stage: int | None, status: str | None, trial_ids: Sequence[int] | None
 ) -> tuple[str, dict[str, Any]]:
-    where, params = "", {}
+    where, params = "", dict[str, Any]()
     if stage is not None:
         where, params["stage"] = where + " AND t.stage_id = :stage", stage
     if status is not None:
