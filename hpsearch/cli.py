@@ -143,6 +143,10 @@ from hpsearch import cmd_plot  # noqa: E402
 
 cmd_plot.register(app)
 
+from hpsearch import cmd_jobs  # noqa: E402
+
+cmd_jobs.register(app)
+
 
 @app.callback()
 def _root() -> None:

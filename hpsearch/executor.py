@@ -268,11 +268,13 @@ def _join(address: str, search_path: Path, env_vars: dict[str, str]) -> None:
     check_cluster(RayOptions(address=address))
     import ray
 
-    runtime_env = {
+    runtime_env: dict[str, Any] | None = {
         "working_dir": str(search_path),
         "excludes": list(UPLOAD_EXCLUDES),
         "env_vars": env_vars,
     }
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:  # a Ray Job's driver: its files are there
+        runtime_env = None
     try:
         ray.init(
             address=address,

@@ -1,0 +1,188 @@
+"""Ray Jobs: run the stage driver on a cluster's head as a job, and look after such jobs.
+
+An HTTP client of the cluster's dashboard (`ray.job_submission`); like the executor it may
+import Ray (the lint exception is for these two modules only).
+
+The job's entrypoint runs in an unpacked copy of the working directory, so the spec path is
+given relative to it and the database as an absolute path or a server URL: a relative path
+would land in the job's temporary copy and vanish with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpsearch.errors import ClusterError
+from hpsearch.executor import UPLOAD_EXCLUDES, use_token_auth_if_available
+
+FINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What `hpsearch submit` sends: one `hpsearch coarse|fine` command and its files."""
+
+    command: str  # coarse | fine
+    spec: Path  # relative to working_dir
+    working_dir: Path
+    db: str  # absolute path or URL
+    options: tuple[str, ...]  # further CLI options, already as strings
+
+    @property
+    def entrypoint(self) -> str:
+        args = ["python", "-m", "hpsearch", self.command, self.spec.as_posix(), "--db", self.db]
+        return shlex.join([*args, *self.options])
+
+
+@dataclass(frozen=True)
+class JobRow:
+    job_id: str
+    status: str
+    entrypoint: str
+    message: str
+    start_time: float | None  # seconds since the epoch
+    end_time: float | None
+
+
+def plan_job(
+    command: str, spec: Path, db: str, working_dir: Path | None, options: list[str]
+) -> JobRequest:
+    """Check the paths a job needs and rewrite them for the job's copy of the working dir."""
+    spec = spec.expanduser().resolve()
+    root = (working_dir or spec.parent).expanduser().resolve()
+    if not root.is_dir():
+        raise ClusterError(f"--working-dir {root}: not a directory")
+    try:
+        relative = spec.relative_to(root)
+    except ValueError:
+        raise ClusterError(
+            f"{spec}: the spec must lie inside the uploaded working dir {root}: "
+            "move it there or pick --working-dir"
+        ) from None
+    return JobRequest(command, relative, root, _job_db(db), tuple(options))
+
+
+def _job_db(db: str) -> str:
+    if "://" in db:
+        return db
+    path = Path(db).expanduser()
+    return str(path if path.is_absolute() else path.absolute())
+
+
+def connect(address: str | None) -> Any:
+    """A JobSubmissionClient for the dashboard at `address`, or a clear error in seconds."""
+    address = address or os.environ.get("RAY_API_SERVER_ADDRESS")
+    if not address:
+        raise ClusterError(
+            "--address: give the Ray dashboard address, e.g. http://HEAD:8265 "
+            "(or set RAY_API_SERVER_ADDRESS)"
+        )
+    if "://" not in address:
+        address = f"http://{address}"
+    _check_http_reachable(address)
+    use_token_auth_if_available()
+    from ray.job_submission import JobSubmissionClient
+
+    logging.getLogger("ray").setLevel(logging.WARNING)  # no INFO lines about uploads
+
+    try:
+        return JobSubmissionClient(address)
+    except Exception as exc:  # noqa: BLE001 - the SDK raises bare Exception/ConnectionError
+        text = str(exc).strip().splitlines()
+        reason = text[0] if text else type(exc).__name__
+        raise ClusterError(f"--address {address}: cannot reach Ray Jobs: {reason}") from None
+
+
+def _check_http_reachable(address: str, timeout: float = 3.0) -> None:
+    host_port = address.split("://", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(
+            f"--address {address}: expected http://HOST:PORT of a Ray dashboard (default port 8265)"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ClusterError(
+            f"--address {address}: no Ray dashboard reachable ({exc.strerror or exc}): "
+            "check the address and that the head runs with its dashboard"
+        ) from None
+
+
+def submit(client: Any, request: JobRequest) -> str:
+    runtime_env = {
+        "working_dir": str(request.working_dir),
+        "excludes": list(UPLOAD_EXCLUDES),
+        "env_vars": {"RAY_USAGE_STATS_ENABLED": "0"},
+    }
+    try:
+        return str(client.submit_job(entrypoint=request.entrypoint, runtime_env=runtime_env))
+    except Exception as exc:  # noqa: BLE001 - upload or HTTP errors, e.g. too large a dir
+        raise ClusterError(f"submitting the job failed: {_first_line(exc)}") from None
+
+
+def follow(client: Any, job_id: str, write: Callable[[str], None], poll: float = 1.0) -> str:
+    """Print the job's log as it grows until the job ends; return its final status."""
+    shown = 0
+    while True:
+        status = _status(client, job_id)
+        logs = client.get_job_logs(job_id)
+        if len(logs) > shown:
+            write(logs[shown:])
+            shown = len(logs)
+        if status in FINAL:
+            return status
+        time.sleep(poll)
+
+
+def rows(client: Any) -> list[JobRow]:
+    return sorted(
+        (_row(job) for job in client.list_jobs() if job.submission_id),  # not plain drivers
+        key=lambda r: r.start_time or 0.0,
+    )
+
+
+def info(client: Any, job_id: str) -> JobRow:
+    try:
+        return _row(client.get_job_info(job_id))
+    except RuntimeError as exc:
+        raise ClusterError(f"job {job_id}: {_first_line(exc)}") from None
+
+
+def logs(client: Any, job_id: str) -> str:
+    info(client, job_id)  # a clear error for an unknown id
+    return str(client.get_job_logs(job_id))
+
+
+def stop(client: Any, job_id: str) -> bool:
+    info(client, job_id)
+    return bool(client.stop_job(job_id))
+
+
+def _status(client: Any, job_id: str) -> str:
+    return str(getattr(client.get_job_status(job_id), "value", client.get_job_status(job_id)))
+
+
+def _row(job: Any) -> JobRow:
+    status = getattr(job.status, "value", str(job.status))
+    return JobRow(
+        job_id=job.submission_id or job.job_id or "",
+        status=status,
+        entrypoint=job.entrypoint or "",
+        message=(job.message or "").strip(),
+        start_time=job.start_time / 1000 if job.start_time else None,
+        end_time=job.end_time / 1000 if job.end_time else None,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
