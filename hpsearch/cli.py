@@ -74,15 +74,14 @@ def execute_stage(
     """Start or resume a stage, run it on Ray, print the outcome; exit 1 if nothing completed."""
     timer = Timer()
     check_cluster(options)  # a bad --address fails here, before the database changes
-    study, stage, resumed = start_or_resume(store, spec, plan)
-    if resumed:
-        left = len(store.trials(stage.stage_id, unfinished_only=True))
-        err.print(
-            f"resuming {stage.kind} stage {stage.stage_id}: {left} of {stage.n_trials} trials left"
-        )
     workload = Workload(qualified(spec.trainable), spec.metric, spec.directory.resolve())
-    executor = RayExecutor(workload, options)
+    executor = RayExecutor(workload, options)  # refuses impossible resource requests
     try:
+        study, stage, resumed = start_or_resume(store, spec, plan)
+        if resumed:
+            left = len(store.trials(stage.stage_id, unfinished_only=True))
+            name = f"{stage.kind} stage {stage.stage_id}"
+            err.print(f"resuming {name}: {left} of {stage.n_trials} trials left")
         label = f"{study.name} {stage.kind} {stage.stage_id}"
         with progress_bar(label, quiet) as on_progress:
             counts = run_stage(store, spec, stage, executor, on_progress)

@@ -106,7 +106,12 @@ class RayExecutor:
         self._owns_ray = not ray.is_initialized()  # an API caller may have started Ray
         if self._owns_ray:
             _connect(options, workload.search_path)
-        self.slots = _slots(ray, options)
+        try:
+            self.slots = _slots(ray, options)
+        except ClusterError:
+            if self._owns_ray:
+                ray.shutdown()
+            raise
         self._remote = ray.remote(_bundle_task).options(
             num_returns="streaming",
             num_cpus=options.cpus_per_trial,

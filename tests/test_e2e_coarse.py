@@ -213,3 +213,38 @@ def test_quick_start_on_a_fresh_local_ray_with_the_default_database(tmp_path: Pa
     names = {n for (n,) in query(db, "SELECT DISTINCT name FROM metrics")}
     assert {"train_loss", "val_acc", "val_loss"} <= names
     assert "best val_acc" in result.stdout
+
+
+def test_impossible_resource_requests_fail_before_the_database_changes(
+    tmp_path: Path, ray_address: str
+) -> None:
+    spec, db = study(tmp_path, trials=3), tmp_path / "h.db"
+    assert (
+        run_cli(
+            "coarse", str(spec), "--db", str(db), "--address", ray_address, cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    before = db.read_bytes()
+    for flag, value, message in (
+        (
+            "--cpus-per-trial",
+            "3",
+            "--cpus-per-trial 3.0: no Ray node has that many CPUs (largest has 2)",
+        ),
+        ("--gpus-per-trial", "1", "--gpus-per-trial 1.0: the cluster has 0 GPUs"),
+    ):
+        result = run_cli(
+            "coarse",
+            str(spec),
+            "--db",
+            str(db),
+            "--address",
+            ray_address,
+            flag,
+            value,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip() == f"hpsearch: error: {message}"
+        assert db.read_bytes() == before
