@@ -92,6 +92,18 @@ class Space:
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {name: dim.to_dict() for name, dim in self.dimensions.items()}
 
+    def typed(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Params read back from the database (numbers are floats) in this space's types."""
+        out = dict(params)
+        for name, dim in self.dimensions.items():
+            if name not in out:
+                continue
+            if isinstance(dim, Numeric) and dim.is_int:
+                out[name] = int(round(out[name]))
+            elif isinstance(dim, Choice):
+                out[name] = next((v for v in dim.values if v == out[name]), out[name])
+        return out
+
     @classmethod
     def from_dict(cls, ranges: dict[str, dict[str, Any]]) -> Space:
         return cls({name: dimension_from_dict(d) for name, d in ranges.items()})

@@ -80,3 +80,20 @@ def test_uniform_is_not_log() -> None:
 def test_to_dict_round_trip() -> None:
     ranges = SPACE.to_dict()
     assert Space.from_dict(json.loads(json.dumps(ranges))) == SPACE
+
+
+def test_typed_restores_ints_and_choice_values_read_back_as_floats() -> None:
+    space = Space(
+        {
+            "batch": Numeric("lograndint", 16, 512),
+            "lr": Numeric("loguniform", 1e-3, 1.0),
+            "width": Choice((64, 128)),
+            "nesterov": Choice((True, False)),
+            "update": Choice(("sgd", "adam")),
+        }
+    )
+    stored = {"batch": 17.0, "lr": 0.01, "width": 128.0, "nesterov": 1.0, "update": "adam"}
+    typed = space.typed(stored)
+    assert typed == {"batch": 17, "lr": 0.01, "width": 128, "nesterov": True, "update": "adam"}
+    assert type(typed["batch"]) is int and type(typed["width"]) is int
+    assert typed["nesterov"] is True
