@@ -6,6 +6,7 @@ Built with the stage driver and the in-process executor (no Ray): seconds, real 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from hpsearch.driver import StagePlan, run_stage, start_or_resume
 from hpsearch.executor import InProcessExecutor, Workload
@@ -42,6 +43,16 @@ FINE_RANGES = {
     "batch": {"type": "lograndint", "low": 64, "high": 256},
     "update": {"type": "choice", "values": ["adam"]},
 }
+
+
+_BUILT: dict[str, Path] = {}
+
+
+def shared_study_db(factory: Any) -> Path:
+    """One study database per test session (built on first use; tests only read it)."""
+    if "db" not in _BUILT:
+        _BUILT["db"] = build_study_db(factory.mktemp("study"))
+    return _BUILT["db"]
 
 
 def build_study_db(directory: Path) -> Path:

@@ -12,13 +12,13 @@ matplotlib.use("Agg")
 
 from hpsearch import plots  # noqa: E402
 from storage import find_study  # noqa: E402
-from tests._results_db import FINE_RANGES, SPEC, build_study_db  # noqa: E402
+from tests._results_db import FINE_RANGES, SPEC, shared_study_db  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def study_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_study_db(tmp_path_factory.mktemp("plots"))
+    return shared_study_db(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 
 import storage
-from tests._results_db import build_study_db
+from tests._results_db import shared_study_db
 from tests.conftest import ROOT, run_cli
 
 
 @pytest.fixture(scope="module")
 def study_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_study_db(tmp_path_factory.mktemp("results"))
+    return shared_study_db(tmp_path_factory)
 
 
 def sql_rows(db: Path, query: str) -> list[tuple]:
