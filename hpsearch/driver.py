@@ -12,9 +12,9 @@ import numpy as np
 
 from hpsearch.errors import HpsearchError
 from hpsearch.executor import Executor
-from hpsearch.narrowing import Analysis, analyze, split_proposal
+from hpsearch.narrowing import Analysis, analyze, ranked, split_proposal
 from hpsearch.registry import qualified
-from hpsearch.space import Space, trial_seeds
+from hpsearch.space import Choice, Numeric, Space, trial_seeds
 from hpsearch.spec import StudySpec
 from hpsearch.trial import Event, TrialTask
 from storage import Batch, StageRecord, Store, StudyRecord, TrialRecord
@@ -34,6 +34,7 @@ class StagePlan:
     epochs: int
     seed: int | None = None  # None: the spec's seed plus the number of earlier stages
     parent_stage_id: int | None = None
+    keep: tuple[dict[str, Any], ...] = ()  # configurations run as-is, before the sampled ones
 
 
 @dataclass
@@ -123,7 +124,8 @@ def start_or_resume(
             break
     seed = plan.seed if plan.seed is not None else spec.seed + len(stages)
     rng = np.random.default_rng(seed)
-    configs = plan.space.sample(plan.trials, rng)
+    kept = [dict(c) for c in plan.keep[: plan.trials]]
+    configs = kept + plan.space.sample(plan.trials - len(kept), rng)
     stage = store.begin_stage(
         study.study_id,
         plan.kind,
@@ -236,14 +238,31 @@ def next_plan(
     if pending is not None:
         return StagePlan(kind, Space.from_dict(pending.ranges), trials, epochs, seed)
     parent = _parent(store, study, stages, kind, from_stage, hint)
+    space = Space.from_dict(_proposal(store, spec, parent, top))
+    keep = min(spec.fine.keep, top or spec.fine.top) if kind == "fine" else 0
+    best = ranked(store.trials(parent.stage_id), spec.mode)[:keep]
     return StagePlan(
         kind,
-        Space.from_dict(_proposal(store, spec, parent, top)),
+        space,
         trials,
         epochs,
         seed,
         parent_stage_id=parent.stage_id,
+        keep=tuple(_typed(space, t.params) for t in best),
     )
+
+
+def _typed(space: Space, params: dict[str, Any]) -> dict[str, Any]:
+    """Params as read back from the database (numbers are floats) in the types of `space`."""
+    out = dict(params)
+    for name, dim in space.dimensions.items():
+        if name not in out:
+            continue
+        if isinstance(dim, Numeric) and dim.is_int:
+            out[name] = int(round(out[name]))
+        elif isinstance(dim, Choice):
+            out[name] = next((v for v in dim.values if v == out[name]), out[name])
+    return out
 
 
 def _unfinished(stages: list[StageRecord], kind: str) -> StageRecord | None:

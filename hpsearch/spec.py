@@ -31,6 +31,7 @@ class StageSettings:
 class FineSettings(StageSettings):
     top: int = 10
     edge: float = 0.1  # width of the outer band, as a fraction of the range, that flags an edge
+    keep: int = 3  # the parent's best configurations, re-run first in a fine stage
     pad: float = 0.25  # proposal padding (fraction of the top trials' span; of the old width
     #                    for a flagged side that moves outward)
 
@@ -170,7 +171,7 @@ def _parse_coarse(check: _Checker, data: dict[str, Any]) -> StageSettings:
 
 
 def _parse_fine(check: _Checker, data: dict[str, Any]) -> FineSettings:
-    check.no_unknown(data, {"trials", "epochs", "top", "edge", "pad"}, "fine.")
+    check.no_unknown(data, {"trials", "epochs", "top", "edge", "pad", "keep"}, "fine.")
     edge = check.number(data, "edge", "fine.")
     if edge is not None and not 0 < edge < 0.5:
         raise check.fail("fine.edge", f"must be between 0 and 0.5 (a fraction), got {edge}")
@@ -183,7 +184,15 @@ def _parse_fine(check: _Checker, data: dict[str, Any]) -> FineSettings:
         top=check.positive_int(data, "top", "fine.", 10),
         edge=0.1 if edge is None else edge,
         pad=0.25 if pad is None else pad,
+        keep=_keep(check, data),
     )
+
+
+def _keep(check: _Checker, data: dict[str, Any]) -> int:
+    keep = data.get("keep", 3)
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise check.fail("fine.keep", f"must be an integer >= 0, got {keep!r}")
+    return keep
 
 
 def _parse_space(check: _Checker, data: dict[str, Any]) -> Space:

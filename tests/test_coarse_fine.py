@@ -7,6 +7,7 @@ import math
 import re
 import sqlite3
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,31 @@ def test_edge_flag_widens_and_fine_gets_closer_to_the_optimum(tmp_path: Path) ->
         p: {k: v for k, v in r.items() if k != "reason"} for p, r in proposal.items()
     }
     assert best_quality(store, second) > best_quality(store, first)
+
+
+def test_fine_stage_reruns_the_best_coarse_configs_first(tmp_path: Path) -> None:
+    space = LR_REG + 'hidden = { type = "lograndint", low = 8, high = 1024 }\n'
+    spec, store = write_spec(tmp_path, space=space), Store(str(tmp_path / "h.db"))
+    first = coarse(store, spec)
+    plan = next_plan(store, spec, "fine", trials=spec.fine.trials, epochs=spec.fine.epochs)
+    assert len(plan.keep) == 3 and all(type(c["hidden"]) is int for c in plan.keep)
+    second = run(store, spec, plan)
+    best = [t.params for t in ranked(store.trials(first.stage_id), "max")[:3]]
+    rerun = [t.params for t in store.trials(second.stage_id)[:3]]
+    assert rerun == best  # [fine] keep = 3 by default
+    assert ranked(store.trials(second.stage_id), "max")[0].best_value > (
+        ranked(store.trials(first.stage_id), "max")[0].best_value  # type: ignore[operator]
+    )
+
+
+def test_keep_zero_samples_every_fine_config(tmp_path: Path) -> None:
+    spec, store = write_spec(tmp_path), Store(str(tmp_path / "h.db"))
+    spec = replace(spec, fine=replace(spec.fine, keep=0))
+    first = coarse(store, spec)
+    assert next_plan(store, spec, "fine", trials=5, epochs=2).keep == ()
+    spec = replace(spec, fine=replace(spec.fine, keep=2))
+    kept = next_plan(store, spec, "fine", trials=5, epochs=2).keep
+    assert list(kept) == [t.params for t in ranked(store.trials(first.stage_id), "max")[:2]]
 
 
 def test_top_k_recomputes_the_proposal(tmp_path: Path) -> None:
