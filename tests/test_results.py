@@ -213,3 +213,19 @@ def test_readme_sql_examples_run_as_written(study_db: Path) -> None:
         done = run_cli("sql", block, "--db", str(study_db), "-f", "json", cwd=study_db.parent)
         assert done.returncode == 0, (block, done.stderr)
         assert json.loads(done.stdout), f"no rows from README query:\n{block}"
+
+
+def test_other_schema_versions_and_foreign_files_are_named(study_db: Path, tmp_path: Path) -> None:
+    newer = tmp_path / "newer.db"
+    newer.write_bytes(study_db.read_bytes())
+    with sqlite3.connect(newer) as conn:
+        conn.execute("UPDATE hpsearch_meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(storage.SchemaVersionError, match="schema version 99 is newer"):
+        storage.run_sql(str(newer), "SELECT 1")
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE notes (x)")
+    before = foreign.read_bytes()
+    with pytest.raises(storage.StorageError, match="not an hpsearch database"):
+        storage.load_trials(str(foreign), "digits-mlp")
+    assert foreign.read_bytes() == before
