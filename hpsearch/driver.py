@@ -178,13 +178,7 @@ def run_stage(
 
 def top_trials(store: Store, stage: StageRecord, mode: str, k: int = 10) -> list[TrialRecord]:
     """The stage's best completed trials, best first."""
-    done = [
-        t
-        for t in store.trials(stage.stage_id)
-        if t.status == "completed" and t.best_value is not None
-    ]
-    done.sort(key=lambda t: t.best_value if mode == "min" else -t.best_value)  # type: ignore[operator]
-    return done[:k]
+    return ranked(store.trials(stage.stage_id), mode)[:k]
 
 
 # -- finishing a stage and planning the next one ------------------------------------------

@@ -54,7 +54,7 @@ def ranked(trials: list[TrialRecord], mode: str) -> list[TrialRecord]:
     """Completed trials with a value, best first (ties keep trial order)."""
     done = [t for t in trials if t.status == "completed" and t.best_value is not None]
     sign = -1.0 if mode == "max" else 1.0
-    return sorted(done, key=lambda t: (sign * t.best_value, t.number))  # type: ignore[operator]
+    return sorted(done, key=lambda t: (sign * (t.best_value or 0.0), t.number))
 
 
 def analyze(

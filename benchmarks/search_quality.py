@@ -1,0 +1,463 @@
+"""Search quality at an equal epoch budget: coarse->fine vs random search vs Optuna.
+
+    python benchmarks/search_quality.py                # everything (about 5 min on 2 CPUs)
+    python benchmarks/search_quality.py --seeds 5 --mlp-seeds 0   # a quick look
+
+Problems:
+  * Branin (2-D) and Hartmann-6 with every coordinate behind a log-scaled parameter
+    (`x = lo + (hi - lo) * position of log10(p) in [L, H]`) and a synthetic learning curve
+    `y(x, e) = f(x) + A * exp(-e / tau(x)) + noise`, where tau (2..8 epochs) depends on the
+    last coordinate, so slow starters exist and the coarse ranking is not the fine one.
+    Two variants each: ranges that contain the optimum ("inside"), and ranges where one
+    coordinate's optimum lies beyond the high end ("edge"). Score: regret f(x*) - f_min of
+    the chosen configuration (noise-free, converged).
+  * The numpy MLP (trainables.mlp) with 3 hidden layers on digits, with wide log ranges for
+    lr, reg and the init std. Score: test accuracy of the chosen configuration.
+
+Methods, all with the same total number of epochs:
+  * coarse->fine: hpsearch's narrowing (`hpsearch.narrowing.analyze`, default settings),
+    coarse stage of short trials, fine stage of full-length trials on the proposed ranges that
+    re-runs the 3 best coarse configurations first (`[fine] keep = 3`, the default);
+  * coarse->fine keep=0: the same with every fine configuration sampled (the ablation);
+  * coarse->widen->fine: a smaller coarse stage, a second coarse stage on the proposal when
+    an edge flag fires, then the fine stage (what `hpsearch coarse --widen` does);
+  * random: single-stage random search, every trial full length;
+  * optuna-tpe, optuna-random: Optuna 5 samplers with defaults, every trial full length.
+The chosen configuration is the trial with the best observed value of the full-length stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing import Pool
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+
+from hpsearch.narrowing import analyze, ranked  # noqa: E402
+from hpsearch.space import Numeric, Space  # noqa: E402
+from hpsearch.spec import FineSettings  # noqa: E402
+from storage import TrialRecord  # noqa: E402
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+# -- problems -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Budget:
+    coarse: tuple[int, int]  # trials, epochs
+    fine: tuple[int, int]
+    widen_coarse: tuple[int, int]  # each of the two coarse stages of coarse->widen->fine
+
+    @property
+    def total(self) -> int:
+        return self.coarse[0] * self.coarse[1] + self.fine[0] * self.fine[1]
+
+    @property
+    def single(self) -> int:
+        """Full-length trials that fit the budget."""
+        return self.total // self.fine[1]
+
+
+@dataclass
+class Problem:
+    name: str
+    space: Space
+    mode: str  # of the observed metric
+    budget: Budget
+    run: Callable[[dict[str, Any], int, int], tuple[list[float], float]]  # curve, final score
+    score_name: str  # what `final score` is: regret (lower better) or test_acc
+
+
+def branin(x1: float, x2: float) -> float:
+    a, b, c, r, s, t = 1.0, 5.1 / (4 * math.pi**2), 5 / math.pi, 6.0, 10.0, 1 / (8 * math.pi)
+    return a * (x2 - b * x1**2 + c * x1 - r) ** 2 + s * (1 - t) * math.cos(x1) + s
+
+
+BRANIN_MIN = 0.397887
+
+H6_A = np.array(
+    [
+        [10, 3, 17, 3.5, 1.7, 8],
+        [0.05, 10, 17, 0.1, 8, 14],
+        [3, 3.5, 1.7, 10, 17, 8],
+        [17, 8, 0.05, 10, 0.1, 14],
+    ]
+)
+H6_P = 1e-4 * np.array(
+    [
+        [1312, 1696, 5569, 124, 8283, 5886],
+        [2329, 4135, 8307, 3736, 1004, 9991],
+        [2348, 1451, 3522, 2883, 3047, 6650],
+        [4047, 8828, 8732, 5743, 1091, 381],
+    ]
+)
+H6_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+H6_MIN = -3.32237
+
+
+def hartmann6(x: np.ndarray) -> float:
+    return float(-np.sum(H6_ALPHA * np.exp(-np.sum(H6_A * (x - H6_P) ** 2, axis=1))))
+
+
+@dataclass(frozen=True)
+class LogMap:
+    """A parameter p in [10**L, 10**H] stands for x in [lo, hi], linearly in log10 p."""
+
+    decades: tuple[float, float]
+    domain: tuple[float, float]
+
+    def to_x(self, p: float) -> float:
+        (L, H), (lo, hi) = self.decades, self.domain
+        return lo + (hi - lo) * (math.log10(p) - L) / (H - L)
+
+    def to_p(self, x: float) -> float:
+        (L, H), (lo, hi) = self.decades, self.domain
+        return 10 ** (L + (H - L) * (x - lo) / (hi - lo))
+
+
+def curve_problem(
+    name: str,
+    f: Callable[[list[float]], float],
+    f_min: float,
+    maps: list[LogMap],
+    searched: list[tuple[float, float]],
+    amplitude: float,
+    noise: float,
+    budget: Budget,
+) -> Problem:
+    """`searched`: the coordinate ranges given to the search (may miss the optimum)."""
+    names = [f"p{i + 1}" for i in range(len(maps))]
+    space = Space(
+        {
+            n: Numeric("loguniform", m.to_p(lo), m.to_p(hi))
+            for n, m, (lo, hi) in zip(names, maps, searched, strict=True)
+        }
+    )
+    last = maps[-1].domain
+
+    def run(params: dict[str, Any], epochs: int, seed: int) -> tuple[list[float], float]:
+        x = [m.to_x(params[n]) for n, m in zip(names, maps, strict=True)]
+        final = f(x)
+        z = min(max((x[-1] - last[0]) / (last[1] - last[0]), 0.0), 1.0)
+        tau = 2.0 * 4.0**z
+        rng = np.random.default_rng(seed)
+        curve = [
+            final + amplitude * math.exp(-e / tau) + noise * rng.standard_normal()
+            for e in range(1, epochs + 1)
+        ]
+        return curve, final - f_min
+
+    return Problem(name, space, "min", budget, run, "regret")
+
+
+SYNTH_BUDGET = Budget(coarse=(60, 2), fine=(12, 15), widen_coarse=(40, 2))
+
+
+def synthetic_problems() -> list[Problem]:
+    b_maps = [LogMap((-4, 2), (-5, 10)), LogMap((-5, 1), (0, 15))]
+    h_maps = [LogMap((-3, 1), (0, 1)) for _ in range(6)]
+    branin2 = lambda x: branin(x[0], x[1])  # noqa: E731
+    hart = lambda x: hartmann6(np.array(x))  # noqa: E731
+    full6 = [(0.0, 1.0)] * 6
+    return [
+        curve_problem(
+            "branin-inside",
+            branin2,
+            BRANIN_MIN,
+            b_maps,
+            [(-5, 10), (0, 15)],
+            30,
+            0.3,
+            SYNTH_BUDGET,
+        ),
+        curve_problem(  # every optimum has x2 > 2.2: beyond the searched high end
+            "branin-edge",
+            branin2,
+            BRANIN_MIN,
+            b_maps,
+            [(-5, 10), (0, 2)],
+            30,
+            0.3,
+            SYNTH_BUDGET,
+        ),
+        curve_problem("hartmann6-inside", hart, H6_MIN, h_maps, full6, 2, 0.02, SYNTH_BUDGET),
+        curve_problem(  # the optimum has x1 = 0.20: beyond the searched high end 0.12
+            "hartmann6-edge",
+            hart,
+            H6_MIN,
+            h_maps,
+            [(0.0, 0.12), *full6[1:]],
+            2,
+            0.02,
+            SYNTH_BUDGET,
+        ),
+    ]
+
+
+MLP_BUDGET = Budget(coarse=(40, 1), fine=(8, 10), widen_coarse=(24, 1))
+MLP_FIXED = {"data": "digits", "hidden": 64, "depth": 3, "update": "momentum", "batch": 100}
+
+
+def mlp_run(params: dict[str, Any], epochs: int, seed: int) -> tuple[list[float], float]:
+    """Validation accuracy per epoch and the test accuracy of the trained net."""
+    from trainables import mlp
+    from trainables._loop import fit, load_data
+    from trainables._params import parse_hidden, resolve
+    from trainables.models import Net
+
+    cfg = resolve("mlp", {**MLP_FIXED, **params}, mlp.DEFAULTS)
+    rng = np.random.default_rng(seed)
+    data = load_data(cfg)
+    net = Net.create(
+        data.n_features,
+        data.n_classes,
+        hidden=parse_hidden(cfg["hidden"], cfg["depth"]),
+        loss_kind="softmax",
+        init=cfg["init"],
+        dropout=0.0,
+        rng=rng,
+    )
+    curve: list[float] = []
+    try:
+        for metrics in fit(net, data, cfg, epochs=epochs, rng=rng):
+            curve.append(metrics["val_acc"])
+    except FloatingPointError:
+        return curve, float("nan")  # diverged: no model to test
+    scores = net.forward(data.X_test.astype(np.float64)).scores
+    return curve, float((scores.argmax(axis=1) == data.y_test).mean())
+
+
+def mlp_problem() -> Problem:
+    space = Space(
+        {
+            "lr": Numeric("loguniform", 1e-6, 1e1),
+            "reg": Numeric("loguniform", 1e-6, 1e1),
+            "init": Numeric("loguniform", 1e-4, 1.0),
+        }
+    )
+    return Problem("mlp-digits", space, "max", MLP_BUDGET, mlp_run, "test_acc")
+
+
+# -- methods --------------------------------------------------------------------------------
+
+
+@dataclass
+class Trial:
+    params: dict[str, Any]
+    curve: list[float]
+    score: float  # regret or test accuracy of this config
+
+    def best(self, mode: str) -> float | None:
+        finite = [v for v in self.curve if math.isfinite(v)]
+        if len(finite) < len(self.curve) or not finite:
+            return None
+        return max(finite) if mode == "max" else min(finite)
+
+
+def run_trials(problem: Problem, configs: list[dict[str, Any]], epochs: int, rng) -> list[Trial]:
+    seeds = rng.integers(0, 2**31 - 1, size=len(configs))
+    return [Trial(c, *problem.run(c, epochs, int(s))) for c, s in zip(configs, seeds, strict=True)]
+
+
+def choose(problem: Problem, trials: list[Trial]) -> Trial | None:
+    ok = [t for t in trials if t.best(problem.mode) is not None]
+    if not ok:
+        return None
+    sign = -1 if problem.mode == "max" else 1
+    return min(ok, key=lambda t: sign * t.best(problem.mode))  # type: ignore[operator]
+
+
+def records(problem: Problem, trials: list[Trial]) -> list[TrialRecord]:
+    out = []
+    for i, t in enumerate(trials):
+        value = t.best(problem.mode)
+        status = "completed" if value is not None else "diverged"
+        out.append(TrialRecord(i, 1, i, status, 0, 1, t.params, best_value=value))
+    return out
+
+
+FINE = FineSettings(trials=0, epochs=0)  # hpsearch's defaults: top 10, edge 0.1, pad 0.25
+
+
+def stage(problem: Problem, space: Space, n: int, epochs: int, rng) -> tuple[list[Any], Any]:
+    """A stage of random trials and its analysis; returns (best configs first, analysis)."""
+    trials = run_trials(problem, space.sample(n, rng), epochs, rng)
+    recs = records(problem, trials)
+    result = analyze(space, recs, problem.mode, top=FINE.top, edge=FINE.edge, pad=FINE.pad)
+    return [r.params for r in ranked(recs, problem.mode)], result
+
+
+def coarse_fine(problem: Problem, rng, *, widen: bool, keep: int) -> tuple[Trial | None, dict]:
+    b = problem.budget
+    n, e = b.widen_coarse if widen else b.coarse
+    best, result = stage(problem, problem.space, n, e, rng)
+    used, widened = n * e, False
+    edge_flag = any(f.side in ("low", "high") for f in result.flags)
+    if widen and edge_flag and result.proposal is not None:
+        best, result = stage(problem, Space.from_dict(result.proposal), n, e, rng)
+        used, widened = used + n * e, True
+    space = problem.space if result.proposal is None else Space.from_dict(result.proposal)
+    n_fine = (b.total - used) // b.fine[1]
+    kept = best[: min(keep, FINE.top, n_fine)]
+    configs = kept + space.sample(n_fine - len(kept), rng)
+    trials = run_trials(problem, configs, b.fine[1], rng)
+    return choose(problem, trials), {"edge_flag": edge_flag, "widened": widened}
+
+
+def single_random(problem: Problem, rng) -> tuple[Trial | None, dict]:
+    b = problem.budget
+    trials = run_trials(problem, problem.space.sample(b.single, rng), b.fine[1], rng)
+    e = problem.budget.coarse[1]
+    pairs = [(t.curve[e - 1], t.curve[-1]) for t in trials if len(t.curve) == b.fine[1]]
+    return choose(problem, trials), {"pairs": pairs}
+
+
+def optuna_search(problem: Problem, seed: int, sampler_name: str) -> tuple[Trial | None, dict]:
+    b = problem.budget
+    sampler = (
+        optuna.samplers.TPESampler(seed=seed)
+        if sampler_name == "tpe"
+        else optuna.samplers.RandomSampler(seed=seed)
+    )
+    study = optuna.create_study(
+        direction="maximize" if problem.mode == "max" else "minimize", sampler=sampler
+    )
+    trials: list[Trial] = []
+    rng = np.random.default_rng(seed + 7)
+
+    def objective(ot: optuna.Trial) -> float:
+        params = {
+            name: ot.suggest_float(name, dim.low, dim.high, log=dim.is_log)
+            for name, dim in problem.space.dimensions.items()
+        }
+        trial = Trial(params, *problem.run(params, b.fine[1], int(rng.integers(2**31 - 1))))
+        trials.append(trial)
+        value = trial.best(problem.mode)
+        return float("nan") if value is None else value  # optuna marks NaN trials failed
+
+    study.optimize(objective, n_trials=b.single)
+    return choose(problem, trials), {}
+
+
+METHODS = (
+    "coarse->fine",
+    "coarse->fine keep=0",
+    "coarse->widen->fine",
+    "random",
+    "optuna-tpe",
+    "optuna-random",
+)
+
+
+def one_seed(args: tuple[str, int]) -> list[dict[str, Any]]:
+    problem_name, seed = args
+    problem = next(p for p in all_problems() if p.name == problem_name)
+    rows = []
+    for method in METHODS:
+        rng = np.random.default_rng([seed, METHODS.index(method)])
+        if method.startswith("coarse->"):
+            keep = 0 if method.endswith("keep=0") else FINE.keep
+            chosen, extra = coarse_fine(problem, rng, widen="widen" in method, keep=keep)
+        elif method == "random":
+            chosen, extra = single_random(problem, rng)
+        else:
+            chosen, extra = optuna_search(problem, seed, method.split("-")[1])
+        rows.append(
+            {
+                "problem": problem.name,
+                "seed": seed,
+                "method": method,
+                "observed": None if chosen is None else chosen.best(problem.mode),
+                "score": None if chosen is None else chosen.score,
+                **extra,
+            }
+        )
+    return rows
+
+
+def all_problems() -> list[Problem]:
+    return [*synthetic_problems(), mlp_problem()]
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def summarize(rows: list[dict[str, Any]], problem: Problem) -> list[str]:
+    lines = [
+        f"### {problem.name}: {problem.score_name} of the chosen config "
+        f"(budget {problem.budget.total} epochs; coarse {problem.budget.coarse[0]}x"
+        f"{problem.budget.coarse[1]} + fine {problem.budget.fine[0]}x{problem.budget.fine[1]}; "
+        f"single-stage {problem.budget.single}x{problem.budget.fine[1]})",
+        "",
+        f"| method | seeds | median {problem.score_name} | 25%..75% | worst | median observed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method in METHODS:
+        mine = [r for r in rows if r["method"] == method and r["problem"] == problem.name]
+        scores = np.array([r["score"] for r in mine if r["score"] is not None], dtype=float)
+        scores = scores[np.isfinite(scores)]
+        observed = [r["observed"] for r in mine if r["observed"] is not None]
+        if not len(scores):
+            lines.append(f"| {method} | {len(mine)} | - | - | - | - |")
+            continue
+        q25, q50, q75 = np.percentile(scores, [25, 50, 75])
+        worst = scores.max() if problem.score_name == "regret" else scores.min()
+        lines.append(
+            f"| {method} | {len(mine)} | {q50:.4g} | {q25:.4g}..{q75:.4g} | {worst:.4g} "
+            f"| {np.median(observed):.4g} |"
+        )
+    flags = [r for r in rows if r["problem"] == problem.name and r["method"] == "coarse->fine"]
+    fired = sum(bool(r["edge_flag"]) for r in flags)
+    lines.append("")
+    lines.append(f"Edge flag fired in the coarse stage in {fired} of {len(flags)} seeds.")
+    pairs = [r["pairs"] for r in rows if r["problem"] == problem.name and r["method"] == "random"]
+    rhos = [spearmanr(*zip(*p, strict=True)).statistic for p in pairs if len(p) >= 3]
+    rhos = [r for r in rhos if math.isfinite(r)]
+    if rhos:
+        lines.append(
+            f"Rank correlation (Spearman) of a trial's value after {problem.budget.coarse[1]} "
+            f"epoch(s) and after {problem.budget.fine[1]}: median {np.median(rhos):.2f} "
+            f"(25%..75% {np.percentile(rhos, 25):.2f}..{np.percentile(rhos, 75):.2f}, "
+            f"{len(rhos)} seeds of {problem.budget.single} random trials)."
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=30, help="seeds per synthetic problem")
+    parser.add_argument("--mlp-seeds", type=int, default=6, help="seeds of the MLP problem")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    started = time.monotonic()
+    problems = all_problems()
+    jobs = [(p.name, s) for p in problems[:-1] for s in range(args.seeds)]
+    jobs = [("mlp-digits", s) for s in range(args.mlp_seeds)] + jobs
+    with Pool(args.workers) as pool:
+        rows = [r for batch in pool.imap_unordered(one_seed, jobs) for r in batch]
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+        f"Python {platform.python_version()}, numpy {np.__version__}, optuna {optuna.__version__}"
+    )
+    print(f"Command: python {' '.join(sys.argv)}  ({time.monotonic() - started:.0f} s)\n")
+    for problem in problems:
+        if any(r["problem"] == problem.name for r in rows):
+            print("\n".join(summarize(rows, problem)), "\n")
+
+
+if __name__ == "__main__":
+    main()
