@@ -131,8 +131,8 @@ class Reader:
         try:
             if self.dialect == "sqlite":
                 return self._query_sqlite(sql, params)
-            if params is None:
-                result = self.conn.exec_driver_sql(sql)
+            if params is None:  # the user's SQL as is: a '%' is not a placeholder
+                result = self.conn.execution_options(no_parameters=True).exec_driver_sql(sql)
             else:
                 result = self.conn.execute(text(sql), dict(params))
             if not result.returns_rows:
