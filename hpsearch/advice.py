@@ -12,7 +12,11 @@ DEFAULT_DB = "hpsearch.db"
 
 def db_suffix(db: str) -> str:
     """` --db X` unless X is the default database (as named by `Store.db`)."""
-    return "" if db == describe(DEFAULT_DB) else f" --db {db}"
+    try:
+        default = describe(DEFAULT_DB)
+    except OSError:  # the working directory is gone (e.g. a finished Ray job's copy)
+        return f" --db {db}"
+    return "" if db == default else f" --db {db}"
 
 
 def next_command(spec: StudySpec, db: str, stage: StageRecord, analysis: Analysis) -> str:
