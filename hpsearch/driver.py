@@ -14,7 +14,7 @@ from hpsearch.errors import HpsearchError
 from hpsearch.executor import Executor
 from hpsearch.narrowing import Analysis, analyze, ranked, split_proposal
 from hpsearch.registry import qualified
-from hpsearch.space import Choice, Numeric, Space, trial_seeds
+from hpsearch.space import Space, trial_seeds
 from hpsearch.spec import StudySpec
 from hpsearch.trial import Event, TrialTask
 from storage import Batch, StageRecord, Store, StudyRecord, TrialRecord
@@ -140,6 +140,12 @@ def start_or_resume(
     return study, stage, False
 
 
+def _task(stage: StageRecord, space: Space, trial: TrialRecord) -> TrialTask:
+    """The trial's next attempt, with fixed params and sampled params in their own types."""
+    params = {**stage.fixed, **space.typed(trial.params)}
+    return TrialTask(trial.trial_id, trial.attempts + 1, params, trial.seed, stage.epochs)
+
+
 def run_stage(
     store: Store,
     spec: StudySpec,
@@ -156,10 +162,8 @@ def run_stage(
     progress = Progress(total=stage.n_trials)
     progress.counts = {k: v for k, v in counts.items() if k not in ("pending", "running")}
     tracker = _Tracker(spec.metric, spec.mode, progress)
-    tasks = [
-        TrialTask(t.trial_id, t.attempts + 1, {**stage.fixed, **t.params}, t.seed, stage.epochs)
-        for t in todo
-    ]
+    space = Space.from_dict(stage.ranges)
+    tasks = [_task(stage, space, t) for t in todo]
     batch, last_commit = Batch(), time.monotonic()
     try:
         for events in executor.run(tasks):
@@ -242,21 +246,8 @@ def next_plan(
         epochs,
         seed,
         parent_stage_id=parent.stage_id,
-        keep=tuple(_typed(space, t.params) for t in best),
+        keep=tuple(space.typed(t.params) for t in best),
     )
-
-
-def _typed(space: Space, params: dict[str, Any]) -> dict[str, Any]:
-    """Params as read back from the database (numbers are floats) in the types of `space`."""
-    out = dict(params)
-    for name, dim in space.dimensions.items():
-        if name not in out:
-            continue
-        if isinstance(dim, Numeric) and dim.is_int:
-            out[name] = int(round(out[name]))
-        elif isinstance(dim, Choice):
-            out[name] = next((v for v in dim.values if v == out[name]), out[name])
-    return out
 
 
 def _unfinished(stages: list[StageRecord], kind: str) -> StageRecord | None:

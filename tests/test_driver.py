@@ -21,6 +21,7 @@ CALLS = []
 
 def train(params, *, epochs, seed):
     x = params["x"]
+    assert type(params["n"]) is int and type(params["width"]) is int, params
     CALLS.append(x)
     for epoch in range(1, epochs + 1):
         if os.environ.get("HPSEARCH_TEST_INTERRUPT") and len(CALLS) == 10 and epoch == 2:
@@ -43,6 +44,8 @@ mode = "max"
 [space]
 x = {{ type = "uniform", low = 0.01, high = 1.0 }}
 kind = {{ type = "choice", values = {kinds} }}
+n = {{ type = "randint", low = 1, high = 5 }}
+width = {{ type = "choice", values = [64, 128] }}
 
 [coarse]
 trials = 30
