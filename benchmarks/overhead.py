@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--optuna-trials", type=int, default=300)
     args = parser.parse_args()
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    plain_ray(50, Path())  # warm up: worker processes start before anything is timed
     contenders: list[tuple[str, int, Callable[[int, Path], float]]] = [
         ("hpsearch (every metric row committed)", args.trials, hpsearch_stage),
         ("(a) plain Ray, one streaming task per trial", args.trials, plain_ray),
