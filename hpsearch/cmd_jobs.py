@@ -74,7 +74,9 @@ def submit(
     client = jobs.connect(address)
     job_id = jobs.submit(client, request)
     err.print(f"submitted job {job_id}: {request.entrypoint}", markup=False, soft_wrap=True)
-    err.print(f"database: {request.db} (on the node that runs the job)", markup=False)
+    err.print(
+        f"database: {request.db} (on the node that runs the job)", markup=False, soft_wrap=True
+    )
     if no_wait:
         out.print(job_id, markup=False)
         return

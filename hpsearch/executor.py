@@ -215,8 +215,13 @@ class RayExecutor:
             except Exception:  # already finished or its worker is gone
                 pass
         self._inflight.clear()
-        if self._owns_ray:
-            ray.shutdown()
+        if self._owns_ray and not _in_ray_job():
+            ray.shutdown()  # (in a Ray Job this would delete its working dir, our cwd)
+
+
+def _in_ray_job() -> bool:
+    """Whether this process is the driver of a Ray Job (`hpsearch submit`)."""
+    return "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
 
 
 def _task_error(exc: Exception) -> str:
@@ -278,7 +283,7 @@ def _join(address: str, search_path: Path, env_vars: dict[str, str]) -> None:
         "excludes": list(UPLOAD_EXCLUDES),
         "env_vars": env_vars,
     }
-    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:  # a Ray Job's driver: its files are there
+    if _in_ray_job():  # the job's runtime_env already brought the files
         runtime_env = None
     try:
         ray.init(

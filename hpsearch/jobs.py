@@ -91,7 +91,8 @@ def connect(address: str | None) -> Any:
     use_token_auth_if_available()
     from ray.job_submission import JobSubmissionClient
 
-    logging.getLogger("ray").setLevel(logging.WARNING)  # no INFO lines about uploads
+    for name in ("ray", "ray.dashboard.modules.dashboard_sdk", "ray._private.runtime_env"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # no INFO lines about uploads
 
     try:
         return JobSubmissionClient(address)
