@@ -215,8 +215,8 @@ class RayExecutor:
             except Exception:  # already finished or its worker is gone
                 pass
         self._inflight.clear()
-        if self._owns_ray and not _in_ray_job():
-            ray.shutdown()  # (in a Ray Job this would delete its working dir, our cwd)
+        if self._owns_ray:
+            ray.shutdown()
 
 
 def _in_ray_job() -> bool:
