@@ -1,0 +1,99 @@
+"""A trial whose worker process dies is retried as a new attempt; the lost attempt's rows stay.
+
+The trainable kills its own worker process (`os._exit`, as the OOM killer would) on the real
+local Ray; the multi-node cluster tests kill a whole node.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from tests.conftest import run_cli
+
+TRAINABLE = """
+import os
+import time
+from pathlib import Path
+
+def train(params, *, epochs, seed):
+    marker = Path(params["markers"]) / str(seed)
+    dies = params["kind"] == "always" or not marker.exists()
+    marker.touch()
+    for epoch in range(1, epochs + 1):
+        time.sleep(0.1)
+        if dies and epoch == 2:
+            time.sleep(0.5)  # epoch 1 reaches the driver first
+            os._exit(1)
+        yield {"val_acc": params["x"] * epoch}
+"""
+
+SPEC = """
+name = "lost-{kind}"
+trainable = "dying:train"
+metric = "val_acc"
+
+[fixed]
+kind = "{kind}"
+markers = "{markers}"
+
+[space]
+x = {{ type = "uniform", low = 0.0, high = 1.0 }}
+
+[coarse]
+trials = {trials}
+epochs = 3
+"""
+
+
+def study(tmp_path: Path, kind: str, trials: int) -> Path:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    (tmp_path / "dying.py").write_text(TRAINABLE)
+    spec = tmp_path / "study.toml"
+    spec.write_text(SPEC.format(kind=kind, trials=trials, markers=markers))
+    return spec
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(sql).fetchall()
+    conn.close()
+    return rows
+
+
+def test_trial_whose_worker_died_is_retried_as_a_new_attempt(
+    tmp_path: Path, ray_address: str
+) -> None:
+    spec, db = study(tmp_path, "once", trials=3), tmp_path / "h.db"
+    result = run_cli(
+        "coarse", str(spec), "--db", str(db), "--address", ray_address, "-q", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    trials = query(db, "SELECT trial_id, status, attempts FROM trials")
+    assert [(status, attempts >= 2) for _, status, attempts in trials] == [("completed", True)] * 3
+    for trial_id, _, attempts in trials:
+        epochs = dict(
+            query(
+                db,
+                f"SELECT attempt, max(epoch) FROM metrics WHERE trial_id = {trial_id} GROUP BY 1",
+            )
+        )
+        assert epochs[attempts] == 3  # the last attempt ran from epoch 1 to the end
+        assert 1 in [e for a, e in epochs.items() if a < attempts]  # the lost attempt's rows stay
+
+
+def test_trial_out_of_retries_fails_with_the_reason(tmp_path: Path, ray_address: str) -> None:
+    spec, db = study(tmp_path, "always", trials=2), tmp_path / "h.db"
+    result = run_cli(
+        "coarse", str(spec), "--db", str(db), "--address", ray_address, "--max-retries", "1",
+        "-q", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr  # nothing completed
+    assert "Traceback" not in result.stderr
+    rows = query(db, "SELECT status, attempts, error FROM trials")
+    assert [(status, attempts) for status, attempts, _ in rows] == [("failed", 2)] * 2
+    for _, _, error in rows:
+        assert "worker lost" in error and "gave up after 1 retries" in error
+    assert query(db, "SELECT DISTINCT attempt FROM metrics ORDER BY 1") == [(1,), (2,)]
