@@ -240,7 +240,7 @@ def _connect(options: RayOptions, search_path: Path) -> None:
         return
     import ray
 
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # bind and advertise 127.0.0.1 only
+    _loopback_only()
     python_path = os.pathsep.join(
         p for p in (str(search_path), os.getcwd(), os.environ.get("PYTHONPATH", "")) if p
     )
@@ -271,6 +271,18 @@ def check_cluster(options: RayOptions) -> None:
     if address != "auto" and not address.startswith("ray://"):
         _probe_gcs(address, token)
     _checked.add(address)
+
+
+def _loopback_only() -> None:
+    """Make the local Ray bind and advertise 127.0.0.1 only, not every interface.
+
+    Ray reads this switch once, when it is imported (measured: setting only the environment
+    variable after the import leaves gcs_server and raylet listening on all interfaces).
+    """
+    from ray._private import ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # for Ray's child processes
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def _join(address: str, search_path: Path, env_vars: dict[str, str]) -> None:
