@@ -89,10 +89,12 @@ class Cluster:
         nsenter = ["nsenter", "-t", str(self.init_pid), "-n", "-p", "-m", f"--wd={cwd}", "--"]
         return [*nsenter, sys.executable, "-m", "hpsearch", *args]
 
-    def run(self, *args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, cwd: Path, timeout: float = 180, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             self.command(*args, cwd=cwd),
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -211,6 +213,31 @@ def test_a_stage_spreads_trials_over_both_nodes(cluster: Cluster, tmp_path: Path
     assert query(db, "SELECT count(*) FROM metrics") == [(8 * 2 * 2,)]
 
 
+@pytest.mark.parametrize(
+    ("env", "phrase"),
+    [
+        ({"RAY_AUTH_TOKEN": "not-the-cluster-token"}, "rejected the auth token"),
+        ({"HOME": "/nonexistent"}, "no token was found"),
+        ({"RAY_AUTH_MODE": "disabled"}, "RAY_AUTH_MODE=disabled"),
+    ],
+    ids=["wrong token", "no token", "auth disabled here"],
+)
+def test_token_problems_are_one_clear_line(
+    cluster: Cluster, tmp_path: Path, env: dict[str, str], phrase: str
+) -> None:
+    spec = study(tmp_path, "auth", trials=2, epochs=1, sleep=0.0)
+    db = tmp_path / "results.db"
+    result = cluster.run(
+        "coarse", str(spec), "--db", str(db), "--address", "127.0.0.1:6379", cwd=tmp_path,
+        env=env, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and phrase in lines[0], result.stderr
+    assert lines[0].startswith("hpsearch: error: --address 127.0.0.1:6379: ")
+    assert query(db, "SELECT count(*) FROM stages") == [(0,)]  # nothing started
+
+
 def test_submit_runs_a_coarse_stage_as_a_ray_job(cluster: Cluster, tmp_path: Path) -> None:
     study(tmp_path / "project", "submitted", trials=4, epochs=2, sleep=0.0)
     client_dir = tmp_path / "client"
@@ -226,6 +253,7 @@ def test_submit_runs_a_coarse_stage_as_a_ray_job(cluster: Cluster, tmp_path: Pat
     assert f"database: {db}" in result.stderr
     assert query(db, "SELECT status, count(*) FROM trials GROUP BY 1") == [("completed", 4)]
     assert "coarse stage 1: 4 trials (4 completed)" in result.stdout
+    assert f"job {job_id}: SUCCEEDED" in result.stderr
 
     logs = cluster.run("jobs", "logs", job_id, "--address", address, cwd=client_dir)
     assert logs.returncode == 0, logs.stderr
@@ -236,6 +264,21 @@ def test_submit_runs_a_coarse_stage_as_a_ray_job(cluster: Cluster, tmp_path: Pat
     assert job_id in listed.stdout and "SUCCEEDED" in listed.stdout
     missing = cluster.run("jobs", "logs", "nosuchjob", "--address", address, cwd=client_dir)
     assert missing.returncode == 2 and "nosuchjob" in missing.stderr
+
+
+def test_submit_no_wait_then_follow_the_logs(cluster: Cluster, tmp_path: Path) -> None:
+    spec = study(tmp_path / "project", "no-wait", trials=2, epochs=2, sleep=0.0)
+    db = tmp_path / "results.db"
+    env = {"RAY_API_SERVER_ADDRESS": "http://127.0.0.1:8265"}
+    result = cluster.run(
+        "submit", str(spec), "coarse", "--db", str(db), "--no-wait", cwd=tmp_path, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    follow = cluster.run("jobs", "logs", job_id, "--follow", cwd=tmp_path, env=env)
+    assert follow.returncode == 0, follow.stderr
+    assert "coarse stage 1: 2 trials (2 completed)" in follow.stdout
+    assert query(db, "SELECT status, count(*) FROM trials GROUP BY 1") == [("completed", 2)]
 
 
 def _wait_until(db: Path, sql: str, proc: subprocess.Popen[str], timeout: float = 120) -> None:
