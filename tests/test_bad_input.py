@@ -356,3 +356,34 @@ def test_misbehaving_trainable_fails_trials_not_the_stage(workdir: Path, ray_add
             ("failed", "epoch 1: no value for the spec's metric 'val_acc' (got val_loss)")
         },
     }
+
+
+def test_submit_and_jobs_bad_input(workdir: Path) -> None:
+    """Checked before any upload: a spec outside --working-dir, no or a dead dashboard."""
+    other = workdir / "elsewhere"
+    other.mkdir(exist_ok=True)
+    dead = f"http://127.0.0.1:{closed_port()}"
+    runs = {
+        "outside": [
+            "submit",
+            "good.toml",
+            "coarse",
+            "--working-dir",
+            str(other),
+            "--address",
+            dead,
+        ],
+        "dead": ["submit", "good.toml", "coarse", "--address", dead],
+        "no address": ["jobs", "list"],
+        "bad spec": ["submit", "nosuch.toml", "coarse", "--address", dead],
+    }
+    env = {"RAY_API_SERVER_ADDRESS": ""}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {
+            case: pool.submit(run_cli, *args, cwd=workdir, env=env, timeout=60)
+            for case, args in runs.items()
+        }
+    assert_one_line_error(futures["outside"].result(), "good.toml", "inside", str(other))
+    assert_one_line_error(futures["dead"].result(), dead, "no Ray dashboard reachable")
+    assert_one_line_error(futures["no address"].result(), "RAY_API_SERVER_ADDRESS")
+    assert_one_line_error(futures["bad spec"].result(), "nosuch.toml", "no such spec file")
