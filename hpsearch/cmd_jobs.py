@@ -22,7 +22,10 @@ from hpsearch.cli import (
     SeedOpt,
     SpecArg,
     TrialsOpt,
+    WidenOpt,
 )
+from hpsearch.cmd_stages import FromStageOpt, TopOpt
+from hpsearch.errors import HpsearchError
 from hpsearch.report import err, out
 from hpsearch.spec import load_spec
 
@@ -57,12 +60,22 @@ def submit(
     cpus_per_trial: CpusPerTrialOpt = 1.0,
     gpus_per_trial: GpusPerTrialOpt = 0.0,
     max_retries: RetriesOpt = 2,
+    widen: WidenOpt = False,
+    from_stage: FromStageOpt = None,
+    top: TopOpt = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once submitted.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Run a stage's driver on the cluster as a Ray Job; the database lives where it runs."""
     load_spec(spec)  # a bad spec fails here, not minutes later in the job
+    if stage is StageKind.coarse and (from_stage or top):
+        raise HpsearchError("--from-stage and --top are options of a fine stage, not coarse")
+    if stage is StageKind.fine and widen:
+        raise HpsearchError("--widen is an option of a coarse stage, not fine")
     options = [
+        *(["--widen"] if widen else []),
+        *(["--from-stage", str(from_stage)] if from_stage else []),
+        *(["--top", str(top)] if top else []),
         *(["--trials", str(trials)] if trials else []),
         *(["--epochs", str(epochs)] if epochs else []),
         *(["--seed", str(seed)] if seed is not None else []),
