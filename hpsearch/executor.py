@@ -89,9 +89,13 @@ def _bundle_task(
 ) -> Iterator[list[Event]]:
     import ray
 
-    fn = resolve(workload.trainable, workload.search_path)
+    context = ray.get_runtime_context()
+    # on a cluster the spec's directory arrives as the working_dir (cwd, on sys.path): import
+    # from that copy, not from a driver path that may not exist (or differ) on this node
+    shipped = bool((context.runtime_env or {}).get("working_dir"))
+    fn = resolve(workload.trainable, None if shipped else workload.search_path)
     _pin_blas_threads(threads)
-    node_id = ray.get_runtime_context().get_node_id()
+    node_id = context.get_node_id()
     yield from run_bundle(fn, tasks, workload.metric, node_id, flush_seconds)
 
 

@@ -50,10 +50,12 @@ while :; do sleep 1; done
 TRAINABLE = """
 import time
 
+SHIPPED = float("runtime_resources" in __file__)  # imported from the uploaded working_dir
+
 def train(params, *, epochs, seed):
     for epoch in range(1, epochs + 1):
         time.sleep(params["sleep"])
-        yield {"val_acc": params["x"] * epoch / epochs, "val_loss": 1.0 / epoch}
+        yield {"val_acc": params["x"] * epoch / epochs, "val_loss": 1.0 / epoch, "shipped": SHIPPED}
 """
 
 SPEC = """
@@ -210,7 +212,9 @@ def test_a_stage_spreads_trials_over_both_nodes(cluster: Cluster, tmp_path: Path
     assert "8 trials (8 completed)" in result.stdout
     nodes = {n for (n,) in query(db, "SELECT DISTINCT node_id FROM trials")}
     assert nodes == {cluster.head_node, cluster.worker_node}
-    assert query(db, "SELECT count(*) FROM metrics") == [(8 * 2 * 2,)]
+    assert query(db, "SELECT count(*) FROM metrics") == [(8 * 2 * 3,)]
+    # every worker ran the trainable from the runtime_env copy of the spec's directory
+    assert query(db, "SELECT DISTINCT value FROM metrics WHERE name = 'shipped'") == [(1.0,)]
 
 
 @pytest.mark.parametrize(
@@ -319,9 +323,9 @@ def test_driver_killed_mid_stage_on_the_cluster_then_resumed(
     ) == [(0,)]  # fmt: skip
     complete = query(
         db, "SELECT count(DISTINCT trial_id) FROM (SELECT trial_id, attempt FROM metrics "
-        "GROUP BY 1, 2 HAVING count(*) = 8)"
+        "GROUP BY 1, 2 HAVING count(*) = 12)"
     )  # fmt: skip
-    assert complete == [(10,)]  # every trial has one complete attempt (4 epochs x 2 metrics)
+    assert complete == [(10,)]  # every trial has one complete attempt (4 epochs x 3 metrics)
 
 
 def test_worker_node_killed_mid_stage(cluster: Cluster, tmp_path: Path) -> None:
