@@ -270,19 +270,40 @@ def test_submit_runs_a_coarse_stage_as_a_ray_job(cluster: Cluster, tmp_path: Pat
     assert missing.returncode == 2 and "nosuchjob" in missing.stderr
 
 
-def test_submit_no_wait_then_follow_the_logs(cluster: Cluster, tmp_path: Path) -> None:
-    spec = study(tmp_path / "project", "no-wait", trials=2, epochs=2, sleep=0.0)
+def test_submit_no_wait_stop_then_submit_again_resumes(cluster: Cluster, tmp_path: Path) -> None:
+    spec = study(tmp_path / "project", "no-wait", trials=6, epochs=10, sleep=0.2)
     db = tmp_path / "results.db"
     env = {"RAY_API_SERVER_ADDRESS": "http://127.0.0.1:8265"}
-    result = cluster.run(
-        "submit", str(spec), "coarse", "--db", str(db), "--no-wait", cwd=tmp_path, env=env
-    )
+    submit = ("submit", str(spec), "coarse", "--db", str(db), "--no-wait")
+    result = cluster.run(*submit, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     job_id = result.stdout.strip()
-    follow = cluster.run("jobs", "logs", job_id, "--follow", cwd=tmp_path, env=env)
+    deadline = time.monotonic() + 120
+    while not (db.exists() and _completed(db)) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    stop = cluster.run("jobs", "stop", job_id, cwd=tmp_path, env=env)
+    assert stop.returncode == 0 and f"{job_id}: stopping" in stop.stdout, stop.stderr
+    for _ in range(60):
+        status = cluster.run("jobs", "status", job_id, cwd=tmp_path, env=env)
+        if "STOPPED" in status.stdout:
+            break
+        time.sleep(0.5)
+    assert status.returncode == 1 and f"{job_id}: STOPPED" in status.stdout
+    assert 0 < _completed(db) < 6
+
+    again = cluster.run(*submit, cwd=tmp_path, env=env)
+    follow = cluster.run("jobs", "logs", again.stdout.strip(), "--follow", cwd=tmp_path, env=env)
     assert follow.returncode == 0, follow.stderr
-    assert "coarse stage 1: 2 trials (2 completed)" in follow.stdout
-    assert query(db, "SELECT status, count(*) FROM trials GROUP BY 1") == [("completed", 2)]
+    assert "resuming coarse stage 1" in follow.stdout
+    assert "coarse stage 1: 6 trials (6 completed)" in follow.stdout
+    assert query(db, "SELECT count(*) FROM stages") == [(1,)]
+
+
+def _completed(db: Path) -> int:
+    try:
+        return query(db, "SELECT count(*) FROM trials WHERE status = 'completed'")[0][0]
+    except sqlite3.OperationalError:  # the schema is being created
+        return 0
 
 
 def _wait_until(db: Path, sql: str, proc: subprocess.Popen[str], timeout: float = 120) -> None:
