@@ -237,7 +237,7 @@ def _task_error(exc: Exception) -> str:
 
 def _connect(options: RayOptions, search_path: Path) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    address = options.address or os.environ.get("RAY_ADDRESS")
+    address = _cluster_address(options)
     env_vars = {"RAY_USAGE_STATS_ENABLED": "0"}
     if address:
         _join(address, search_path, env_vars)
@@ -258,6 +258,12 @@ def _connect(options: RayOptions, search_path: Path) -> None:
     )
 
 
+def _cluster_address(options: RayOptions) -> str | None:
+    """The cluster to join (`--address`, else RAY_ADDRESS); None (or "local"): start Ray here."""
+    address = options.address or os.environ.get("RAY_ADDRESS") or None
+    return None if address == "local" else address
+
+
 _checked: set[str] = set()
 
 
@@ -266,7 +272,7 @@ def check_cluster(options: RayOptions) -> None:
 
     Called before the stage touches the database, so a bad address leaves it unchanged.
     """
-    address = options.address or os.environ.get("RAY_ADDRESS")
+    address = _cluster_address(options)
     if not address or address in _checked:
         return
     if address != "auto":
