@@ -169,7 +169,8 @@ def stop(client: Any, job_id: str) -> bool:
 
 
 def _status(client: Any, job_id: str) -> str:
-    return str(getattr(client.get_job_status(job_id), "value", client.get_job_status(job_id)))
+    status = client.get_job_status(job_id)
+    return str(getattr(status, "value", status))
 
 
 def _row(job: Any) -> JobRow:
