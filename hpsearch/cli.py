@@ -11,6 +11,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer's own click
 
 from hpsearch.advice import print_advice
+from hpsearch.cluster import check_cluster
 from hpsearch.driver import (
     StagePlan,
     finish_stage,
@@ -20,7 +21,7 @@ from hpsearch.driver import (
     top_trials,
 )
 from hpsearch.errors import HpsearchError
-from hpsearch.executor import RayExecutor, RayOptions, Workload, check_cluster
+from hpsearch.executor import RayExecutor, RayOptions, Workload
 from hpsearch.registry import qualified, resolve
 from hpsearch.report import Timer, err, out, progress_bar, summary_line, top_table
 from hpsearch.spec import StudySpec, load_spec
@@ -73,7 +74,7 @@ def execute_stage(
 ) -> None:
     """Start or resume a stage, run it on Ray, print the outcome; exit 1 if nothing completed."""
     timer = Timer()
-    check_cluster(options)  # a bad --address fails here, before the database changes
+    check_cluster(options.address)  # a bad --address fails here, before the database changes
     workload = Workload(qualified(spec.trainable), spec.metric, spec.directory.resolve())
     executor = RayExecutor(workload, options)  # refuses impossible resource requests
     try:

@@ -33,16 +33,7 @@ if TYPE_CHECKING:  # pandas is imported where used: it costs ~0.3 s at CLI start
     import pandas as pd
 
 STATUSES = ("pending", "running", *FINAL_STATUSES)
-TRIAL_VIEW = [
-    "trial_id",
-    "stage_id",
-    "stage_kind",
-    "trial",
-    "status",
-    "best_value",
-    "best_epoch",
-    "epochs_run",
-]
+TRIAL_VIEW = TRIAL_COLUMNS[: TRIAL_COLUMNS.index("epochs_run") + 1]  # the outcome, no times
 
 
 class Format(str, Enum):

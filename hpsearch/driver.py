@@ -117,11 +117,9 @@ def start_or_resume(
     """The unfinished stage of this kind if there is one, else a new stage from the plan."""
     study = store.ensure_study(spec.name, qualified(spec.trainable), spec.metric, spec.mode)
     stages = store.stages(study.study_id)
-    for stage in reversed(stages):
-        if stage.kind == plan.kind:
-            if stage.status != "finished":
-                return study, stage, True
-            break
+    unfinished = _unfinished(stages, plan.kind)
+    if unfinished is not None:
+        return study, unfinished, True
     seed = plan.seed if plan.seed is not None else spec.seed + len(stages)
     rng = np.random.default_rng(seed)
     kept = [dict(c) for c in plan.keep[: plan.trials]]
@@ -251,6 +249,7 @@ def next_plan(
 
 
 def _unfinished(stages: list[StageRecord], kind: str) -> StageRecord | None:
+    """The latest stage of this kind if it is not finished (a resumable stage)."""
     for stage in reversed(stages):
         if stage.kind == kind:
             return stage if stage.status != "finished" else None

@@ -1,8 +1,9 @@
 """Executors run trials and stream their events back: on Ray, or in this process for tests.
 
-The only module that imports Ray. Trials travel in bundles (one streaming Ray task runs
-several trials one after another) sized from the measured trial time, so many short trials
-cost few tasks and few messages, while long trials still get one task each.
+With the Ray Jobs client (jobs.py), the only module that imports Ray. Trials travel in
+bundles (one streaming Ray task runs several trials one after another) sized from the
+measured trial time, so many short trials cost few tasks and few messages, while long trials
+still get one task each.
 """
 
 from __future__ import annotations
@@ -10,15 +11,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import socket
-import subprocess
-import sys
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from hpsearch.cluster import UPLOAD_EXCLUDES, check_cluster, cluster_address, first_line
 from hpsearch.errors import ClusterError
 from hpsearch.registry import resolve
 from hpsearch.trial import Event, TrialTask, run_bundle
@@ -237,7 +236,7 @@ def _task_error(exc: Exception) -> str:
 
 def _connect(options: RayOptions, search_path: Path) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    address = _cluster_address(options)
+    address = cluster_address(options.address)
     env_vars = {"RAY_USAGE_STATS_ENABLED": "0"}
     if address:
         _join(address, search_path, env_vars)
@@ -258,31 +257,6 @@ def _connect(options: RayOptions, search_path: Path) -> None:
     )
 
 
-def _cluster_address(options: RayOptions) -> str | None:
-    """The cluster to join (`--address`, else RAY_ADDRESS); None (or "local"): start Ray here."""
-    address = options.address or os.environ.get("RAY_ADDRESS") or None
-    return None if address == "local" else address
-
-
-_checked: set[str] = set()
-
-
-def check_cluster(options: RayOptions) -> None:
-    """Fail in seconds with one clear line when `--address` (or RAY_ADDRESS) cannot be joined.
-
-    Called before the stage touches the database, so a bad address leaves it unchanged.
-    """
-    address = _cluster_address(options)
-    if not address or address in _checked:
-        return
-    if address != "auto":
-        _check_reachable(address)
-    token = use_token_auth_if_available()
-    if address != "auto" and not address.startswith("ray://"):
-        _probe_gcs(address, token)
-    _checked.add(address)
-
-
 def _loopback_only() -> None:
     """Make the local Ray bind and advertise 127.0.0.1 only, not every interface.
 
@@ -297,7 +271,7 @@ def _loopback_only() -> None:
 
 def _join(address: str, search_path: Path, env_vars: dict[str, str]) -> None:
     """Join an existing cluster; the spec's directory travels to the workers as working_dir."""
-    check_cluster(RayOptions(address=address))
+    check_cluster(address)
     import ray
 
     runtime_env: dict[str, Any] | None = {
@@ -316,116 +290,7 @@ def _join(address: str, search_path: Path, env_vars: dict[str, str]) -> None:
         )
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
         raise ClusterError(
-            f"--address {address}: cannot join the Ray cluster: {_first_line(exc)}"
-        ) from None
-
-
-UPLOAD_EXCLUDES = ("*.db", "*.db-wal", "*.db-shm", "*.db-journal", ".git", "__pycache__", ".venv")
-PROBE_SECONDS = 15.0
-_PROBE = """
-import sys
-from ray._raylet import GcsClient
-try:
-    GcsClient(address=sys.argv[1]).cluster_id
-except Exception as exc:
-    print(type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
-    sys.exit(1)
-"""
-
-
-def token_source() -> str | None:
-    """Where a Ray auth token is available to this process, if anywhere."""
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return "RAY_AUTH_TOKEN"
-    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
-    if path and Path(path).is_file():
-        return path
-    default = Path.home() / ".ray" / "auth_token"
-    if default.is_file() and default.stat().st_size:
-        return str(default)
-    return None
-
-
-def use_token_auth_if_available() -> str | None:
-    """Turn on Ray token auth when a token exists and RAY_AUTH_MODE is unset.
-
-    A client without RAY_AUTH_MODE=token does not get an auth error from a token cluster but
-    minutes of retries; sending a token to a cluster without auth is harmless.
-    """
-    source = token_source()
-    if source and "RAY_AUTH_MODE" not in os.environ:
-        os.environ["RAY_AUTH_MODE"] = "token"
-        if "ray._raylet" in sys.modules:  # refresh Ray's cached config for this process
-            sys.modules["ray._raylet"].Config.initialize("")
-    return source
-
-
-def _probe_gcs(address: str, token: str | None) -> None:
-    """Ask the cluster for its id once, in a child process: a clear error in seconds, no retries."""
-    gcs = address.split("://", 1)[-1].rstrip("/")
-    try:
-        probe = subprocess.run(
-            [sys.executable, "-c", _PROBE, gcs],
-            capture_output=True,
-            text=True,
-            timeout=PROBE_SECONDS,
-        )
-    except subprocess.TimeoutExpired:
-        raise ClusterError(
-            f"--address {address}: something listens there but no Ray cluster answered within "
-            f"{PROBE_SECONDS:g}s: give the GCS port of `ray start --head` (default 6379)"
-        ) from None
-    if probe.returncode == 0:
-        return
-    reason = (probe.stdout.strip().splitlines() or ["no answer"])[-1]
-    if reason.startswith("AuthenticationError"):
-        raise ClusterError(f"--address {address}: {_auth_advice(token)}")
-    raise ClusterError(f"--address {address}: cannot join the Ray cluster: {reason}")
-
-
-def _auth_advice(token: str | None) -> str:
-    mode = os.environ.get("RAY_AUTH_MODE", "")
-    if mode.lower() == "disabled":
-        return (
-            "the cluster requires token authentication but RAY_AUTH_MODE=disabled here: "
-            "unset it and provide the cluster's token"
-        )
-    if token is None:
-        return (
-            "the cluster requires token authentication and no token was found: copy the "
-            "output of `ray get-auth-token` on the head to ~/.ray/auth_token or RAY_AUTH_TOKEN"
-        )
-    return (
-        f"the cluster rejected the auth token from {token}: copy the output of "
-        "`ray get-auth-token` on the head to ~/.ray/auth_token or RAY_AUTH_TOKEN"
-    )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
-
-
-def _check_reachable(address: str, timeout: float = 3.0) -> None:
-    """Fail in seconds, not minutes, when nothing listens at the cluster address."""
-    if address.startswith(("http://", "https://")):
-        raise ClusterError(
-            f"--address {address}: that is a dashboard (Ray Jobs) address, which only "
-            "`hpsearch submit` and `hpsearch jobs` take: give the head's HOST:PORT "
-            "(GCS port, default 6379)"
-        )
-    host_port = address.split("://", 1)[-1].rstrip("/")
-    host, _, port = host_port.rpartition(":")
-    if not host or not port.isdigit():
-        raise ClusterError(
-            f"--address {address}: expected HOST:PORT of a Ray head (e.g. 10.0.0.5:6379)"
-        )
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise ClusterError(
-            f"--address {address}: no Ray cluster reachable ({exc.strerror or exc}): "
-            "check the address and that `ray start --head` runs there"
+            f"--address {address}: cannot join the Ray cluster: {first_line(exc)}"
         ) from None
 
 

@@ -13,15 +13,19 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpsearch.cluster import (
+    UPLOAD_EXCLUDES,
+    check_listening,
+    first_line,
+    use_token_auth_if_available,
+)
 from hpsearch.errors import ClusterError
-from hpsearch.executor import UPLOAD_EXCLUDES, use_token_auth_if_available
 
 FINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
@@ -102,20 +106,14 @@ def connect(address: str | None) -> Any:
         raise ClusterError(f"--address {address}: cannot reach Ray Jobs: {reason}") from None
 
 
-def _check_http_reachable(address: str, timeout: float = 3.0) -> None:
-    host_port = address.split("://", 1)[1].split("/", 1)[0]
-    host, _, port = host_port.rpartition(":")
-    if not host or not port.isdigit():
-        raise ClusterError(
-            f"--address {address}: expected http://HOST:PORT of a Ray dashboard (default port 8265)"
-        )
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise ClusterError(
-            f"--address {address}: no Ray dashboard reachable ({exc.strerror or exc}): "
-            "check the address and that the head runs with its dashboard"
-        ) from None
+def _check_http_reachable(address: str) -> None:
+    check_listening(
+        address,
+        address.split("://", 1)[1].split("/", 1)[0],
+        expected="http://HOST:PORT of a Ray dashboard (default port 8265)",
+        service="Ray dashboard",
+        hint="that the head runs with its dashboard",
+    )
 
 
 def submit(client: Any, request: JobRequest) -> str:
@@ -127,7 +125,7 @@ def submit(client: Any, request: JobRequest) -> str:
     try:
         return str(client.submit_job(entrypoint=request.entrypoint, runtime_env=runtime_env))
     except Exception as exc:  # noqa: BLE001 - upload or HTTP errors, e.g. too large a dir
-        raise ClusterError(f"submitting the job failed: {_first_line(exc)}") from None
+        raise ClusterError(f"submitting the job failed: {first_line(exc)}") from None
 
 
 def follow(client: Any, job_id: str, write: Callable[[str], None], poll: float = 1.0) -> str:
@@ -155,7 +153,7 @@ def info(client: Any, job_id: str) -> JobRow:
     try:
         return _row(client.get_job_info(job_id))
     except RuntimeError as exc:
-        raise ClusterError(f"job {job_id}: {_first_line(exc)}") from None
+        raise ClusterError(f"job {job_id}: {first_line(exc)}") from None
 
 
 def logs(client: Any, job_id: str) -> str:
@@ -183,8 +181,3 @@ def _row(job: Any) -> JobRow:
         start_time=job.start_time / 1000 if job.start_time else None,
         end_time=job.end_time / 1000 if job.end_time else None,
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
