@@ -2,7 +2,9 @@
 
 A no-op trainable (5 epochs x 4 metrics); per-trial cost = stage wall time / trials, Ray
 start excluded (one local Ray with 2 CPUs serves every contender). Rounds alternate the
-contenders so a slow moment of the machine hits all of them; medians are reported.
+contenders so a slow moment of the machine hits all of them; medians are reported. Before
+each contender the script waits until Ray has every CPU free again and runs a few empty
+tasks, so that no contender pays for starting Ray's worker processes.
 
     python benchmarks/overhead.py [--trials 1000] [--rounds 3] [--tune-trials 20]
 """
@@ -124,6 +126,26 @@ def optuna_sqlite(trials: int, workdir: Path) -> float:
     return time.perf_counter() - start
 
 
+@ray.remote
+def _nothing() -> None:
+    pass
+
+
+def settle() -> None:
+    """Let the previous contender's actors go, then make sure idle task workers exist.
+
+    Ray Tune's actors take a while to release their CPUs, and Ray replaces idle workers after
+    them: without this the next contender pays for starting worker processes.
+    """
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    time.sleep(2)
+    ray.get([_nothing.remote() for _ in range(20)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=1000)
@@ -133,7 +155,6 @@ def main() -> None:
     parser.add_argument("--optuna-trials", type=int, default=300)
     args = parser.parse_args()
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    plain_ray(50, Path())  # warm up: worker processes start before anything is timed
     contenders: list[tuple[str, int, Callable[[int, Path], float]]] = [
         ("hpsearch (every metric row committed)", args.trials, hpsearch_stage),
         ("(a) plain Ray, one streaming task per trial", args.trials, plain_ray),
@@ -149,6 +170,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
             for name, trials, run in contenders:
+                settle()
                 seconds = run(trials, Path(tmp))
                 per_trial[name].append(seconds / trials * 1000)
                 print(f"round {round_ + 1}: {name}: {per_trial[name][-1]:.2f} ms/trial", flush=True)
