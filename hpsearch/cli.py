@@ -93,7 +93,7 @@ def execute_stage(
         executor.close()
     analysis = finish_stage(store, spec, stage)
     top = top_trials(store, stage, spec.mode)
-    out.print(summary_line(stage, counts, spec.metric, top, timer.seconds))
+    out.print(summary_line(stage, counts, spec.metric, top, timer.seconds), soft_wrap=True)
     if top and not quiet:
         out.print(top_table(top, spec.metric, list(spec.space.dimensions)))
     print_advice(spec, store.db, stage, analysis)
