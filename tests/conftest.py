@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,9 +22,7 @@ def ray_address() -> Iterator[str]:
     """A local Ray on 127.0.0.1 that every end-to-end CLI run joins (one start for the suite)."""
     import ray
 
-    context = ray.init(
-        address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR"
-    )
+    context = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     try:
         yield context.address_info["gcs_address"]
     finally:
@@ -44,3 +43,12 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    """Rows of one query on an SQLite results file, as a user's SQL client would see them."""
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import query
+
 CLUSTER_SH = r"""
 set -u
 ip link set lo up
@@ -193,13 +195,6 @@ def study(path: Path, name: str, trials: int, epochs: int, sleep: float) -> Path
     spec = path / "study.toml"
     spec.write_text(SPEC.format(name=name, trials=trials, epochs=epochs, sleep=sleep))
     return spec
-
-
-def query(db: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(sql).fetchall()
-    conn.close()
-    return rows
 
 
 def test_a_stage_spreads_trials_over_both_nodes(cluster: Cluster, tmp_path: Path) -> None:

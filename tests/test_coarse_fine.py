@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sqlite3
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +24,7 @@ from hpsearch.narrowing import ranked
 from hpsearch.registry import qualified
 from hpsearch.spec import StudySpec, load_spec
 from storage import StageRecord, Store
-from tests.conftest import run_cli
+from tests.conftest import query, run_cli
 from trainables.synthetic import LOG_DIMS, quality
 
 # lr's optimum (10**-2.5) lies inside its range; reg's (10**1.5) lies above its range.
@@ -193,11 +192,6 @@ def test_fine_without_a_coarse_stage_is_refused(tmp_path: Path) -> None:
     spec, store = write_spec(tmp_path), Store(str(tmp_path / "h.db"))
     with pytest.raises(NoProposalError, match="no stages yet .* run `hpsearch coarse"):
         next_plan(store, spec, "fine", trials=5, epochs=2)
-
-
-def query(db: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql).fetchall()
 
 
 def test_cli_coarse_widen_fine_show(tmp_path: Path, ray_address: str) -> None:

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.conftest import query, run_cli
 
 TRAINABLE = """
 import time
@@ -50,14 +50,16 @@ def study(tmp_path: Path, kinds: str = '["ok"]', trials: int = 40, sleep: float 
     return spec
 
 
-def query(db: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql).fetchall()
+def coarse(spec: Path, db: Path, address: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`hpsearch coarse SPEC --db DB --address ADDRESS [flags]`, run from the spec's directory."""
+    return run_cli(
+        "coarse", str(spec), "--db", str(db), "--address", address, *flags, cwd=spec.parent
+    )
 
 
 def test_coarse_stage_lands_every_epoch_in_sql(tmp_path: Path, ray_address: str) -> None:
     spec, db = study(tmp_path), tmp_path / "results.db"
-    result = run_cli("coarse", str(spec), "--db", str(db), "--address", ray_address, cwd=tmp_path)
+    result = coarse(spec, db, ray_address)
     assert result.returncode == 0, result.stderr
     assert "coarse stage 1: 40 trials (40 completed)" in result.stdout
     assert "Top 10 trials by val_acc" in result.stdout
@@ -73,7 +75,7 @@ def test_coarse_stage_lands_every_epoch_in_sql(tmp_path: Path, ray_address: str)
 
 def test_failed_and_diverged_trials_next_to_completed(tmp_path: Path, ray_address: str) -> None:
     spec, db = study(tmp_path, kinds='["ok", "raise", "inf"]', trials=30), tmp_path / "h.db"
-    result = run_cli("coarse", str(spec), "--db", str(db), "--address", ray_address, cwd=tmp_path)
+    result = coarse(spec, db, ray_address)
     assert result.returncode == 0, result.stderr
     statuses = dict(
         query(
@@ -95,7 +97,7 @@ def test_failed_and_diverged_trials_next_to_completed(tmp_path: Path, ray_addres
 
 def test_every_trial_failing_exits_1(tmp_path: Path, ray_address: str) -> None:
     spec, db = study(tmp_path, kinds='["raise"]', trials=4), tmp_path / "h.db"
-    result = run_cli("coarse", str(spec), "--db", str(db), "--address", ray_address, cwd=tmp_path)
+    result = coarse(spec, db, ray_address)
     assert result.returncode == 1
     assert "4 failed" in result.stdout
 
@@ -104,12 +106,7 @@ def test_bad_spec_is_one_line_exit_2_and_database_untouched(
     tmp_path: Path, ray_address: str
 ) -> None:
     spec, db = study(tmp_path, trials=3), tmp_path / "h.db"
-    assert (
-        run_cli(
-            "coarse", str(spec), "--db", str(db), "--address", ray_address, cwd=tmp_path
-        ).returncode
-        == 0
-    )
+    assert coarse(spec, db, ray_address).returncode == 0
     before = db.read_bytes()
     spec.write_text(spec.read_text().replace("trials = 3", "trails = 3"))
     result = run_cli("coarse", str(spec), "--db", str(db), cwd=tmp_path)
@@ -167,7 +164,7 @@ def test_sigkill_mid_stage_then_rerun_resumes(tmp_path: Path, ray_address: str) 
     assert unfinished[0][0] > 0
     params_before = query(db, "SELECT * FROM params ORDER BY 1, 2")
 
-    result = run_cli("coarse", str(spec), "--db", str(db), "--address", ray_address, cwd=tmp_path)
+    result = coarse(spec, db, ray_address)
     assert result.returncode == 0, result.stderr
     assert "resuming coarse stage 1" in result.stderr
     assert query(db, "SELECT count(*) FROM stages") == [(1,)]
@@ -192,7 +189,7 @@ def test_ctrl_c_commits_and_exits_130(tmp_path: Path, ray_address: str) -> None:
     assert "interrupted" in stderr and "Traceback" not in stderr
     received = query(db, "SELECT count(*) FROM metrics")[0][0]
     assert received >= 40
-    result = run_cli("coarse", str(spec), "--db", str(db), "--address", ray_address, cwd=tmp_path)
+    result = coarse(spec, db, ray_address)
     assert result.returncode == 0 and "resuming coarse stage 1" in result.stderr
     assert query(db, "SELECT status, count(*) FROM trials GROUP BY 1") == [("completed", 16)]
 
@@ -219,12 +216,7 @@ def test_impossible_resource_requests_fail_before_the_database_changes(
     tmp_path: Path, ray_address: str
 ) -> None:
     spec, db = study(tmp_path, trials=3), tmp_path / "h.db"
-    assert (
-        run_cli(
-            "coarse", str(spec), "--db", str(db), "--address", ray_address, cwd=tmp_path
-        ).returncode
-        == 0
-    )
+    assert coarse(spec, db, ray_address).returncode == 0
     before = db.read_bytes()
     for flag, value, message in (
         (
@@ -234,17 +226,7 @@ def test_impossible_resource_requests_fail_before_the_database_changes(
         ),
         ("--gpus-per-trial", "1", "--gpus-per-trial 1.0: the cluster has 0 GPUs"),
     ):
-        result = run_cli(
-            "coarse",
-            str(spec),
-            "--db",
-            str(db),
-            "--address",
-            ray_address,
-            flag,
-            value,
-            cwd=tmp_path,
-        )
+        result = coarse(spec, db, ray_address, flag, value)
         assert result.returncode == 2, result.stderr
         assert result.stderr.strip() == f"hpsearch: error: {message}"
         assert db.read_bytes() == before

@@ -6,10 +6,9 @@ local Ray; the multi-node cluster tests kill a whole node.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.conftest import query, run_cli
 
 TRAINABLE = """
 import os
@@ -53,13 +52,6 @@ def study(tmp_path: Path, kind: str, trials: int) -> Path:
     spec = tmp_path / "study.toml"
     spec.write_text(SPEC.format(kind=kind, trials=trials, markers=markers))
     return spec
-
-
-def query(db: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(sql).fetchall()
-    conn.close()
-    return rows
 
 
 def test_trial_whose_worker_died_is_retried_as_a_new_attempt(
