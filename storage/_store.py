@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any
 
@@ -139,18 +141,16 @@ class Store:
         stage_id: int,
         *,
         proposal: dict[str, Any] | None = None,
-        flags: list[FlagRecord] = (),  # type: ignore[assignment]
+        flags: Sequence[FlagRecord] = (),
     ) -> None:
+        """Mark the stage finished, with the proposal for the next stage and its edge flags."""
         with self._session() as s:
             s.execute(
                 update(Stage)
                 .where(Stage.stage_id == stage_id)
                 .values(status="finished", finished_at=now(), proposal=proposal)
             )
-            s.add_all(
-                Flag(stage_id=stage_id, **{k: getattr(f, k) for k in FlagRecord.__annotations__})
-                for f in flags
-            )
+            s.add_all(Flag(stage_id=stage_id, **asdict(f)) for f in flags)
 
     def flags(self, stage_id: int) -> list[FlagRecord]:
         with self._session() as s:
