@@ -17,8 +17,7 @@ from hpsearch.registry import qualified
 from hpsearch.space import Space, trial_seeds
 from hpsearch.spec import StudySpec
 from hpsearch.trial import Event, TrialTask
-from storage import Batch, StageRecord, Store, StudyRecord, TrialRecord
-from storage._store import now
+from storage import Batch, StageRecord, Store, StudyRecord, TrialRecord, now
 
 COMMIT_SECONDS = 0.25
 COMMIT_ROWS = 5000

@@ -26,7 +26,7 @@ from storage._records import (
     StudyRecord,
     TrialRecord,
 )
-from storage._store import Store
+from storage._store import Store, now
 
 __all__ = [
     "FINAL_STATUSES",
@@ -43,6 +43,7 @@ __all__ = [
     "TRIAL_COLUMNS",
     "TrialRecord",
     "describe",
+    "now",
     "find_study",
     "load_metrics",
     "load_stages",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from storage._engine import describe, open_engine, session_scope
 from storage._errors import StorageError
@@ -25,6 +26,7 @@ from storage._records import (
 
 
 def now() -> datetime:
+    """UTC now without a timezone, as every timestamp column stores it."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
@@ -49,7 +51,7 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def _session(self):  # type: ignore[no-untyped-def]
+    def _session(self) -> AbstractContextManager[Session]:
         return session_scope(self._sessions, self.db)
 
     # -- studies and stages -------------------------------------------------------------
