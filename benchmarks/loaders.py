@@ -83,7 +83,8 @@ def build_hpsearch(path: Path, trials: int, epochs: int) -> float:
                         }
                     )
             batch.finish(
-                tid, "completed", error=None, best=(0.9, epochs), epochs_run=epochs, at=now
+                tid, "completed", attempt=1, error=None, best=(0.9, epochs), epochs_run=epochs,
+                at=now,
             )
         store.record(batch)
     store.finish_stage(stage.stage_id)

@@ -77,7 +77,7 @@ class _Tracker:
                 self.epochs[trial_id] = 0
                 batch.start(trial_id, attempt, event[3], at)
             elif kind == "end":
-                self._end(trial_id, event[3], event[4], batch, at)
+                self._end(trial_id, attempt, event[3], event[4], batch, at)
 
     def _epoch(
         self, trial_id: int, attempt: int, epoch: int, metrics: dict[str, float], batch: Batch
@@ -92,11 +92,14 @@ class _Tracker:
         if math.isfinite(value) and (best is None or self.better(value, best[0])):
             self.best[trial_id] = (value, epoch)
 
-    def _end(self, trial_id: int, status: str, error: str | None, batch: Batch, at: Any) -> None:
+    def _end(
+        self, trial_id: int, attempt: int, status: str, error: str | None, batch: Batch, at: Any
+    ) -> None:
         best = self.best.get(trial_id)
         batch.finish(
             trial_id,
             status,
+            attempt=attempt,
             error=error,
             best=best,
             epochs_run=self.epochs.get(trial_id, 0),

@@ -13,7 +13,7 @@ import math
 import os
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -126,6 +126,8 @@ class RayExecutor:
         self._inflight: dict[Any, dict[int, TrialTask]] = {}
         self._trial_seconds = 0.0
         self._trials_timed = 0
+        self._started: set[int] = set()  # trials whose current attempt reported its start
+        self._isolate: set[int] = set()  # trials lost with others: each runs alone next
 
     def run(self, tasks: list[TrialTask]) -> Iterator[list[Event]]:
         import ray
@@ -139,11 +141,19 @@ class RayExecutor:
 
     def _submit(self, queue: deque[TrialTask]) -> None:
         while queue and len(self._inflight) < self.slots * IN_FLIGHT_PER_SLOT:
-            bundle = [
-                queue.popleft() for _ in range(min(self._bundle_size(len(queue)), len(queue)))
-            ]
+            bundle = self._take_bundle(queue)
             gen = self._remote.remote(self.workload, bundle, self._threads, FLUSH_SECONDS)
             self._inflight[gen] = {t.trial_id: t for t in bundle}
+
+    def _take_bundle(self, queue: deque[TrialTask]) -> list[TrialTask]:
+        """The next trials for one task; a trial under suspicion of crashing runs alone."""
+        if queue[0].trial_id in self._isolate:
+            return [queue.popleft()]
+        size = self._bundle_size(len(queue))
+        bundle: list[TrialTask] = []
+        while queue and len(bundle) < size and queue[0].trial_id not in self._isolate:
+            bundle.append(queue.popleft())
+        return bundle
 
     def _bundle_size(self, queued: int) -> int:
         if not self._trials_timed:
@@ -179,7 +189,10 @@ class RayExecutor:
             del self._inflight[gen]
             return self._lost(list(unfinished.values()), exc, queue, retries)
         for event in events:
-            if event[0] == "end":
+            if event[0] == "start":
+                self._started.add(event[1])
+            elif event[0] == "end":
+                self._started.discard(event[1])
                 unfinished.pop(event[1], None)
                 self._trial_seconds += event[5]
                 self._trials_timed += 1
@@ -192,22 +205,30 @@ class RayExecutor:
         queue: deque[TrialTask],
         retries: dict[int, int],
     ) -> list[Event]:
-        reason = (
-            f"worker lost: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        )
-        events: list[Event] = []
-        for task in tasks:
-            used = retries.get(task.trial_id, 0)
-            if used >= self.options.max_retries:
-                note = f"{reason} (gave up after {used} retries)"
-                events.append(("end", task.trial_id, task.attempt, "failed", note, 0.0))
-                continue
-            retries[task.trial_id] = used + 1
-            events.append(("lost", task.trial_id, task.attempt, reason))
-            queue.appendleft(
-                TrialTask(task.trial_id, task.attempt + 1, task.params, task.seed, task.epochs)
-            )
-        return events
+        """Requeue the unfinished trials of a task whose worker or node died.
+
+        Alone in its task, the trial is to blame: it is charged a retry and runs again as a new
+        attempt. Lost together with others, the culprit is unknown (a worker's last events die
+        with it): nobody is charged, and each of them runs alone next time. Trials that had
+        reported their start run again as a new attempt, so the lost attempt's rows stay.
+        """
+        reason = f"worker lost: {first_line(exc)}"
+        if len(tasks) > 1:
+            started = [t for t in tasks if t.trial_id in self._started]
+            self._started.difference_update(t.trial_id for t in started)
+            self._isolate.update(t.trial_id for t in tasks)
+            again = {t.trial_id: replace(t, attempt=t.attempt + 1) for t in started}
+            queue.extendleft(reversed([again.get(t.trial_id, t) for t in tasks]))
+            return [("lost", t.trial_id, t.attempt, reason) for t in started]
+        (task,) = tasks
+        used = retries.get(task.trial_id, 0)
+        if used >= self.options.max_retries:
+            note = f"{reason} (gave up after {used} retries)"
+            return [("end", task.trial_id, task.attempt, "failed", note, 0.0)]
+        retries[task.trial_id] = used + 1
+        self._started.discard(task.trial_id)
+        queue.appendleft(replace(task, attempt=task.attempt + 1))
+        return [("lost", task.trial_id, task.attempt, reason)]
 
     def close(self) -> None:
         import ray

@@ -79,6 +79,7 @@ class Batch:
         trial_id: int,
         status: str,
         *,
+        attempt: int,
         error: str | None,
         best: tuple[float, int] | None,
         epochs_run: int,
@@ -89,6 +90,7 @@ class Batch:
             {
                 "tid": trial_id,
                 "status": status,
+                "attempts": attempt,
                 "error": error,
                 "best_value": value,
                 "best_epoch": epoch,

@@ -211,6 +211,7 @@ _FINISH = (
     .where(_trials.c.trial_id == bindparam("tid"))
     .values(
         status=bindparam("status"),
+        attempts=bindparam("attempts"),
         error=bindparam("error"),
         best_value=bindparam("best_value"),
         best_epoch=bindparam("best_epoch"),

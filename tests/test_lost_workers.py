@@ -89,3 +89,42 @@ def test_trial_out_of_retries_fails_with_the_reason(tmp_path: Path, ray_address:
     for _, _, error in rows:
         assert "worker lost" in error and "gave up after 1 retries" in error
     assert query(db, "SELECT DISTINCT attempt FROM metrics ORDER BY 1") == [(1,), (2,)]
+
+
+CRASHER = """
+import os
+
+def train(params, *, epochs, seed):
+    for epoch in range(1, epochs + 1):
+        if params["x"] > 0.85:
+            os._exit(1)  # this configuration always kills its worker (as an OOM would)
+        yield {"val_acc": params["x"] * epoch}
+"""
+
+
+def test_a_crashing_trial_does_not_use_up_the_retries_of_trials_queued_with_it(
+    tmp_path: Path, ray_address: str
+) -> None:
+    """Short trials share a Ray task; only the trial that was running when it died is charged."""
+    (tmp_path / "crasher.py").write_text(CRASHER)
+    spec = tmp_path / "study.toml"
+    spec.write_text(
+        SPEC.replace('"dying:train"', '"crasher:train"')
+        .replace('kind = "{kind}"\nmarkers = "{markers}"\n', "")
+        .format(kind="crash", trials=60)
+    )
+    db = tmp_path / "h.db"
+    result = run_cli(
+        "coarse", str(spec), "--db", str(db), "--address", ray_address, "--max-retries", "0",
+        "-q", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = query(
+        db,
+        "SELECT p.value > 0.85, t.status, count(*), min(t.attempts) FROM trials t "
+        "JOIN params p USING (trial_id) GROUP BY 1, 2",
+    )
+    counts = {(bool(crashes), status): n for crashes, status, n, _ in rows}
+    assert all(attempts >= 1 for *_, attempts in rows), rows  # a lost attempt counts too
+    assert counts.get((True, "failed"), 0) >= 1, rows  # the seed draws some crashers
+    assert set(counts) == {(True, "failed"), (False, "completed")}, rows

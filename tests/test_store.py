@@ -59,7 +59,9 @@ def test_one_transaction_per_batch(tmp_path: Path) -> None:
             for name in ("val_acc", "val_loss", "train_loss"):
                 row = {"trial_id": t.trial_id, "attempt": 1, "epoch": epoch, "name": name}
                 batch.metrics.append({**row, "value": 0.1 * epoch})
-        batch.finish(t.trial_id, "completed", error=None, best=(0.2, 2), epochs_run=2, at=at)
+        batch.finish(
+            t.trial_id, "completed", attempt=1, error=None, best=(0.2, 2), epochs_run=2, at=at
+        )
     commits: list[int] = []
     event.listen(store.engine, "commit", lambda conn: commits.append(1))
     store.record(batch)
