@@ -5,9 +5,7 @@ from __future__ import annotations
 from hpsearch.narrowing import Analysis
 from hpsearch.report import err, out
 from hpsearch.spec import StudySpec
-from storage import StageRecord, describe
-
-DEFAULT_DB = "hpsearch.db"
+from storage import DEFAULT_DB, StageRecord, describe
 
 
 def db_suffix(db: str) -> str:

@@ -25,7 +25,7 @@ from hpsearch.executor import RayExecutor, RayOptions, Workload
 from hpsearch.registry import qualified, resolve
 from hpsearch.report import Timer, err, out, progress_bar, summary_line, top_table
 from hpsearch.spec import StudySpec, load_spec
-from storage import StorageError, Store
+from storage import DEFAULT_DB, StorageError, Store
 
 app = typer.Typer(
     help="Coarse-to-fine hyperparameter random search on Ray; every epoch in SQL.",
@@ -104,7 +104,7 @@ def execute_stage(
 @app.command()
 def coarse(
     spec: SpecArg,
-    db: DbOpt = "hpsearch.db",
+    db: DbOpt = DEFAULT_DB,
     trials: TrialsOpt = None,
     epochs: EpochsOpt = None,
     seed: SeedOpt = None,

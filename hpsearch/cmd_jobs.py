@@ -28,6 +28,7 @@ from hpsearch.cmd_stages import FromStageOpt, TopOpt
 from hpsearch.errors import HpsearchError
 from hpsearch.report import err, out
 from hpsearch.spec import load_spec
+from storage import DEFAULT_DB
 
 JobsAddressOpt = Annotated[
     str | None,
@@ -49,7 +50,7 @@ def submit(
     spec: SpecArg,
     stage: Annotated[StageKind, typer.Argument(help="Which stage the job runs.")],
     address: JobsAddressOpt = None,
-    db: DbOpt = "hpsearch.db",
+    db: DbOpt = DEFAULT_DB,
     working_dir: Annotated[
         Path | None,
         typer.Option(help="Directory uploaded for the job (default: the spec's directory)."),

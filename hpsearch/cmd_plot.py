@@ -11,7 +11,7 @@ from hpsearch.cmd_results import ResultsDbOpt, StudyArg
 from hpsearch.errors import HpsearchError
 from hpsearch.lookup import study_name_from_arg
 from hpsearch.report import err, out
-from storage import find_study
+from storage import DEFAULT_DB, find_study
 
 
 def plot(
@@ -19,7 +19,7 @@ def plot(
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", help="Directory for the PNG files.", show_default=False)
     ],
-    db: ResultsDbOpt = "hpsearch.db",
+    db: ResultsDbOpt = DEFAULT_DB,
     top: Annotated[int, typer.Option(min=1, help="Trials in the learning-curve plots.")] = 10,
 ) -> None:
     """Metric vs each parameter, learning curves, train-val gap, update ratios, activations."""

@@ -19,6 +19,7 @@ from hpsearch.errors import HpsearchError
 from hpsearch.lookup import study_name_from_arg
 from hpsearch.report import err, fmt, out
 from storage import (
+    DEFAULT_DB,
     FINAL_STATUSES,
     TRIAL_COLUMNS,
     QueryResult,
@@ -129,7 +130,7 @@ def sql(
     query: Annotated[
         str, typer.Argument(help="One SQL statement (read-only).", show_default=False)
     ],
-    db: ResultsDbOpt = "hpsearch.db",
+    db: ResultsDbOpt = DEFAULT_DB,
     form: FormatOpt = Format.table,
 ) -> None:
     """Run one read-only SQL query on the results; writes are refused and change nothing."""
@@ -138,7 +139,7 @@ def sql(
 
 def trials(
     study: StudyArg,
-    db: ResultsDbOpt = "hpsearch.db",
+    db: ResultsDbOpt = DEFAULT_DB,
     stage: StageOpt = None,
     status: Annotated[
         str | None, typer.Option(help=f"Only this status ({', '.join(STATUSES)}).")
@@ -164,7 +165,7 @@ def export(
     path: Annotated[
         Path, typer.Option("--out", "-o", help="FILE.csv or FILE.parquet.", show_default=False)
     ],
-    db: ResultsDbOpt = "hpsearch.db",
+    db: ResultsDbOpt = DEFAULT_DB,
     stage: StageOpt = None,
     metrics: Annotated[
         bool, typer.Option("--metrics", help="The long per-epoch metrics table instead.")

@@ -27,7 +27,7 @@ from hpsearch.executor import RayOptions
 from hpsearch.lookup import open_existing, study_from_arg
 from hpsearch.narrowing import ranked, split_proposal
 from hpsearch.report import fmt, out
-from storage import StageRecord, Store, StudyRecord
+from storage import DEFAULT_DB, StageRecord, Store, StudyRecord
 
 FromStageOpt = Annotated[
     int | None,
@@ -43,7 +43,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (a stable inte
 
 def fine(
     spec: SpecArg,
-    db: DbOpt = "hpsearch.db",
+    db: DbOpt = DEFAULT_DB,
     from_stage: FromStageOpt = None,
     trials: TrialsOpt = None,
     epochs: EpochsOpt = None,
@@ -72,7 +72,7 @@ def fine(
     execute_stage(study_spec, store, plan, options, quiet)
 
 
-def show(study: StudyArg, db: DbOpt = "hpsearch.db", as_json: JsonOpt = False) -> None:
+def show(study: StudyArg, db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     """A study's stages in order: ranges, trials by status, best trial, flags, proposal."""
     store = open_existing(db)
     record = study_from_arg(store, study)

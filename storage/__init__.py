@@ -5,7 +5,7 @@ Knows nothing of Ray, the CLI or the search driver.
 
 from __future__ import annotations
 
-from storage._engine import describe, to_url
+from storage._engine import DEFAULT_DB, describe, to_url
 from storage._errors import SchemaVersionError, StorageError
 from storage._models import SCHEMA_VERSION
 from storage._queries import (
@@ -29,6 +29,7 @@ from storage._records import (
 from storage._store import Store, now
 
 __all__ = [
+    "DEFAULT_DB",
     "FINAL_STATUSES",
     "SCHEMA_VERSION",
     "Batch",

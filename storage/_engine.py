@@ -16,6 +16,7 @@ from storage._errors import SchemaVersionError, StorageError
 from storage._models import SCHEMA_VERSION, Base, Meta, table, trial_results_view_sql
 
 BUSY_TIMEOUT_MS = 30_000
+DEFAULT_DB = "hpsearch.db"  # when neither --db nor HPSEARCH_DB names one
 
 
 def to_url(db: str) -> str:
@@ -78,17 +79,24 @@ def open_engine(db: str) -> Engine:
         _ensure_schema(engine, db)
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise StorageError(f"{db}: cannot open database: {_reason(exc)}") from None
+        raise StorageError(f"{db}: cannot open database: {reason(exc)}") from None
     except StorageError:
         engine.dispose()
         raise
     return engine
 
 
-def _reason(exc: SQLAlchemyError) -> str:
+def driver_error(exc: BaseException) -> BaseException:
+    """The database driver's own exception behind a SQLAlchemy error, else the error itself."""
     if isinstance(exc, DBAPIError) and exc.orig is not None:
-        return str(exc.orig)
-    return str(exc).splitlines()[0]
+        return exc.orig
+    return exc
+
+
+def reason(exc: SQLAlchemyError) -> str:
+    """The database's own message, on one line."""
+    orig = driver_error(exc)
+    return str(orig) if orig is not exc else str(exc).splitlines()[0]
 
 
 def _ensure_schema(engine: Engine, db: str) -> None:
@@ -138,7 +146,7 @@ def session_scope(factory: sessionmaker[Session], db: str) -> Iterator[Session]:
         session.commit()
     except SQLAlchemyError as exc:
         session.rollback()
-        raise StorageError(f"{db}: {_reason(exc)}") from None
+        raise StorageError(f"{db}: {reason(exc)}") from None
     except BaseException:
         session.rollback()
         raise

@@ -19,10 +19,17 @@ from urllib.parse import quote
 
 from sqlalchemy import Connection, create_engine, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from storage._engine import BUSY_TIMEOUT_MS, check_version, describe, to_url
+from storage._engine import (
+    BUSY_TIMEOUT_MS,
+    check_version,
+    describe,
+    driver_error,
+    reason,
+    to_url,
+)
 from storage._errors import StorageError
 from storage._models import Meta
 
@@ -158,7 +165,7 @@ class Reader:
             return StorageError(
                 f"sql: read-only: {self._guard.reason} is not allowed {NEVER_CHANGES}"
             )
-        orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        orig = driver_error(exc)
         message = " ".join(str(orig).split())
         if isinstance(orig, sqlite3.Error) and "readonly" in message:
             return StorageError(f"sql: read-only: {message} {NEVER_CHANGES}")
@@ -190,8 +197,7 @@ def _check_hpsearch(conn: Connection, db: str) -> None:
     try:
         tables = set(inspect(conn).get_table_names())
     except SQLAlchemyError as exc:
-        orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-        raise StorageError(f"{db}: cannot read database: {orig}") from None
+        raise StorageError(f"{db}: cannot read database: {reason(exc)}") from None
     if Meta.__tablename__ not in tables:
         raise StorageError(
             f"{db}: not an hpsearch database (no {Meta.__tablename__} table): pick another --db"
@@ -229,8 +235,7 @@ def read_only(db: str) -> Iterator[Reader]:
             finally:
                 conn.rollback()
     except SQLAlchemyError as exc:
-        orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-        raise StorageError(f"{name}: cannot read database: {orig}") from None
+        raise StorageError(f"{name}: cannot read database: {reason(exc)}") from None
     finally:
         engine.dispose()
 
