@@ -22,6 +22,7 @@ from hpsearch.cli import (
     execute_stage,
     open_study_inputs,
 )
+from hpsearch.cmd_results import StudyArg
 from hpsearch.driver import next_plan
 from hpsearch.executor import RayOptions
 from hpsearch.lookup import open_existing, study_from_arg
@@ -37,7 +38,6 @@ TopOpt = Annotated[
     int | None,
     typer.Option(min=1, help="Recompute the proposal from the best K trials (default: spec)."),
 ]
-StudyArg = Annotated[str, typer.Argument(help="Study spec (TOML) or study name.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (a stable interface).")]
 
 
