@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import ray  # noqa: E402
 
 from hpsearch.driver import StagePlan, run_stage, start_or_resume  # noqa: E402
-from hpsearch.executor import RayExecutor, RayOptions, Workload  # noqa: E402
+from hpsearch.runtime.executor import RayExecutor, RayOptions, Workload  # noqa: E402
 from hpsearch.space import Numeric, Space  # noqa: E402
 from hpsearch.spec import FineSettings, StageSettings, StudySpec  # noqa: E402
 from storage import Store  # noqa: E402

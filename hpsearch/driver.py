@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 
 from hpsearch.errors import HpsearchError
-from hpsearch.executor import Executor
 from hpsearch.narrowing import Analysis, analyze, ranked, split_proposal
 from hpsearch.registry import qualified
+from hpsearch.runtime.executor import Executor
+from hpsearch.runtime.worker import Event, TrialTask
 from hpsearch.space import Space, trial_seeds
 from hpsearch.spec import StudySpec
-from hpsearch.trial import Event, TrialTask
 from storage import Batch, StageRecord, Store, StudyRecord, TrialRecord, now
 
 COMMIT_SECONDS = 0.25

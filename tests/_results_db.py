@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.driver import StagePlan, run_stage, start_or_resume
-from hpsearch.executor import InProcessExecutor, Workload
 from hpsearch.registry import qualified
+from hpsearch.runtime.executor import InProcessExecutor, Workload
 from hpsearch.space import Space
 from hpsearch.spec import load_spec
 from storage import Store

@@ -19,9 +19,9 @@ from hpsearch.driver import (
     run_stage,
     start_or_resume,
 )
-from hpsearch.executor import InProcessExecutor, Workload
 from hpsearch.narrowing import ranked
 from hpsearch.registry import qualified
+from hpsearch.runtime.executor import InProcessExecutor, Workload
 from hpsearch.spec import StudySpec, load_spec
 from storage import StageRecord, Store
 from tests.conftest import query, run_cli

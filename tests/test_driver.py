@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hpsearch.driver import StagePlan, run_stage, start_or_resume, top_trials
-from hpsearch.executor import InProcessExecutor, Workload
+from hpsearch.runtime.executor import InProcessExecutor, Workload
 from hpsearch.spec import StudySpec, load_spec
 from storage import Store
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from typer.testing import CliRunner
 
-from hpsearch.cmd_check import parse_params, register
+from hpsearch.cli.check import parse_params, register
 
 
 def make_app() -> typer.Typer:

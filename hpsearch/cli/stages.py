@@ -1,44 +1,112 @@
-"""`hpsearch fine` (a stage on the proposed ranges) and `hpsearch show` (a study's stages)."""
+"""`hpsearch coarse` and `fine` (run a stage on Ray) and `hpsearch show` (a study's stages)."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Any
 
 import typer
 
-from hpsearch.cli import (
+from hpsearch.cli.advice import print_advice
+from hpsearch.cli.options import (
     AddressOpt,
     CpusOpt,
     CpusPerTrialOpt,
     DbOpt,
     EpochsOpt,
+    FromStageOpt,
     GpusPerTrialOpt,
+    JsonOpt,
     QuietOpt,
     RetriesOpt,
     SeedOpt,
     SpecArg,
+    StudyArg,
+    TopOpt,
     TrialsOpt,
-    execute_stage,
-    open_study_inputs,
+    WidenOpt,
 )
-from hpsearch.cmd_results import StudyArg
-from hpsearch.driver import next_plan
-from hpsearch.executor import RayOptions
+from hpsearch.cli.report import Timer, err, fmt, out, progress_bar, summary_line, top_table
+from hpsearch.driver import (
+    StagePlan,
+    finish_stage,
+    next_plan,
+    run_stage,
+    start_or_resume,
+    top_trials,
+)
 from hpsearch.lookup import open_existing, study_from_arg
 from hpsearch.narrowing import ranked, split_proposal
-from hpsearch.report import fmt, out
+from hpsearch.registry import qualified, resolve
+from hpsearch.runtime.cluster import check_cluster
+from hpsearch.runtime.executor import RayExecutor, RayOptions, Workload
+from hpsearch.spec import StudySpec, load_spec
 from storage import DEFAULT_DB, StageRecord, Store, StudyRecord
 
-FromStageOpt = Annotated[
-    int | None,
-    typer.Option(min=1, help="Stage whose proposal to use (default: latest finished coarse)."),
-]
-TopOpt = Annotated[
-    int | None,
-    typer.Option(min=1, help="Recompute the proposal from the best K trials (default: spec)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (a stable interface).")]
+
+def open_study_inputs(spec_path: Path, db: str) -> tuple[StudySpec, Store]:
+    """Validate everything a stage needs before Ray starts: spec, trainable, database."""
+    spec = load_spec(spec_path)
+    resolve(spec.trainable, spec.directory.resolve())
+    return spec, Store(db)
+
+
+def execute_stage(
+    spec: StudySpec, store: Store, plan: StagePlan, options: RayOptions, quiet: bool
+) -> None:
+    """Start or resume a stage, run it on Ray, print the outcome; exit 1 if nothing completed."""
+    timer = Timer()
+    check_cluster(options.address)  # a bad --address fails here, before the database changes
+    workload = Workload(qualified(spec.trainable), spec.metric, spec.directory.resolve())
+    executor = RayExecutor(workload, options)  # refuses impossible resource requests
+    try:
+        study, stage, resumed = start_or_resume(store, spec, plan)
+        if resumed:
+            left = len(store.trials(stage.stage_id, unfinished_only=True))
+            name = f"{stage.kind} stage {stage.stage_id}"
+            err.print(f"resuming {name}: {left} of {stage.n_trials} trials left")
+        label = f"{study.name} {stage.kind} {stage.stage_id}"
+        with progress_bar(label, quiet) as on_progress:
+            counts = run_stage(store, spec, stage, executor, on_progress)
+    except KeyboardInterrupt:
+        err.print("hpsearch: interrupted; results so far are saved: rerun the command to resume")
+        raise typer.Exit(130) from None
+    finally:
+        executor.close()
+    analysis = finish_stage(store, spec, stage)
+    top = top_trials(store, stage, spec.mode)
+    out.print(summary_line(stage, counts, spec.metric, top, timer.seconds), soft_wrap=True)
+    if top and not quiet:
+        out.print(top_table(top, spec.metric, list(spec.space.dimensions)))
+    print_advice(spec, store.db, stage, analysis)
+    if not counts.get("completed"):
+        raise typer.Exit(1)
+
+
+def coarse(
+    spec: SpecArg,
+    db: DbOpt = DEFAULT_DB,
+    trials: TrialsOpt = None,
+    epochs: EpochsOpt = None,
+    seed: SeedOpt = None,
+    address: AddressOpt = None,
+    cpus: CpusOpt = None,
+    cpus_per_trial: CpusPerTrialOpt = 1.0,
+    gpus_per_trial: GpusPerTrialOpt = 0.0,
+    max_retries: RetriesOpt = 2,
+    quiet: QuietOpt = False,
+    widen: WidenOpt = False,
+) -> None:
+    """Run (or resume) a coarse stage: many short trials over the spec's ranges."""
+    study_spec, store = open_study_inputs(spec, db)
+    n_trials, n_epochs = trials or study_spec.coarse.trials, epochs or study_spec.coarse.epochs
+    if widen:
+        plan = next_plan(store, study_spec, "coarse", trials=n_trials, epochs=n_epochs, seed=seed)
+    else:
+        plan = StagePlan("coarse", study_spec.space, n_trials, n_epochs, seed)
+    options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
+    execute_stage(study_spec, store, plan, options, quiet)
 
 
 def fine(
@@ -175,5 +243,6 @@ def _range(name: str, r: dict[str, Any]) -> str:
 
 
 def register(app: typer.Typer) -> None:
+    app.command()(coarse)
     app.command()(fine)
     app.command()(show)

@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from hpsearch.cluster import UPLOAD_EXCLUDES, check_cluster, cluster_address, first_line
 from hpsearch.errors import ClusterError
 from hpsearch.registry import resolve
-from hpsearch.trial import Event, TrialTask, run_bundle
+from hpsearch.runtime.cluster import UPLOAD_EXCLUDES, check_cluster, cluster_address, first_line
+from hpsearch.runtime.worker import Event, TrialTask, run_bundle
 
 FLUSH_SECONDS = 0.05  # a worker sends at most one message per trial bundle this often
 BUNDLE_SECONDS = 1.0  # aim for bundles of about this much work

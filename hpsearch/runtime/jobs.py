@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsearch.cluster import (
+from hpsearch.errors import ClusterError
+from hpsearch.runtime.cluster import (
     UPLOAD_EXCLUDES,
     check_listening,
     first_line,
     use_token_auth_if_available,
 )
-from hpsearch.errors import ClusterError
 
 FINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 

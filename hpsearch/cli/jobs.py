@@ -11,22 +11,23 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hpsearch import jobs
-from hpsearch.cli import (
+from hpsearch.cli.options import (
     CpusPerTrialOpt,
     DbOpt,
     EpochsOpt,
+    FromStageOpt,
     GpusPerTrialOpt,
     QuietOpt,
     RetriesOpt,
     SeedOpt,
     SpecArg,
+    TopOpt,
     TrialsOpt,
     WidenOpt,
 )
-from hpsearch.cmd_stages import FromStageOpt, TopOpt
+from hpsearch.cli.report import err, out
 from hpsearch.errors import HpsearchError
-from hpsearch.report import err, out
+from hpsearch.runtime import jobs
 from hpsearch.spec import load_spec
 from storage import DEFAULT_DB
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from hpsearch.cli.report import err, out
 from hpsearch.narrowing import Analysis
-from hpsearch.report import err, out
 from hpsearch.spec import StudySpec
 from storage import DEFAULT_DB, StageRecord, describe
 

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from hpsearch.cmd_results import ResultsDbOpt, StudyArg
+from hpsearch.cli.options import ResultsDbOpt, StudyArg
+from hpsearch.cli.report import err, out
 from hpsearch.errors import HpsearchError
 from hpsearch.lookup import study_name_from_arg
-from hpsearch.report import err, out
 from storage import DEFAULT_DB, find_study
 
 

@@ -7,7 +7,6 @@ import json
 import math
 import sys
 from datetime import date, datetime
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,9 +14,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hpsearch.cli.options import Format, FormatOpt, ResultsDbOpt, StageOpt, StudyArg
+from hpsearch.cli.report import err, fmt, out
 from hpsearch.errors import HpsearchError
 from hpsearch.lookup import study_name_from_arg
-from hpsearch.report import err, fmt, out
 from storage import (
     DEFAULT_DB,
     FINAL_STATUSES,
@@ -35,23 +35,6 @@ if TYPE_CHECKING:  # pandas is imported where used: it costs ~0.3 s at CLI start
 
 STATUSES = ("pending", "running", *FINAL_STATUSES)
 TRIAL_VIEW = TRIAL_COLUMNS[: TRIAL_COLUMNS.index("epochs_run") + 1]  # the outcome, no times
-
-
-class Format(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-
-
-StudyArg = Annotated[
-    str, typer.Argument(help="Study spec (TOML) or study name.", show_default=False)
-]
-ResultsDbOpt = Annotated[
-    str,
-    typer.Option("--db", envvar="HPSEARCH_DB", help="SQLite path or SQLAlchemy URL (read-only)."),
-]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
-StageOpt = Annotated[int | None, typer.Option("--stage", help="Only this stage (its id).")]
 
 
 def plain(value: Any) -> Any:

@@ -1,0 +1,62 @@
+"""Arguments and options shared by the command groups (a leaf module: imports only typer)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+SpecArg = Annotated[Path, typer.Argument(help="Study spec (TOML).", show_default=False)]
+StudyArg = Annotated[
+    str, typer.Argument(help="Study spec (TOML) or study name.", show_default=False)
+]
+DbOpt = Annotated[
+    str,
+    typer.Option("--db", envvar="HPSEARCH_DB", help="SQLite path or SQLAlchemy URL."),
+]
+ResultsDbOpt = Annotated[
+    str,
+    typer.Option("--db", envvar="HPSEARCH_DB", help="SQLite path or SQLAlchemy URL (read-only)."),
+]
+TrialsOpt = Annotated[int | None, typer.Option(min=1, help="Trials (default: from the spec).")]
+EpochsOpt = Annotated[int | None, typer.Option(min=1, help="Epochs per trial (default: spec).")]
+SeedOpt = Annotated[
+    int | None, typer.Option(min=0, help="Sampling seed (default: spec seed + stage count).")
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(envvar="RAY_ADDRESS", help="Ray cluster HOST:PORT (default: start local Ray)."),
+]
+CpusOpt = Annotated[int | None, typer.Option(min=1, help="CPUs of the local Ray (default: all).")]
+CpusPerTrialOpt = Annotated[float, typer.Option(min=0.01, help="CPUs per trial.")]
+GpusPerTrialOpt = Annotated[float, typer.Option(min=0.0, help="GPUs per trial.")]
+RetriesOpt = Annotated[int, typer.Option(min=0, help="Retries of a trial whose worker died.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")]
+WidenOpt = Annotated[
+    bool,
+    typer.Option(
+        "--widen",
+        help="Sample the ranges proposed by the latest finished stage (after an edge flag).",
+    ),
+]
+FromStageOpt = Annotated[
+    int | None,
+    typer.Option(min=1, help="Stage whose proposal to use (default: latest finished coarse)."),
+]
+TopOpt = Annotated[
+    int | None,
+    typer.Option(min=1, help="Recompute the proposal from the best K trials (default: spec)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (a stable interface).")]
+StageOpt = Annotated[int | None, typer.Option("--stage", help="Only this stage (its id).")]
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
