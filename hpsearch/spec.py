@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import math
-import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import SpecError
 from hpsearch.space import NUMERIC_TYPES, TYPES, Choice, Dimension, Numeric, Space
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 TOP_KEYS = {"name", "trainable", "metric", "mode", "seed", "fixed", "space", "coarse", "fine"}
 NUMERIC_KEYS = {"type", "low", "high", "min", "max"}

@@ -19,7 +19,6 @@ from storage._queries import (
 )
 from storage._readonly import QueryResult, read_only, run_sql
 from storage._records import (
-    FINAL_STATUSES,
     Batch,
     FlagRecord,
     StageRecord,
@@ -27,6 +26,7 @@ from storage._records import (
     TrialRecord,
 )
 from storage._store import Store, now
+from storage._terms import FINAL_STATUSES, Mode, StageKind, StageStatus, Status
 
 __all__ = [
     "DEFAULT_DB",
@@ -35,9 +35,13 @@ __all__ = [
     "Batch",
     "FlagRecord",
     "METRIC_COLUMNS",
+    "Mode",
     "QueryResult",
     "SchemaVersionError",
+    "StageKind",
     "StageRecord",
+    "StageStatus",
+    "Status",
     "Store",
     "StorageError",
     "StudyRecord",

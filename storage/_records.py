@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-FINAL_STATUSES = ("completed", "failed", "diverged")
+from storage._terms import FINAL_STATUSES  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)

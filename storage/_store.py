@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
@@ -27,7 +27,7 @@ from storage._records import (
 
 def now() -> datetime:
     """UTC now without a timezone, as every timestamp column stores it."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _param_row(trial_id: int, name: str, value: Any) -> dict[str, Any]:

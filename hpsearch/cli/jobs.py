@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -29,7 +28,7 @@ from hpsearch.cli.report import err, out
 from hpsearch.errors import HpsearchError
 from hpsearch.runtime import jobs
 from hpsearch.spec import load_spec
-from storage import DEFAULT_DB
+from storage import DEFAULT_DB, StageKind
 
 JobsAddressOpt = Annotated[
     str | None,
@@ -40,11 +39,6 @@ JobsAddressOpt = Annotated[
     ),
 ]
 JobIdArg = Annotated[str, typer.Argument(help="Job id, as `hpsearch jobs list` shows it.")]
-
-
-class StageKind(str, Enum):
-    coarse = "coarse"
-    fine = "fine"
 
 
 def submit(
@@ -70,9 +64,9 @@ def submit(
 ) -> None:
     """Run a stage's driver on the cluster as a Ray Job; the database lives where it runs."""
     load_spec(spec)  # a bad spec fails here, not minutes later in the job
-    if stage is StageKind.coarse and (from_stage or top):
+    if stage is StageKind.COARSE and (from_stage or top):
         raise HpsearchError("--from-stage and --top are options of a fine stage, not coarse")
-    if stage is StageKind.fine and widen:
+    if stage is StageKind.FINE and widen:
         raise HpsearchError("--widen is an option of a coarse stage, not fine")
     options = [
         *(["--widen"] if widen else []),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -53,7 +53,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (a stable inte
 StageOpt = Annotated[int | None, typer.Option("--stage", help="Only this stage (its id).")]
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"

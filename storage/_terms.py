@@ -1,0 +1,59 @@
+"""The domain's words, stored as these exact strings: trial and stage statuses, stage kinds, modes.
+
+`Mode` owns what "better" and "best first" mean, so no other module compares with `>` by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from enum import StrEnum
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class Status(StrEnum):
+    """A trial's status; the last three are final."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DIVERGED = "diverged"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.DIVERGED)
+
+
+class StageKind(StrEnum):
+    COARSE = "coarse"
+    FINE = "fine"
+
+
+class StageStatus(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+class Mode(StrEnum):
+    """Whether the study's metric is maximized or minimized."""
+
+    MAX = "max"
+    MIN = "min"
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether value `a` is strictly better than value `b`."""
+        return a > b if self is Mode.MAX else a < b
+
+    @property
+    def sql_order(self) -> str:
+        """ORDER BY direction that puts the best value first."""
+        return "DESC" if self is Mode.MAX else "ASC"
+
+    def best_first(self, items: Iterable[T], value: Callable[[T], float]) -> list[T]:
+        """Items sorted best value first; ties keep their order (a stable sort)."""
+        return sorted(items, key=value, reverse=self is Mode.MAX)
