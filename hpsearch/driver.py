@@ -1,67 +1,89 @@
-"""The stage driver: the only component that talks to both the Store and an executor."""
+"""The stage runner: the only component that talks to both the Store and an executor.
+
+It reads the study's records, asks the planner (`hpsearch.planner`) what to run, runs that
+with an executor, records the events in batches and finishes the stage (flags, proposal).
+"""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
-import numpy as np
-
-from hpsearch.errors import HpsearchError
-from hpsearch.narrowing import Analysis, analyze, ranked, split_proposal
+from hpsearch import planner
+from hpsearch.narrowing import Analysis
+from hpsearch.planner import History, NewStage, NoProposalError, Plan, Resume, StageRequest
+from hpsearch.ranking import ranked
 from hpsearch.registry import qualified
 from hpsearch.runtime.executor import Executor
-from hpsearch.runtime.worker import Event, TrialTask
-from hpsearch.space import Space, trial_seeds
+from hpsearch.runtime.worker import Ended, EpochDone, Event, Lost, Started, TrialTask
+from hpsearch.space import Space
 from hpsearch.spec import StudySpec
-from storage import Batch, StageRecord, Store, StudyRecord, TrialRecord, now
+from storage import (
+    FINAL_STATUSES,
+    Batch,
+    Mode,
+    StageRecord,
+    StageStatus,
+    Status,
+    Store,
+    StudyRecord,
+    TrialRecord,
+    now,
+)
 
 COMMIT_SECONDS = 0.25
 COMMIT_ROWS = 5000
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    """What a new stage samples; ignored when an unfinished stage of the same kind resumes."""
-
-    kind: str
-    space: Space
-    trials: int
-    epochs: int
-    seed: int | None = None  # None: the spec's seed plus the number of earlier stages
-    parent_stage_id: int | None = None
-    keep: tuple[dict[str, Any], ...] = ()  # configurations run as-is, before the sampled ones
+TOP = 10  # trials shown (and returned) as the stage's best
 
 
 @dataclass
 class Progress:
+    """A running stage, as progress callbacks see it (after each commit, and once at start)."""
+
+    stage: StageRecord
     total: int
-    counts: dict[str, int] = field(default_factory=dict)
+    left: int  # trials without a final status when the run started
+    resumed: bool = False
+    counts: dict[str, int] = field(default_factory=dict)  # final statuses only
     best: float | None = None
     started: float = field(default_factory=time.monotonic)
 
     @property
     def done(self) -> int:
-        return sum(self.counts.get(s, 0) for s in ("completed", "failed", "diverged"))
+        return sum(self.counts.get(s, 0) for s in FINAL_STATUSES)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A finished stage: its record (status and proposal set), its analysis, its best trials."""
+
+    stage: StageRecord
+    analysis: Analysis
+    top: list[TrialRecord]  # completed trials, best first, at most TOP
 
 
 @dataclass(frozen=True)
 class StageOutcome:
-    stage: StageRecord
+    study: StudyRecord
+    stage: StageRecord  # as finished
     resumed: bool
-    counts: dict[str, int]
+    counts: dict[str, int]  # trials by status
+    analysis: Analysis
     top: list[TrialRecord]
+
+
+ProgressCallback = Callable[[Progress], None]
 
 
 class _Tracker:
     """Turns executor events into Batch rows and keeps each trial's best value."""
 
-    def __init__(self, metric: str, mode: str, progress: Progress) -> None:
+    def __init__(self, metric: str, mode: Mode, progress: Progress) -> None:
         self.metric = metric
-        self.better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
+        self.mode = mode
         self.progress = progress
         self.best: dict[int, tuple[float, int]] = {}
         self.epochs: dict[int, int] = {}
@@ -69,77 +91,101 @@ class _Tracker:
     def apply(self, events: list[Event], batch: Batch) -> None:
         at = now()
         for event in events:
-            kind, trial_id, attempt = event[0], event[1], event[2]
-            if kind == "epoch":
-                self._epoch(trial_id, attempt, event[3], event[4], batch)
-            elif kind == "start":
-                self.best.pop(trial_id, None)
-                self.epochs[trial_id] = 0
-                batch.start(trial_id, attempt, event[3], at)
-            elif kind == "end":
-                self._end(trial_id, attempt, event[3], event[4], batch, at)
+            if isinstance(event, EpochDone):
+                self._epoch(event, batch)
+            elif isinstance(event, Started):
+                self.best.pop(event.trial_id, None)
+                self.epochs[event.trial_id] = 0
+                batch.start(event.trial_id, event.attempt, event.node_id, at)
+            elif isinstance(event, Ended):
+                self._end(event, batch, at)
+            elif isinstance(event, Lost):
+                batch.lose(event.trial_id, event.attempt, event.reason, at)
 
-    def _epoch(
-        self, trial_id: int, attempt: int, epoch: int, metrics: dict[str, float], batch: Batch
-    ) -> None:
+    def _epoch(self, event: EpochDone, batch: Batch) -> None:
+        trial_id, attempt, epoch = event.trial_id, event.attempt, event.epoch
         batch.metrics.extend(
             {"trial_id": trial_id, "attempt": attempt, "epoch": epoch, "name": k, "value": v}
-            for k, v in metrics.items()
+            for k, v in event.metrics.items()
         )
         self.epochs[trial_id] = epoch
-        value = metrics[self.metric]
+        value = event.metrics[self.metric]
         best = self.best.get(trial_id)
-        if math.isfinite(value) and (best is None or self.better(value, best[0])):
+        if math.isfinite(value) and (best is None or self.mode.better(value, best[0])):
             self.best[trial_id] = (value, epoch)
 
-    def _end(
-        self, trial_id: int, attempt: int, status: str, error: str | None, batch: Batch, at: Any
-    ) -> None:
-        best = self.best.get(trial_id)
+    def _end(self, event: Ended, batch: Batch, at: datetime) -> None:
+        best = self.best.get(event.trial_id)
         batch.finish(
-            trial_id,
-            status,
-            attempt=attempt,
-            error=error,
+            event.trial_id,
+            event.status,
+            attempt=event.attempt,
+            error=event.error,
             best=best,
-            epochs_run=self.epochs.get(trial_id, 0),
+            epochs_run=self.epochs.get(event.trial_id, 0),
             at=at,
         )
         counts = self.progress.counts
-        counts[status] = counts.get(status, 0) + 1
+        counts[event.status] = counts.get(event.status, 0) + 1
         if best is not None and (
-            self.progress.best is None or self.better(best[0], self.progress.best)
+            self.progress.best is None or self.mode.better(best[0], self.progress.best)
         ):
             self.progress.best = best[0]
 
 
-def start_or_resume(
-    store: Store, spec: StudySpec, plan: StagePlan
-) -> tuple[StudyRecord, StageRecord, bool]:
-    """The unfinished stage of this kind if there is one, else a new stage from the plan."""
+# -- planning: records in, the planner's decision out (reads only) ------------------------
+def history(store: Store, spec: StudySpec, request: StageRequest) -> History:
+    """What the planner needs to know of the study, read once."""
+    study = store.study(spec.name)
+    stages = tuple(store.stages(study.study_id)) if study else ()
+    from_stage = owner = None
+    if request.from_stage is not None:
+        from_stage = store.stage(request.from_stage)
+        if from_stage is not None:
+            owner = next(s.name for s in store.studies() if s.study_id == from_stage.study_id)
+    return History(study, stages, store.db, from_stage, owner)
+
+
+def plan_stage(store: Store, spec: StudySpec, request: StageRequest) -> Plan:
+    """Resume the unfinished stage of this kind, or a new stage's configurations.
+
+    Writes nothing: bad requests (no parent, nothing completed) fail here, before Ray starts.
+    """
+    past = history(store, spec, request)
+    decision = planner.decide(spec, request, past)
+    if isinstance(decision, Resume):
+        return decision
+    parent_trials = store.trials(decision.parent.stage_id) if decision.parent else []
+    return planner.new_stage(spec, request, past, decision, parent_trials)
+
+
+def begin(store: Store, spec: StudySpec, plan: Plan) -> tuple[StudyRecord, StageRecord, bool]:
+    """The study row, and the stage to run: the resumed one or a new one with its trials."""
     study = store.ensure_study(spec.name, qualified(spec.trainable), spec.metric, spec.mode)
-    stages = store.stages(study.study_id)
-    unfinished = _unfinished(stages, plan.kind)
-    if unfinished is not None:
-        return study, unfinished, True
-    seed = plan.seed if plan.seed is not None else spec.seed + len(stages)
-    rng = np.random.default_rng(seed)
-    kept = [dict(c) for c in plan.keep[: plan.trials]]
-    configs = kept + plan.space.sample(plan.trials - len(kept), rng)
+    if isinstance(plan, Resume):
+        return study, plan.stage, True
     stage = store.begin_stage(
         study.study_id,
         plan.kind,
-        seed=seed,
+        seed=plan.seed,
         epochs=plan.epochs,
         ranges=plan.space.to_dict(),
         fixed=spec.fixed,
-        configs=configs,
-        seeds=trial_seeds(rng, plan.trials),
+        configs=plan.configs,
+        seeds=list(plan.seeds),
         parent_stage_id=plan.parent_stage_id,
     )
     return study, stage, False
 
 
+def start_or_resume(
+    store: Store, spec: StudySpec, request: StageRequest
+) -> tuple[StudyRecord, StageRecord, bool]:
+    """Plan and begin in one call: (study, stage, resumed)."""
+    return begin(store, spec, plan_stage(store, spec, request))
+
+
+# -- running ------------------------------------------------------------------------------
 def _task(stage: StageRecord, space: Space, trial: TrialRecord) -> TrialTask:
     """The trial's next attempt, with fixed params and sampled params in their own types."""
     params = {**stage.fixed, **space.typed(trial.params)}
@@ -151,7 +197,9 @@ def run_stage(
     spec: StudySpec,
     stage: StageRecord,
     executor: Executor,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: ProgressCallback | None = None,
+    *,
+    resumed: bool = False,
 ) -> dict[str, int]:
     """Run the stage's unfinished trials; commit results in batches. Returns status counts.
 
@@ -159,11 +207,13 @@ def run_stage(
     """
     todo = store.trials(stage.stage_id, unfinished_only=True)
     counts = store.status_counts(stage.stage_id)
-    progress = Progress(total=stage.n_trials)
-    progress.counts = {k: v for k, v in counts.items() if k not in ("pending", "running")}
-    tracker = _Tracker(spec.metric, spec.mode, progress)
+    progress = Progress(stage, total=stage.n_trials, left=len(todo), resumed=resumed)
+    progress.counts = {k: v for k, v in counts.items() if Status(k).is_final}
+    tracker = _Tracker(spec.metric, Mode(spec.mode), progress)
     space = Space.from_dict(stage.ranges)
     tasks = [_task(stage, space, t) for t in todo]
+    if on_progress:
+        on_progress(progress)
     batch, last_commit = Batch(), time.monotonic()
     try:
         for events in executor.run(tasks):
@@ -180,128 +230,48 @@ def run_stage(
     return store.status_counts(stage.stage_id)
 
 
-def top_trials(store: Store, stage: StageRecord, mode: str, k: int = 10) -> list[TrialRecord]:
+def finish_stage(store: Store, spec: StudySpec, stage: StageRecord) -> Finished:
+    """Mark the stage finished with its flags and proposal (None when nothing completed)."""
+    trials = store.trials(stage.stage_id)
+    analysis = planner.analyze_stage(spec, stage, trials)
+    stored = analysis.stored_proposal()
+    store.finish_stage(stage.stage_id, proposal=stored, flags=analysis.flags)
+    done = replace(stage, status=StageStatus.FINISHED, proposal=stored)
+    return Finished(done, analysis, ranked(trials, spec.mode)[:TOP])
+
+
+def execute(
+    store: Store,
+    spec: StudySpec,
+    plan: Plan,
+    executor: Executor,
+    on_progress: ProgressCallback | None = None,
+) -> StageOutcome:
+    """Begin (or resume) the planned stage, run it with the executor, finish it."""
+    study, stage, resumed = begin(store, spec, plan)
+    counts = run_stage(store, spec, stage, executor, on_progress, resumed=resumed)
+    finished = finish_stage(store, spec, stage)
+    return StageOutcome(study, finished.stage, resumed, counts, finished.analysis, finished.top)
+
+
+def top_trials(store: Store, stage: StageRecord, mode: str, k: int = TOP) -> list[TrialRecord]:
     """The stage's best completed trials, best first."""
     return ranked(store.trials(stage.stage_id), mode)[:k]
 
 
-# -- finishing a stage and planning the next one ------------------------------------------
-class NoProposalError(HpsearchError):
-    """A stage to build the next one from is missing, unfinished or has no completed trial."""
-
-
-def analyze_stage(
-    store: Store, spec: StudySpec, stage: StageRecord, top: int | None = None
-) -> Analysis:
-    """Edge flags and the proposal for the next stage, from this stage's trials."""
-    return analyze(
-        Space.from_dict(stage.ranges),
-        store.trials(stage.stage_id),
-        spec.mode,
-        top=top or spec.fine.top,
-        edge=spec.fine.edge,
-        pad=spec.fine.pad,
-    )
-
-
-def finish_stage(store: Store, spec: StudySpec, stage: StageRecord) -> Analysis:
-    """Mark the stage finished with its flags and proposal (None when nothing completed)."""
-    analysis = analyze_stage(store, spec, stage)
-    store.finish_stage(stage.stage_id, proposal=analysis.stored_proposal(), flags=analysis.flags)
-    return analysis
-
-
-def next_plan(
-    store: Store,
-    spec: StudySpec,
-    kind: str,
-    *,
-    trials: int,
-    epochs: int,
-    seed: int | None = None,
-    from_stage: int | None = None,
-    top: int | None = None,
-) -> StagePlan:
-    """A stage on the proposal of a finished stage: `fine`, or `coarse` for --widen.
-
-    Default parent: the latest finished coarse stage for `fine`, the latest finished stage
-    for a widened coarse. An unfinished stage of the same kind is resumed instead.
-    """
-    study = store.study(spec.name)
-    hint = f"run `hpsearch coarse {spec.path}` first"
-    if study is None:
-        raise NoProposalError(f"study {spec.name!r}: no stages yet in {store.db}: {hint}")
-    stages = store.stages(study.study_id)
-    pending = _unfinished(stages, kind)
-    if pending is not None:
-        return StagePlan(kind, Space.from_dict(pending.ranges), trials, epochs, seed)
-    parent = _parent(store, study, stages, kind, from_stage, hint)
-    space = Space.from_dict(_proposal(store, spec, parent, top))
-    keep = min(spec.fine.keep, top or spec.fine.top) if kind == "fine" else 0
-    best = ranked(store.trials(parent.stage_id), spec.mode)[:keep]
-    return StagePlan(
-        kind,
-        space,
-        trials,
-        epochs,
-        seed,
-        parent_stage_id=parent.stage_id,
-        keep=tuple(space.typed(t.params) for t in best),
-    )
-
-
-def _unfinished(stages: list[StageRecord], kind: str) -> StageRecord | None:
-    """The latest stage of this kind if it is not finished (a resumable stage)."""
-    for stage in reversed(stages):
-        if stage.kind == kind:
-            return stage if stage.status != "finished" else None
-    return None
-
-
-def _parent(
-    store: Store,
-    study: StudyRecord,
-    stages: list[StageRecord],
-    kind: str,
-    from_stage: int | None,
-    hint: str,
-) -> StageRecord:
-    if from_stage is not None:
-        stage = store.stage(from_stage)
-        if stage is None:
-            raise NoProposalError(f"--from-stage {from_stage}: no such stage in {store.db}")
-        if stage.study_id != study.study_id:
-            other = next(s.name for s in store.studies() if s.study_id == stage.study_id)
-            raise NoProposalError(
-                f"--from-stage {from_stage}: stage {from_stage} belongs to study {other!r}, "
-                f"not {study.name!r}"
-            )
-        if stage.status != "finished":
-            raise NoProposalError(
-                f"--from-stage {from_stage}: stage {from_stage} is not finished: "
-                f"rerun `hpsearch {stage.kind}` on it to finish it"
-            )
-        return stage
-    wanted = ("coarse",) if kind == "fine" else ("coarse", "fine")
-    for stage in reversed(stages):
-        if stage.kind in wanted and stage.status == "finished":
-            return stage
-    raise NoProposalError(f"study {study.name!r}: no finished coarse stage in {store.db}: {hint}")
-
-
-def _proposal(
-    store: Store, spec: StudySpec, parent: StageRecord, top: int | None
-) -> dict[str, Any]:
-    ranges, _ = split_proposal(parent.proposal)
-    if ranges is None or top is not None:
-        ranges = analyze_stage(store, spec, parent, top).proposal
-    if ranges is None:
-        counts = ", ".join(
-            f"{n} {s}" for s, n in sorted(store.status_counts(parent.stage_id).items())
-        )
-        raise NoProposalError(
-            f"stage {parent.stage_id}: no trial completed ({counts}): nothing to narrow from; "
-            f"see `hpsearch show {spec.path}` for the errors, fix the trainable and rerun "
-            f"`hpsearch coarse {spec.path}`"
-        )
-    return ranges
+__all__ = [
+    "Finished",
+    "NewStage",
+    "NoProposalError",
+    "Progress",
+    "StageOutcome",
+    "StageRequest",
+    "begin",
+    "execute",
+    "finish_stage",
+    "history",
+    "plan_stage",
+    "run_stage",
+    "start_or_resume",
+    "top_trials",
+]

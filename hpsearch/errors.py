@@ -3,7 +3,8 @@
     HpsearchError           bad input or an unusable setup: one line, exit code 2
      ├── SpecError          the study spec breaks a rule (names file, key, rule, value)
      ├── TrainableError     the trainable cannot be found or is not a generator function
-     └── ClusterError       Ray cannot be started or reached
+     ├── ClusterError       Ray cannot be started or reached
+     └── DatabaseError      the database refused (the API's form of `storage.StorageError`)
 
 Storage problems arrive as `storage.StorageError` and are reported the same way.
 """
@@ -24,4 +25,8 @@ class TrainableError(HpsearchError):
 
 
 class ClusterError(HpsearchError):
+    pass
+
+
+class DatabaseError(HpsearchError):
     pass

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from hpsearch.ranking import ranked
 from hpsearch.space import Choice, Numeric, Space
 from storage import FlagRecord, TrialRecord
 
@@ -48,13 +49,6 @@ def split_proposal(stored: dict[str, Any] | None) -> tuple[dict | None, dict[str
         return None, {}
     ranges = {p: {k: v for k, v in r.items() if k != "reason"} for p, r in stored.items()}
     return ranges, {p: r.get("reason", "") for p, r in stored.items()}
-
-
-def ranked(trials: list[TrialRecord], mode: str) -> list[TrialRecord]:
-    """Completed trials with a value, best first (ties keep trial order)."""
-    done = [t for t in trials if t.status == "completed" and t.best_value is not None]
-    sign = -1.0 if mode == "max" else 1.0
-    return sorted(done, key=lambda t: (sign * (t.best_value or 0.0), t.number))
 
 
 def analyze(

@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from hpsearch.ranking import top_completed
 from hpsearch.space import Numeric, dimension_from_dict
 from storage import StageRecord, StudyRecord, load_metrics, load_stages, load_trials
 
@@ -32,9 +33,7 @@ class PlotData:
 
 def load_plot_data(db: str, study: StudyRecord, top: int) -> PlotData:
     trials = load_trials(db, study.name)
-    done = trials[(trials["status"] == "completed") & trials["best_value"].notna()]
-    best = done.sort_values("best_value", ascending=(study.mode == "min"), kind="stable")
-    ids = [int(i) for i in best["trial_id"].head(top)]
+    ids = [int(i) for i in top_completed(trials, study.mode, top)["trial_id"]]
     metrics = load_metrics(db, study.name, trial_ids=ids)
     return PlotData(study, load_stages(db, study.name), trials, metrics, ids)
 

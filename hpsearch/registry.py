@@ -51,9 +51,21 @@ def resolve(ref: str, search_path: Path | None = None) -> Trainable:
     func = getattr(module, func_name, None)
     if func is None:
         raise TrainableError(f"trainable {ref!r}: module {module_name} has no {func_name!r}")
+    return checked(func, ref)
+
+
+def reference(func: Callable[..., object]) -> str:
+    """`module:qualname` of a function object, as the study's `trainable` column keeps it."""
+    module = getattr(func, "__module__", None) or "__main__"
+    return f"{module}:{getattr(func, '__qualname__', repr(func))}"
+
+
+def checked(func: object, ref: str) -> Trainable:
+    """The function itself, if it is a generator function (the trainable protocol)."""
     if not inspect.isgeneratorfunction(func):
+        name = getattr(func, "__name__", ref.partition(":")[2] or ref)
         raise TrainableError(
-            f"trainable {ref!r}: {func_name} must be a generator function that yields one "
+            f"trainable {ref!r}: {name} must be a generator function that yields one "
             "dict of metrics per epoch"
         )
-    return func
+    return func  # type: ignore[no-any-return]

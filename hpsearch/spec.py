@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import SpecError
+from hpsearch.registry import Trainable, checked, reference
 from hpsearch.space import NUMERIC_TYPES, TYPES, Choice, Dimension, Numeric, Space
+from storage import Mode
 
 TOP_KEYS = {"name", "trainable", "metric", "mode", "seed", "fixed", "space", "coarse", "fine"}
 NUMERIC_KEYS = {"type", "low", "high", "min", "max"}
@@ -37,12 +39,15 @@ class StudySpec:
     name: str
     trainable: str
     metric: str
-    mode: str
+    mode: Mode
     space: Space
     coarse: StageSettings
     fine: FineSettings
     fixed: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    # the trainable itself when the spec (a dict) gave a function object; `trainable` then
+    # holds its `module:qualname`, for the record only (the function is never imported by name)
+    function: Trainable | None = field(default=None, compare=False, repr=False)
 
     @property
     def directory(self) -> Path:
@@ -130,10 +135,12 @@ class _Checker:
 
 
 def parse_spec(data: dict[str, Any], path: Path) -> StudySpec:
+    """A validated spec from the TOML's tables (or a dict with the same keys; there the
+    trainable may also be a generator function object)."""
     check = _Checker(path)
     check.no_unknown(data, TOP_KEYS)
-    mode = check.string(data, "mode") if "mode" in data else "max"
-    if mode not in ("min", "max"):
+    mode = check.string(data, "mode") if "mode" in data else Mode.MAX
+    if mode not in tuple(Mode):
         raise check.fail("mode", f"must be 'min' or 'max', got {mode!r}")
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -143,17 +150,22 @@ def parse_spec(data: dict[str, Any], path: Path) -> StudySpec:
     for name in fixed:
         if name in space.dimensions:
             raise check.fail(f"fixed.{name}", "is also in [space]: keep it in one of the two")
+    function = None
+    if callable(data.get("trainable")):
+        function = checked(data["trainable"], reference(data["trainable"]))
+        data = {**data, "trainable": reference(function)}
     return StudySpec(
         path=path,
         name=check.string(data, "name"),
         trainable=check.string(data, "trainable"),
         metric=check.string(data, "metric"),
-        mode=mode,
+        mode=Mode(mode),
         space=space,
         coarse=_parse_coarse(check, check.table(data, "coarse", required=False)),
         fine=_parse_fine(check, check.table(data, "fine", required=False)),
         fixed=dict(fixed),
         seed=seed,
+        function=function,
     )
 
 

@@ -65,14 +65,19 @@ class Batch:
     started: list[dict[str, Any]] = field(default_factory=list)  # trial_id, attempts, node_id
     metrics: list[dict[str, Any]] = field(default_factory=list)  # trial_id, attempt, epoch, ...
     finished: list[dict[str, Any]] = field(default_factory=list)  # trial_id, status, error, ...
+    lost: list[dict[str, Any]] = field(default_factory=list)  # trial_id, attempt, reason
 
     def __len__(self) -> int:
-        return len(self.started) + len(self.metrics) + len(self.finished)
+        return len(self.started) + len(self.metrics) + len(self.finished) + len(self.lost)
 
     def start(self, trial_id: int, attempt: int, node_id: str | None, at: datetime) -> None:
         self.started.append(
             {"tid": trial_id, "attempts": attempt, "node_id": node_id, "started_at": at}
         )
+
+    def lose(self, trial_id: int, attempt: int, reason: str, at: datetime) -> None:
+        """The attempt's worker or node died (the trial runs again as a new attempt)."""
+        self.lost.append({"tid": trial_id, "attempt": attempt, "reason": reason, "finished_at": at})
 
     def finish(
         self,

@@ -8,12 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hpsearch.driver import StagePlan, run_stage, start_or_resume
+from hpsearch.driver import begin, run_stage, start_or_resume
+from hpsearch.planner import StageRequest, sample
 from hpsearch.registry import qualified
 from hpsearch.runtime.executor import InProcessExecutor, Workload
 from hpsearch.space import Space
 from hpsearch.spec import load_spec
-from storage import Store
+from storage import StageKind, Store
 
 SPEC = """
 name = "digits-mlp"
@@ -62,12 +63,13 @@ def build_study_db(directory: Path) -> Path:
     db = directory / "study.db"
     store = Store(str(db))
     executor = InProcessExecutor(Workload(qualified(spec.trainable), spec.metric, directory))
-    coarse = StagePlan("coarse", spec.space, spec.coarse.trials, spec.coarse.epochs)
+    coarse = StageRequest(StageKind.COARSE, spec.coarse.trials, spec.coarse.epochs)
     _, first, _ = start_or_resume(store, spec, coarse)
     run_stage(store, spec, first, executor)
     store.finish_stage(first.stage_id)
-    fine = StagePlan("fine", Space.from_dict(FINE_RANGES), 4, 4, None, first.stage_id)
-    _, second, _ = start_or_resume(store, spec, fine)
+    fine_ranges = Space.from_dict(FINE_RANGES)
+    fine = sample(StageKind.FINE, fine_ranges, 4, 4, seed=1, parent_stage_id=first.stage_id)
+    _, second, _ = begin(store, spec, fine)
     run_stage(store, spec, second, executor)
     store.finish_stage(second.stage_id)
     store.close()

@@ -13,17 +13,18 @@ import pytest
 
 from hpsearch.driver import (
     NoProposalError,
-    StagePlan,
+    begin,
     finish_stage,
-    next_plan,
+    plan_stage,
     run_stage,
     start_or_resume,
 )
-from hpsearch.narrowing import ranked
+from hpsearch.planner import NewStage, StageRequest
+from hpsearch.ranking import ranked
 from hpsearch.registry import qualified
 from hpsearch.runtime.executor import InProcessExecutor, Workload
 from hpsearch.spec import StudySpec, load_spec
-from storage import StageRecord, Store
+from storage import StageKind, StageRecord, Store
 from tests.conftest import query, run_cli
 from trainables.synthetic import LOG_DIMS, quality
 
@@ -64,8 +65,20 @@ def write_spec(
     return load_spec(path)
 
 
-def run(store: Store, spec: StudySpec, plan: StagePlan) -> StageRecord:
-    _, stage, _ = start_or_resume(store, spec, plan)
+def next_plan(
+    store: Store, spec: StudySpec, kind: str, *, trials: int, epochs: int, **kw
+) -> NewStage:
+    """The planner's new stage on the records of `store` (fails if it would resume)."""
+    plan = plan_stage(store, spec, StageRequest(StageKind(kind), trials, epochs, **kw))
+    assert isinstance(plan, NewStage)
+    return plan
+
+
+def run(store: Store, spec: StudySpec, plan: StageRequest | NewStage) -> StageRecord:
+    if isinstance(plan, StageRequest):
+        _, stage, _ = start_or_resume(store, spec, plan)
+    else:
+        _, stage, _ = begin(store, spec, plan)
     workload = Workload(qualified(spec.trainable), spec.metric, spec.directory)
     run_stage(store, spec, stage, InProcessExecutor(workload))
     finish_stage(store, spec, stage)
@@ -75,7 +88,7 @@ def run(store: Store, spec: StudySpec, plan: StagePlan) -> StageRecord:
 
 
 def coarse(store: Store, spec: StudySpec) -> StageRecord:
-    plan = StagePlan("coarse", spec.space, spec.coarse.trials, spec.coarse.epochs)
+    plan = StageRequest(StageKind.COARSE, spec.coarse.trials, spec.coarse.epochs)
     return run(store, spec, plan)
 
 
@@ -178,10 +191,10 @@ def test_all_trials_failed_gives_no_proposal_and_a_clear_error(tmp_path: Path) -
 
 def test_one_completed_trial_is_enough_for_a_proposal(tmp_path: Path) -> None:
     spec, store = write_spec(tmp_path), Store(str(tmp_path / "h.db"))
-    plan = StagePlan("coarse", spec.space, 1, 2)
+    plan = StageRequest(StageKind.COARSE, 1, 2)
     first = run(store, spec, plan)
     if first.proposal is None:  # the one trial diverged (lr > 10**0.5): try another seed
-        first = run(store, spec, StagePlan("coarse", spec.space, 1, 2, seed=99))
+        first = run(store, spec, StageRequest(StageKind.COARSE, 1, 2, seed=99))
     assert first.proposal is not None
     params = store.trials(first.stage_id)[0].params
     for name in ("lr", "reg"):

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from hpsearch.driver import StagePlan, run_stage, start_or_resume, top_trials
+from hpsearch.driver import run_stage, start_or_resume, top_trials
+from hpsearch.planner import StageRequest
 from hpsearch.runtime.executor import InProcessExecutor, Workload
 from hpsearch.spec import StudySpec, load_spec
-from storage import Store
+from storage import StageKind, Store
 
 TRAINABLE = """
 import os
@@ -60,8 +61,8 @@ def make_study(tmp_path: Path, kinds: str = '["ok", "raise", "nan"]') -> StudySp
     return load_spec(tmp_path / "study.toml")
 
 
-def coarse_plan(spec: StudySpec) -> StagePlan:
-    return StagePlan("coarse", spec.space, spec.coarse.trials, spec.coarse.epochs)
+def coarse_plan(spec: StudySpec) -> StageRequest:
+    return StageRequest(StageKind.COARSE, spec.coarse.trials, spec.coarse.epochs)
 
 
 def executor(spec: StudySpec) -> InProcessExecutor:

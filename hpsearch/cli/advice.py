@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from hpsearch.api import StageResult
 from hpsearch.cli.report import err, out
-from hpsearch.narrowing import Analysis
 from hpsearch.spec import StudySpec
-from storage import DEFAULT_DB, StageRecord, describe
+from storage import DEFAULT_DB, StageKind, describe
 
 
 def db_suffix(db: str) -> str:
@@ -17,24 +17,24 @@ def db_suffix(db: str) -> str:
     return "" if db == default else f" --db {db}"
 
 
-def next_command(spec: StudySpec, db: str, stage: StageRecord, analysis: Analysis) -> str:
+def next_command(spec: StudySpec, db: str, stage: StageResult) -> str:
     """The command to run after this stage, with a short why."""
     target = f"{spec.path}{db_suffix(db)}"
-    if analysis.proposal is None:
+    if stage.proposal is None:
         return f"hpsearch coarse {target}   # nothing completed: fix the trainable first"
-    widen = any(f.side == "scale" or "widen the range" in f.message for f in analysis.flags)
+    widen = any(f["side"] == "scale" or "widen the range" in f["message"] for f in stage.flags)
     if widen:
         return (
             f"hpsearch coarse {target} --widen   # a range was wrong; or go on with: "
             f"hpsearch fine {target}"
         )
-    if stage.kind == "coarse":
+    if stage.kind == StageKind.COARSE:
         return f"hpsearch fine {target}"
     again = f"hpsearch fine {target} --from-stage {stage.stage_id}"
     return f"hpsearch show {target}   # or refine again: {again}"
 
 
-def print_advice(spec: StudySpec, db: str, stage: StageRecord, analysis: Analysis) -> None:
-    for flag in analysis.flags:
-        err.print(f"warning: {flag.message}", markup=False, soft_wrap=True)
-    out.print(f"next: {next_command(spec, db, stage, analysis)}", markup=False, soft_wrap=True)
+def print_advice(spec: StudySpec, db: str, stage: StageResult) -> None:
+    for flag in stage.flags:
+        err.print(f"warning: {flag['message']}", markup=False, soft_wrap=True)
+    out.print(f"next: {next_command(spec, db, stage)}", markup=False, soft_wrap=True)

@@ -19,8 +19,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from hpsearch.api import StageResult
 from hpsearch.driver import Progress as StageProgress
-from storage import StageRecord, TrialRecord
+from storage import Status, TrialRecord
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -51,7 +52,8 @@ def progress_bar(label: str, quiet: bool) -> Iterator[Callable[[StageProgress], 
 
         def update(p: StageProgress) -> None:
             status = (
-                f"failed {p.counts.get('failed', 0)}  diverged {p.counts.get('diverged', 0)}"
+                f"failed {p.counts.get(Status.FAILED, 0)}  "
+                f"diverged {p.counts.get(Status.DIVERGED, 0)}"
                 f"  best {fmt(p.best) if p.best is not None else '-'}"
             )
             bar.update(task, total=p.total, completed=p.done, status=status)
@@ -59,13 +61,12 @@ def progress_bar(label: str, quiet: bool) -> Iterator[Callable[[StageProgress], 
         yield update
 
 
-def summary_line(
-    stage: StageRecord, counts: dict[str, int], metric: str, top: list[TrialRecord], seconds: float
-) -> str:
-    parts = [f"{n} {status}" for status, n in sorted(counts.items())]
+def summary_line(stage: StageResult, metric: str, seconds: float) -> str:
+    parts = [f"{n} {status}" for status, n in sorted(stage.counts.items())]
+    top = stage.top
     best = f"best {metric} {fmt(top[0].best_value)} (trial {top[0].number})" if top else "no best"
     return (
-        f"{stage.kind} stage {stage.stage_id}: {stage.n_trials} trials "
+        f"{stage.kind} stage {stage.stage_id}: {stage.trials} trials "
         f"({', '.join(parts)}) in {seconds:.1f}s; {best}"
     )
 

@@ -18,11 +18,12 @@ from hpsearch.cli.options import Format, FormatOpt, ResultsDbOpt, StageOpt, Stud
 from hpsearch.cli.report import err, fmt, out
 from hpsearch.errors import HpsearchError
 from hpsearch.lookup import study_name_from_arg
+from hpsearch.ranking import top_completed
 from storage import (
     DEFAULT_DB,
-    FINAL_STATUSES,
     TRIAL_COLUMNS,
     QueryResult,
+    Status,
     StudyRecord,
     find_study,
     load_metrics,
@@ -33,7 +34,7 @@ from storage import (
 if TYPE_CHECKING:  # pandas is imported where used: it costs ~0.3 s at CLI start
     import pandas as pd
 
-STATUSES = ("pending", "running", *FINAL_STATUSES)
+STATUSES = tuple(Status)
 TRIAL_VIEW = TRIAL_COLUMNS[: TRIAL_COLUMNS.index("epochs_run") + 1]  # the outcome, no times
 
 
@@ -100,13 +101,6 @@ def _study(db: str, arg: str) -> StudyRecord:
 def _check_status(status: str | None) -> None:
     if status is not None and status not in STATUSES:
         raise HpsearchError(f"--status: must be one of {', '.join(STATUSES)}, got {status!r}")
-
-
-def top_completed(trials: pd.DataFrame, mode: str, k: int | None) -> pd.DataFrame:
-    """Completed trials with a best value, best first (all of them when k is None)."""
-    done = trials[(trials["status"] == "completed") & trials["best_value"].notna()]
-    done = done.sort_values("best_value", ascending=(mode == "min"), kind="stable")
-    return done if k is None else done.head(k)
 
 
 def sql(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from hpsearch.api import Study, best_json, flag_json
 from hpsearch.cli.advice import print_advice
 from hpsearch.cli.options import (
     AddressOpt,
@@ -28,60 +30,57 @@ from hpsearch.cli.options import (
     WidenOpt,
 )
 from hpsearch.cli.report import Timer, err, fmt, out, progress_bar, summary_line, top_table
-from hpsearch.driver import (
-    StagePlan,
-    finish_stage,
-    next_plan,
-    run_stage,
-    start_or_resume,
-    top_trials,
-)
+from hpsearch.driver import Progress, ProgressCallback
 from hpsearch.lookup import open_existing, study_from_arg
-from hpsearch.narrowing import ranked, split_proposal
-from hpsearch.registry import qualified, resolve
-from hpsearch.runtime.cluster import check_cluster
-from hpsearch.runtime.executor import RayExecutor, RayOptions, Workload
-from hpsearch.spec import StudySpec, load_spec
-from storage import DEFAULT_DB, StageRecord, Store, StudyRecord
+from hpsearch.narrowing import split_proposal
+from hpsearch.planner import StageRequest
+from hpsearch.ranking import ranked
+from hpsearch.runtime.executor import RayOptions
+from hpsearch.spec import StudySpec
+from storage import DEFAULT_DB, StageKind, StageRecord, StageStatus, Status, Store, StudyRecord
 
 
-def open_study_inputs(spec_path: Path, db: str) -> tuple[StudySpec, Store]:
+def open_study(spec_path: Path, db: str) -> Study:
     """Validate everything a stage needs before Ray starts: spec, trainable, database."""
-    spec = load_spec(spec_path)
-    resolve(spec.trainable, spec.directory.resolve())
-    return spec, Store(db)
+    return Study.from_spec(spec_path, db)
 
 
-def execute_stage(
-    spec: StudySpec, store: Store, plan: StagePlan, options: RayOptions, quiet: bool
-) -> None:
-    """Start or resume a stage, run it on Ray, print the outcome; exit 1 if nothing completed."""
+def execute_stage(study: Study, request: StageRequest, options: RayOptions, quiet: bool) -> None:
+    """Run (or resume) a stage through the API, print the outcome; exit 1 if none completed."""
     timer = Timer()
-    check_cluster(options.address)  # a bad --address fails here, before the database changes
-    workload = Workload(qualified(spec.trainable), spec.metric, spec.directory.resolve())
-    executor = RayExecutor(workload, options)  # refuses impossible resource requests
+    spec = study.spec
     try:
-        study, stage, resumed = start_or_resume(store, spec, plan)
-        if resumed:
-            left = len(store.trials(stage.stage_id, unfinished_only=True))
-            name = f"{stage.kind} stage {stage.stage_id}"
-            err.print(f"resuming {name}: {left} of {stage.n_trials} trials left")
-        label = f"{study.name} {stage.kind} {stage.stage_id}"
-        with progress_bar(label, quiet) as on_progress:
-            counts = run_stage(store, spec, stage, executor, on_progress)
+        with ExitStack() as stack:
+            result = study.run(request, options, on_progress=_progress_view(spec, quiet, stack))
     except KeyboardInterrupt:
         err.print("hpsearch: interrupted; results so far are saved: rerun the command to resume")
         raise typer.Exit(130) from None
-    finally:
-        executor.close()
-    analysis = finish_stage(store, spec, stage)
-    top = top_trials(store, stage, spec.mode)
-    out.print(summary_line(stage, counts, spec.metric, top, timer.seconds), soft_wrap=True)
-    if top and not quiet:
-        out.print(top_table(top, spec.metric, list(spec.space.dimensions)))
-    print_advice(spec, store.db, stage, analysis)
-    if not counts.get("completed"):
+    out.print(summary_line(result, spec.metric, timer.seconds), soft_wrap=True)
+    if result.top and not quiet:
+        out.print(top_table(list(result.top), spec.metric, list(spec.space.dimensions)))
+    print_advice(spec, study.store.db, result)
+    if not result.counts.get(Status.COMPLETED):
         raise typer.Exit(1)
+
+
+def _progress_view(spec: StudySpec, quiet: bool, stack: ExitStack) -> ProgressCallback:
+    """On the first report: the resuming line, then the live bar (closed with the stack)."""
+    bar: list[ProgressCallback | None] = []
+
+    def update(p: Progress) -> None:
+        if not bar:
+            stage = p.stage
+            if p.resumed:
+                err.print(
+                    f"resuming {stage.kind} stage {stage.stage_id}: "
+                    f"{p.left} of {stage.n_trials} trials left"
+                )
+            label = f"{spec.name} {stage.kind} {stage.stage_id}"
+            bar.append(stack.enter_context(progress_bar(label, quiet)))
+        if bar[0] is not None:
+            bar[0](p)
+
+    return update
 
 
 def coarse(
@@ -99,14 +98,16 @@ def coarse(
     widen: WidenOpt = False,
 ) -> None:
     """Run (or resume) a coarse stage: many short trials over the spec's ranges."""
-    study_spec, store = open_study_inputs(spec, db)
-    n_trials, n_epochs = trials or study_spec.coarse.trials, epochs or study_spec.coarse.epochs
-    if widen:
-        plan = next_plan(store, study_spec, "coarse", trials=n_trials, epochs=n_epochs, seed=seed)
-    else:
-        plan = StagePlan("coarse", study_spec.space, n_trials, n_epochs, seed)
+    study = open_study(spec, db)
+    request = StageRequest(
+        StageKind.COARSE,
+        trials or study.spec.coarse.trials,
+        epochs or study.spec.coarse.epochs,
+        seed,
+        widen=widen,
+    )
     options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
-    execute_stage(study_spec, store, plan, options, quiet)
+    execute_stage(study, request, options, quiet)
 
 
 def fine(
@@ -125,19 +126,17 @@ def fine(
     quiet: QuietOpt = False,
 ) -> None:
     """Run (or resume) a fine stage: fewer, longer trials on the ranges a stage proposed."""
-    study_spec, store = open_study_inputs(spec, db)
-    plan = next_plan(
-        store,
-        study_spec,
-        "fine",
-        trials=trials or study_spec.fine.trials,
-        epochs=epochs or study_spec.fine.epochs,
-        seed=seed,
+    study = open_study(spec, db)
+    request = StageRequest(
+        StageKind.FINE,
+        trials or study.spec.fine.trials,
+        epochs or study.spec.fine.epochs,
+        seed,
         from_stage=from_stage,
         top=top,
     )
     options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
-    execute_stage(study_spec, store, plan, options, quiet)
+    execute_stage(study, request, options, quiet)
 
 
 def show(study: StudyArg, db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
@@ -172,25 +171,8 @@ def _stage_summary(store: Store, study: StudyRecord, stage: StageRecord) -> dict
         "seed": stage.seed,
         "ranges": stage.ranges,
         "counts": store.status_counts(stage.stage_id),
-        "best": None
-        if best is None
-        else {
-            "trial": best.number,
-            "trial_id": best.trial_id,
-            "value": best.best_value,
-            "epoch": best.best_epoch,
-            "params": best.params,
-        },
-        "flags": [
-            {
-                "param": f.param,
-                "side": f.side,
-                "value": f.value,
-                "position": f.position,
-                "message": f.message,
-            }
-            for f in store.flags(stage.stage_id)
-        ],
+        "best": None if best is None else best_json(best),
+        "flags": [flag_json(f) for f in store.flags(stage.stage_id)],
         "proposal": proposal,
         "reasons": reasons,
     }
@@ -230,7 +212,7 @@ def _stage_lines(stage: dict[str, Any], metric: str) -> list[str]:
             f"    {_range(name, r)}   ({stage['reasons'].get(name, '')})"
             for name, r in stage["proposal"].items()
         )
-    elif stage["status"] == "finished":
+    elif stage["status"] == StageStatus.FINISHED:
         lines.append("  no proposal: no trial completed")
     return lines
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hpsearch.errors import ClusterError
-from hpsearch.registry import resolve
+from hpsearch.registry import Trainable, resolve
 from hpsearch.runtime.cluster import UPLOAD_EXCLUDES, check_cluster, cluster_address, first_line
-from hpsearch.runtime.worker import Event, TrialTask, run_bundle
+from hpsearch.runtime.worker import Ended, Event, Lost, Started, TrialTask, run_bundle
+from storage import Status
 
 FLUSH_SECONDS = 0.05  # a worker sends at most one message per trial bundle this often
 BUNDLE_SECONDS = 1.0  # aim for bundles of about this much work
@@ -42,6 +43,14 @@ class Workload:
     trainable: str
     metric: str
     search_path: Path
+    # a function object given instead of a name: it travels with the task (cloudpickle, by
+    # value when defined in a notebook or `__main__`), never imported by name on a worker
+    function: Trainable | None = None
+
+    def resolve(self, search_path: Path | None) -> Trainable:
+        if self.function is not None:
+            return self.function
+        return resolve(self.trainable, search_path)
 
 
 class InProcessExecutor:
@@ -53,7 +62,7 @@ class InProcessExecutor:
         self.workload = workload
 
     def run(self, tasks: list[TrialTask]) -> Iterator[list[Event]]:
-        fn = resolve(self.workload.trainable, self.workload.search_path)
+        fn = self.workload.resolve(self.workload.search_path)
         for task in tasks:
             yield from run_bundle(fn, [task], self.workload.metric, "local", 0.0)
 
@@ -92,7 +101,7 @@ def _bundle_task(
     # on a cluster the spec's directory arrives as the working_dir (cwd, on sys.path): import
     # from that copy, not from a driver path that may not exist (or differ) on this node
     shipped = bool((context.runtime_env or {}).get("working_dir"))
-    fn = resolve(workload.trainable, None if shipped else workload.search_path)
+    fn = workload.resolve(None if shipped else workload.search_path)
     _pin_blas_threads(threads)
     node_id = context.get_node_id()
     yield from run_bundle(fn, tasks, workload.metric, node_id, flush_seconds)
@@ -183,18 +192,19 @@ class RayExecutor:
             del self._inflight[gen]
             reason = _task_error(exc)
             return [
-                ("end", t.trial_id, t.attempt, "failed", reason, 0.0) for t in unfinished.values()
+                Ended(t.trial_id, t.attempt, Status.FAILED, reason, 0.0)
+                for t in unfinished.values()
             ]
         except ray.exceptions.RayError as exc:  # worker process or node died
             del self._inflight[gen]
             return self._lost(list(unfinished.values()), exc, queue, retries)
         for event in events:
-            if event[0] == "start":
-                self._started.add(event[1])
-            elif event[0] == "end":
-                self._started.discard(event[1])
-                unfinished.pop(event[1], None)
-                self._trial_seconds += event[5]
+            if isinstance(event, Started):
+                self._started.add(event.trial_id)
+            elif isinstance(event, Ended):
+                self._started.discard(event.trial_id)
+                unfinished.pop(event.trial_id, None)
+                self._trial_seconds += event.seconds
                 self._trials_timed += 1
         return events
 
@@ -219,16 +229,16 @@ class RayExecutor:
             self._isolate.update(t.trial_id for t in tasks)
             again = {t.trial_id: replace(t, attempt=t.attempt + 1) for t in started}
             queue.extendleft(reversed([again.get(t.trial_id, t) for t in tasks]))
-            return [("lost", t.trial_id, t.attempt, reason) for t in started]
+            return [Lost(t.trial_id, t.attempt, reason) for t in started]
         (task,) = tasks
         used = retries.get(task.trial_id, 0)
         if used >= self.options.max_retries:
             note = f"{reason} (gave up after {used} retries)"
-            return [("end", task.trial_id, task.attempt, "failed", note, 0.0)]
+            return [Ended(task.trial_id, task.attempt, Status.FAILED, note, 0.0)]
         retries[task.trial_id] = used + 1
         self._started.discard(task.trial_id)
         queue.appendleft(replace(task, attempt=task.attempt + 1))
-        return [("lost", task.trial_id, task.attempt, reason)]
+        return [Lost(task.trial_id, task.attempt, reason)]
 
     def close(self) -> None:
         import ray

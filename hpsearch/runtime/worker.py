@@ -1,10 +1,8 @@
 """Running trials inside a worker: pure Python, shared by the Ray and in-process executors.
 
-A worker turns each trial into events (plain tuples, cheap to pickle):
-    ("start", trial_id, attempt, node_id)
-    ("epoch", trial_id, attempt, epoch, {metric: float})
-    ("end",   trial_id, attempt, status, error, seconds)   status: completed|failed|diverged
-    ("lost",  trial_id, attempt, reason)            executor only: the worker died, retrying
+A worker turns each trial into events, small frozen records with slots (cheap to pickle):
+`Started`, then `EpochDone` per epoch, then exactly one `Ended` (completed, failed or diverged).
+The executor adds `Lost` when a worker died and the attempt will run again.
 """
 
 from __future__ import annotations
@@ -18,8 +16,43 @@ from numbers import Real
 from typing import Any
 
 from hpsearch.registry import Trainable
+from storage import Status
 
-Event = tuple[Any, ...]
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    trial_id: int
+    attempt: int
+    node_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EpochDone:
+    trial_id: int
+    attempt: int
+    epoch: int
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    trial_id: int
+    attempt: int
+    status: Status  # a final status
+    error: str | None
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """The attempt's worker or node died; the trial runs again as a new attempt."""
+
+    trial_id: int
+    attempt: int
+    reason: str
+
+
+Event = Started | EpochDone | Ended | Lost
 
 
 @dataclass(frozen=True)
@@ -49,43 +82,38 @@ def _as_metrics(out: object, epoch: int, metric: str) -> dict[str, float]:
     return metrics
 
 
-def _ender(head: tuple[int, int], started: float):  # type: ignore[no-untyped-def]
-    def end(status: str, error: str | None) -> Event:
-        return ("end", *head, status, error, time.perf_counter() - started)
-
-    return end
-
-
-def run_trial(fn: Trainable, task: TrialTask, metric: str) -> Iterator[Event]:
-    """Events for one trial after its start: its epochs, then exactly one 'end'."""
-    head = (task.trial_id, task.attempt)
+def run_trial(fn: Trainable, task: TrialTask, metric: str) -> Iterator[EpochDone | Ended]:
+    """Events for one trial after its start: its epochs, then exactly one `Ended`."""
     started = time.perf_counter()
     epoch = 0
-    end = _ender(head, started)
+
+    def end(status: Status, error: str | None) -> Ended:
+        return Ended(task.trial_id, task.attempt, status, error, time.perf_counter() - started)
+
     try:
         for out in fn(dict(task.params), epochs=task.epochs, seed=task.seed):
             epoch += 1
             metrics = _as_metrics(out, epoch, metric)
-            yield ("epoch", *head, epoch, metrics)
+            yield EpochDone(task.trial_id, task.attempt, epoch, metrics)
             bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v)]
             if bad:
-                yield end("diverged", f"{', '.join(bad)} at epoch {epoch}")
+                yield end(Status.DIVERGED, f"{', '.join(bad)} at epoch {epoch}")
                 return
             if epoch >= task.epochs:
                 break
     except FloatingPointError as exc:  # the trainable's own "this run is hopeless"
-        yield end("diverged", str(exc) or f"FloatingPointError at epoch {epoch + 1}")
+        yield end(Status.DIVERGED, str(exc) or f"FloatingPointError at epoch {epoch + 1}")
         return
     except _TrialFailed as exc:
-        yield end("failed", str(exc))
+        yield end(Status.FAILED, str(exc))
         return
     except Exception:
-        yield end("failed", traceback.format_exc())
+        yield end(Status.FAILED, traceback.format_exc())
         return
     if epoch == 0:
-        yield end("failed", "the trainable yielded no epochs")
+        yield end(Status.FAILED, "the trainable yielded no epochs")
     else:
-        yield end("completed", None)
+        yield end(Status.COMPLETED, None)
 
 
 def run_bundle(
@@ -102,7 +130,7 @@ def run_bundle(
     buffer: list[Event] = []
     last_flush = time.monotonic()
     for task in tasks:
-        buffer.append(("start", task.trial_id, task.attempt, node_id))
+        buffer.append(Started(task.trial_id, task.attempt, node_id))
         for event in run_trial(fn, task, metric):
             buffer.append(event)
             if time.monotonic() - last_flush >= flush_seconds:

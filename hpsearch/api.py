@@ -1,0 +1,278 @@
+"""The Python API: run coarse and fine stages from a notebook or a script, as the CLI does.
+
+    study = Study.from_spec("study.toml", db="results.db")   # or a dict with the TOML's keys
+    stage = study.coarse(trials=200, epochs=3)
+    fine = study.fine()
+    df = study.trials()
+
+The CLI's `coarse` and `fine` are thin layers over `Study.run`; errors are `HpsearchError`s.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from hpsearch.driver import ProgressCallback, StageOutcome, execute, plan_stage
+from hpsearch.errors import DatabaseError, HpsearchError, SpecError
+from hpsearch.narrowing import split_proposal
+from hpsearch.planner import StageRequest
+from hpsearch.registry import qualified, resolve
+from hpsearch.runtime.cluster import check_cluster
+from hpsearch.runtime.executor import (
+    Executor,
+    InProcessExecutor,
+    RayExecutor,
+    RayOptions,
+    Workload,
+)
+from hpsearch.spec import StudySpec, load_spec, parse_spec
+from storage import (
+    DEFAULT_DB,
+    FlagRecord,
+    StageKind,
+    StorageError,
+    Store,
+    TrialRecord,
+    load_trials,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ExecutorName = Literal["ray", "local"]
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """A finished stage; `best`, `flags`, `proposal` and `reasons` as `show --json` has them."""
+
+    stage_id: int
+    kind: str
+    parent: int | None
+    trials: int
+    epochs: int
+    seed: int
+    resumed: bool  # an unfinished stage was finished rather than a new one started
+    counts: dict[str, int]  # trials by status
+    best: dict[str, Any] | None  # trial, trial_id, value, epoch, params; None: none completed
+    flags: list[dict[str, Any]]  # param, side, value, position, message
+    proposal: dict[str, Any] | None  # the next stage's ranges; None: nothing completed
+    reasons: dict[str, str]  # why each proposed range is what it is
+    top: tuple[TrialRecord, ...]  # completed trials, best first (at most 10)
+
+    @classmethod
+    def of(cls, outcome: StageOutcome) -> StageResult:
+        stage = outcome.stage
+        proposal, reasons = split_proposal(stage.proposal)
+        return cls(
+            stage_id=stage.stage_id,
+            kind=stage.kind,
+            parent=stage.parent_stage_id,
+            trials=stage.n_trials,
+            epochs=stage.epochs,
+            seed=stage.seed,
+            resumed=outcome.resumed,
+            counts=dict(outcome.counts),
+            best=best_json(outcome.top[0]) if outcome.top else None,
+            flags=[flag_json(f) for f in outcome.analysis.flags],
+            proposal=proposal,
+            reasons=reasons,
+            top=tuple(outcome.top),
+        )
+
+
+def best_json(trial: TrialRecord) -> dict[str, Any]:
+    """A stage's best trial as `show --json` prints it."""
+    return {
+        "trial": trial.number,
+        "trial_id": trial.trial_id,
+        "value": trial.best_value,
+        "epoch": trial.best_epoch,
+        "params": trial.params,
+    }
+
+
+def flag_json(flag: FlagRecord) -> dict[str, Any]:
+    """An edge flag as `show --json` prints it."""
+    return {
+        "param": flag.param,
+        "side": flag.side,
+        "value": flag.value,
+        "position": flag.position,
+        "message": flag.message,
+    }
+
+
+class Study:
+    """A study spec and the database its stages go to."""
+
+    def __init__(self, spec: StudySpec, db: str | os.PathLike[str] = DEFAULT_DB) -> None:
+        self.spec = spec
+        self.db = str(db)
+        with _database_errors():
+            self.store = Store(self.db)
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: str | os.PathLike[str] | Mapping[str, Any],
+        db: str | os.PathLike[str] = DEFAULT_DB,
+    ) -> Study:
+        """From a TOML file, or a dict with the TOML's keys (whose `trainable` may be a
+        generator function); checked like the CLI checks it before anything runs."""
+        if isinstance(spec, str | os.PathLike):
+            study_spec = load_spec(Path(spec))
+        elif isinstance(spec, Mapping):
+            study_spec = parse_spec(dict(spec), Path("spec"))
+        else:
+            raise SpecError(f"spec: must be a TOML file path or a dict, got {type(spec).__name__}")
+        if study_spec.function is None:
+            resolve(study_spec.trainable, study_spec.directory.resolve())
+        return cls(study_spec, db)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def coarse(
+        self,
+        *,
+        trials: int | None = None,
+        epochs: int | None = None,
+        seed: int | None = None,
+        widen: bool = False,
+        address: str | None = None,
+        cpus: int | None = None,
+        cpus_per_trial: float = 1.0,
+        gpus_per_trial: float = 0.0,
+        max_retries: int = 2,
+        on_progress: ProgressCallback | None = None,
+        executor: ExecutorName = "ray",
+    ) -> StageResult:
+        """Run (or resume) a coarse stage; `widen`: on the latest finished stage's proposal."""
+        request = StageRequest(
+            StageKind.COARSE,
+            self.spec.coarse.trials if trials is None else trials,
+            self.spec.coarse.epochs if epochs is None else epochs,
+            seed,
+            widen=widen,
+        )
+        options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
+        return self.run(request, options, on_progress=on_progress, executor=executor)
+
+    def fine(
+        self,
+        *,
+        trials: int | None = None,
+        epochs: int | None = None,
+        seed: int | None = None,
+        from_stage: int | None = None,
+        top: int | None = None,
+        address: str | None = None,
+        cpus: int | None = None,
+        cpus_per_trial: float = 1.0,
+        gpus_per_trial: float = 0.0,
+        max_retries: int = 2,
+        on_progress: ProgressCallback | None = None,
+        executor: ExecutorName = "ray",
+    ) -> StageResult:
+        """Run (or resume) a fine stage on the proposal of the latest finished coarse stage
+        (or of `from_stage`; `top` recomputes that proposal from the best `top` trials)."""
+        request = StageRequest(
+            StageKind.FINE,
+            self.spec.fine.trials if trials is None else trials,
+            self.spec.fine.epochs if epochs is None else epochs,
+            seed,
+            from_stage=from_stage,
+            top=top,
+        )
+        options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
+        return self.run(request, options, on_progress=on_progress, executor=executor)
+
+    def run(
+        self,
+        request: StageRequest,
+        options: RayOptions | None = None,
+        *,
+        on_progress: ProgressCallback | None = None,
+        executor: ExecutorName = "ray",
+    ) -> StageResult:
+        """Plan (before Ray starts: a bad request changes nothing), run, finish the stage.
+
+        Ctrl-C propagates as KeyboardInterrupt once the results so far are committed.
+        """
+        options = options or RayOptions()
+        _check_request(request, options)
+        with _database_errors():
+            plan = plan_stage(self.store, self.spec, request)
+            runner = self._executor(executor, options)
+            try:
+                outcome = execute(self.store, self.spec, plan, runner, on_progress)
+            finally:
+                runner.close()
+        return StageResult.of(outcome)
+
+    def trials(self, *, stage: int | None = None, status: str | None = None) -> pd.DataFrame:
+        """One row per trial (as `storage.load_trials`): best value, epoch, one column per
+        parameter."""
+        with _database_errors():
+            return load_trials(self.db, self.spec.name, stage=stage, status=status)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _executor(self, name: ExecutorName, options: RayOptions) -> Executor:
+        spec = self.spec
+        workload = Workload(
+            qualified(spec.trainable), spec.metric, spec.directory.resolve(), spec.function
+        )
+        if name == "local":
+            return InProcessExecutor(workload)
+        if name != "ray":
+            raise HpsearchError(f"executor: must be 'ray' or 'local', got {name!r}")
+        check_cluster(options.address)  # a bad address fails here, before the database changes
+        return RayExecutor(workload, options)  # refuses impossible resource requests
+
+
+_LIMITS = (
+    ("trials", 1),
+    ("epochs", 1),
+    ("seed", 0),
+    ("from_stage", 1),
+    ("top", 1),
+)
+
+
+def _check_request(request: StageRequest, options: RayOptions) -> None:
+    """The CLI's option limits, for callers of the API (one line naming the option)."""
+    values: list[tuple[str, Any, float]] = [
+        (name, getattr(request, name), low) for name, low in _LIMITS
+    ]
+    values += [
+        ("cpus", options.cpus, 1),
+        ("cpus_per_trial", options.cpus_per_trial, 0.01),
+        ("gpus_per_trial", options.gpus_per_trial, 0),
+        ("max_retries", options.max_retries, 0),
+    ]
+    for name, value, low in values:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+            raise HpsearchError(f"{name}: must be >= {low}, got {value!r}")
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """Storage problems as an HpsearchError (same one-line message)."""
+    try:
+        yield
+    except StorageError as exc:
+        raise DatabaseError(str(exc)) from exc
+
+
+__all__ = ["StageResult", "Study", "best_json", "flag_json"]

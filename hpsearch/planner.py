@@ -1,0 +1,253 @@
+"""What to run next (the oracle of Keras Tuner's oracle/tuner split): pure, from records.
+
+The driver reads the study's records into a `History`, asks `decide` (resume the unfinished
+stage of this kind, or start a new one on which parent), loads that parent's trials, asks
+`new_stage` for the configurations, and runs what it gets. No Ray, no database handle: the
+search-quality benchmark calls the same functions on its own records.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hpsearch.errors import HpsearchError
+from hpsearch.narrowing import Analysis, analyze, split_proposal
+from hpsearch.ranking import ranked
+from hpsearch.space import Space, trial_seeds
+from hpsearch.spec import StudySpec
+from storage import StageKind, StageRecord, StageStatus, StudyRecord, TrialRecord
+
+
+class NoProposalError(HpsearchError):
+    """A stage to build the next one from is missing, unfinished or has no completed trial."""
+
+
+@dataclass(frozen=True)
+class StageRequest:
+    """What the user asked for (the command's options); resuming a stage ignores the rest."""
+
+    kind: StageKind
+    trials: int
+    epochs: int
+    seed: int | None = None  # None: the spec's seed plus the number of earlier stages
+    widen: bool = False  # coarse only: sample the latest finished stage's proposal
+    from_stage: int | None = None  # the stage whose proposal to sample (default: latest)
+    top: int | None = None  # recompute the parent's proposal from its best `top` trials
+
+    @property
+    def needs_parent(self) -> bool:
+        return self.kind == StageKind.FINE or self.widen
+
+
+@dataclass(frozen=True)
+class History:
+    """The study's records, as the runner read them."""
+
+    study: StudyRecord | None  # None: the study has no row yet
+    stages: tuple[StageRecord, ...]  # its stages in order
+    db: str  # names the database in messages
+    from_stage: StageRecord | None = None  # the requested --from-stage, of any study
+    from_study: str | None = None  # the name of the study that owns `from_stage`
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Finish this unfinished stage: its trials without a final status run again."""
+
+    stage: StageRecord
+
+
+@dataclass(frozen=True)
+class Start:
+    """Start a new stage: on the spec's ranges (no parent) or on the parent's proposal."""
+
+    parent: StageRecord | None
+
+
+@dataclass(frozen=True)
+class NewStage:
+    """A new stage's ranges and every trial's configuration and seed, in trial order."""
+
+    kind: StageKind
+    space: Space
+    epochs: int
+    seed: int
+    keep: tuple[dict[str, Any], ...]  # the parent's best configurations, run first as they are
+    sampled: tuple[dict[str, Any], ...]  # drawn from `space` with a Generator seeded by `seed`
+    seeds: tuple[int, ...]  # one per trial
+    parent_stage_id: int | None = None
+
+    @property
+    def configs(self) -> list[dict[str, Any]]:
+        return [*self.keep, *self.sampled]
+
+
+Plan = Resume | NewStage
+
+
+def decide(spec: StudySpec, request: StageRequest, history: History) -> Resume | Start:
+    """Resume the unfinished stage of the requested kind, else start one (on which parent)."""
+    pending = resumable(history.stages, request.kind)
+    if pending is not None:
+        return Resume(pending)
+    return Start(parent(spec, request, history) if request.needs_parent else None)
+
+
+def new_stage(
+    spec: StudySpec,
+    request: StageRequest,
+    history: History,
+    start: Start,
+    parent_trials: Sequence[TrialRecord] = (),
+) -> NewStage:
+    """The configurations of a new stage; `parent_trials` are the trials of `start.parent`."""
+    seed = request.seed if request.seed is not None else spec.seed + len(history.stages)
+    if start.parent is None:
+        return sample(request.kind, spec.space, request.trials, request.epochs, seed)
+    return successor(spec, request, start.parent, parent_trials, seed)
+
+
+def successor(
+    spec: StudySpec,
+    request: StageRequest,
+    parent: StageRecord,
+    parent_trials: Sequence[TrialRecord],
+    seed: int,
+) -> NewStage:
+    """A stage on the parent's proposal; a fine stage re-runs the parent's best `keep` first."""
+    space = Space.from_dict(proposal(spec, parent, parent_trials, request.top))
+    keep = 0
+    if request.kind == StageKind.FINE:
+        keep = min(spec.fine.keep, request.top or spec.fine.top)
+    best = tuple(space.typed(t.params) for t in ranked(parent_trials, spec.mode)[:keep])
+    return sample(
+        request.kind,
+        space,
+        request.trials,
+        request.epochs,
+        seed,
+        keep=best,
+        parent_stage_id=parent.stage_id,
+    )
+
+
+def sample(
+    kind: StageKind,
+    space: Space,
+    trials: int,
+    epochs: int,
+    seed: int,
+    *,
+    keep: Sequence[dict[str, Any]] = (),
+    parent_stage_id: int | None = None,
+) -> NewStage:
+    """`trials` configurations: `keep` first, the rest sampled; then one seed per trial."""
+    rng = np.random.default_rng(seed)
+    kept = tuple(dict(c) for c in keep[:trials])
+    drawn = tuple(space.sample(trials - len(kept), rng))
+    seeds = tuple(trial_seeds(rng, trials))
+    return NewStage(kind, space, epochs, seed, kept, drawn, seeds, parent_stage_id)
+
+
+def resumable(stages: Sequence[StageRecord], kind: StageKind) -> StageRecord | None:
+    """The latest stage of this kind if it is not finished."""
+    for stage in reversed(stages):
+        if stage.kind == kind:
+            return stage if stage.status != StageStatus.FINISHED else None
+    return None
+
+
+def parent(spec: StudySpec, request: StageRequest, history: History) -> StageRecord:
+    """The stage whose proposal a new stage samples: --from-stage, else the latest finished
+    coarse stage (fine) or the latest finished stage (a widened coarse)."""
+    hint = f"run `hpsearch coarse {spec.path}` first"
+    study = history.study
+    if study is None:
+        raise NoProposalError(f"study {spec.name!r}: no stages yet in {history.db}: {hint}")
+    if request.from_stage is not None:
+        return _from_stage(request.from_stage, study, history)
+    wanted = (StageKind.COARSE,) if request.kind == StageKind.FINE else tuple(StageKind)
+    for stage in reversed(history.stages):
+        if stage.kind in wanted and stage.status == StageStatus.FINISHED:
+            return stage
+    raise NoProposalError(f"study {study.name!r}: no finished coarse stage in {history.db}: {hint}")
+
+
+def _from_stage(stage_id: int, study: StudyRecord, history: History) -> StageRecord:
+    stage = history.from_stage
+    if stage is None or stage.stage_id != stage_id:
+        raise NoProposalError(f"--from-stage {stage_id}: no such stage in {history.db}")
+    if stage.study_id != study.study_id:
+        raise NoProposalError(
+            f"--from-stage {stage_id}: stage {stage_id} belongs to study {history.from_study!r}, "
+            f"not {study.name!r}"
+        )
+    if stage.status != StageStatus.FINISHED:
+        raise NoProposalError(
+            f"--from-stage {stage_id}: stage {stage_id} is not finished: "
+            f"rerun `hpsearch {stage.kind}` on it to finish it"
+        )
+    return stage
+
+
+def proposal(
+    spec: StudySpec,
+    parent: StageRecord,
+    parent_trials: Sequence[TrialRecord],
+    top: int | None = None,
+) -> dict[str, Any]:
+    """The ranges the parent proposed (recomputed from its best `top` trials when given)."""
+    ranges, _ = split_proposal(parent.proposal)
+    if ranges is None or top is not None:
+        ranges = analyze_stage(spec, parent, parent_trials, top).proposal
+    if ranges is None:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(status_counts(parent_trials).items()))
+        raise NoProposalError(
+            f"stage {parent.stage_id}: no trial completed ({counts}): nothing to narrow from; "
+            f"see `hpsearch show {spec.path}` for the errors, fix the trainable and rerun "
+            f"`hpsearch coarse {spec.path}`"
+        )
+    return ranges
+
+
+def analyze_stage(
+    spec: StudySpec, stage: StageRecord, trials: Sequence[TrialRecord], top: int | None = None
+) -> Analysis:
+    """Edge flags and the proposal for the next stage, from this stage's trials."""
+    return analyze(
+        Space.from_dict(stage.ranges),
+        list(trials),
+        spec.mode,
+        top=top or spec.fine.top,
+        edge=spec.fine.edge,
+        pad=spec.fine.pad,
+    )
+
+
+def status_counts(trials: Sequence[TrialRecord]) -> dict[str, int]:
+    return dict(Counter(str(t.status) for t in trials))
+
+
+__all__ = [
+    "History",
+    "NewStage",
+    "NoProposalError",
+    "Plan",
+    "Resume",
+    "StageRequest",
+    "Start",
+    "analyze_stage",
+    "decide",
+    "new_stage",
+    "parent",
+    "proposal",
+    "resumable",
+    "sample",
+    "status_counts",
+    "successor",
+]
