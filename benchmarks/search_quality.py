@@ -15,9 +15,10 @@ Problems:
     lr, reg and the init std. Score: test accuracy of the chosen configuration.
 
 Methods, all with the same total number of epochs:
-  * coarse->fine: hpsearch's narrowing (`hpsearch.narrowing.analyze`, default settings),
-    coarse stage of short trials, fine stage of full-length trials on the proposed ranges that
-    re-runs the 3 best coarse configurations first (`[fine] keep = 3`, the default);
+  * coarse->fine: hpsearch's planner (`hpsearch.planner`: the same parent, proposal, seeds and
+    keep-then-sample as `hpsearch fine`, default settings), coarse stage of short trials, fine
+    stage of full-length trials on the proposed ranges that re-runs the 3 best coarse
+    configurations first (`[fine] keep = 3`, the default);
   * coarse->fine keep=0: the same with every fine configuration sampled (the ablation);
   * coarse->widen->fine: a smaller coarse stage, a second coarse stage on the proposal when
     an edge flag fires, then the fine stage (what `hpsearch coarse --widen` does);
@@ -34,9 +35,10 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from multiprocessing import Pool
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -46,10 +48,20 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from hpsearch.narrowing import analyze, ranked  # noqa: E402
+from hpsearch import planner  # noqa: E402
+from hpsearch.planner import History, NewStage, NoProposalError, StageRequest  # noqa: E402
 from hpsearch.space import Numeric, Space  # noqa: E402
-from hpsearch.spec import FineSettings  # noqa: E402
-from storage import TrialRecord  # noqa: E402
+from hpsearch.spec import FineSettings, StageSettings, StudySpec  # noqa: E402
+from storage import (  # noqa: E402
+    FlagRecord,
+    Mode,
+    StageKind,
+    StageRecord,
+    StageStatus,
+    Status,
+    StudyRecord,
+    TrialRecord,
+)
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -76,7 +88,7 @@ class Budget:
 class Problem:
     name: str
     space: Space
-    mode: str  # of the observed metric
+    mode: Mode  # of the observed metric
     budget: Budget
     run: Callable[[dict[str, Any], int, int], tuple[list[float], float]]  # curve, final score
     score_name: str  # what `final score` is: regret (lower better) or test_acc
@@ -161,7 +173,7 @@ def curve_problem(
         ]
         return curve, final - f_min
 
-    return Problem(name, space, "min", budget, run, "regret")
+    return Problem(name, space, Mode.MIN, budget, run, "regret")
 
 
 SYNTH_BUDGET = Budget(coarse=(60, 2), fine=(12, 15), widen_coarse=(40, 2))
@@ -249,7 +261,7 @@ def mlp_problem() -> Problem:
             "init": Numeric("loguniform", 1e-4, 1.0),
         }
     )
-    return Problem("mlp-digits", space, "max", MLP_BUDGET, mlp_run, "test_acc")
+    return Problem("mlp-digits", space, Mode.MAX, MLP_BUDGET, mlp_run, "test_acc")
 
 
 # -- methods --------------------------------------------------------------------------------
@@ -265,62 +277,120 @@ class Trial:
         finite = [v for v in self.curve if math.isfinite(v)]
         if len(finite) < len(self.curve) or not finite:
             return None
-        return max(finite) if mode == "max" else min(finite)
+        return Mode(mode).best_first(finite, float)[0]
 
 
-def run_trials(problem: Problem, configs: list[dict[str, Any]], epochs: int, rng) -> list[Trial]:
-    seeds = rng.integers(0, 2**31 - 1, size=len(configs))
+def run_trials(
+    problem: Problem, configs: list[dict[str, Any]], epochs: int, seeds: Sequence[int]
+) -> list[Trial]:
     return [Trial(c, *problem.run(c, epochs, int(s))) for c, s in zip(configs, seeds, strict=True)]
 
 
+def random_seeds(rng: np.random.Generator, n: int) -> list[int]:
+    return [int(s) for s in rng.integers(0, 2**31 - 1, size=n)]
+
+
 def choose(problem: Problem, trials: list[Trial]) -> Trial | None:
+    """The trial with the best observed value (the first of equals)."""
     ok = [t for t in trials if t.best(problem.mode) is not None]
-    if not ok:
-        return None
-    sign = -1 if problem.mode == "max" else 1
-    return min(ok, key=lambda t: sign * t.best(problem.mode))  # type: ignore[operator]
+    best = Mode(problem.mode).best_first(ok, lambda t: t.best(problem.mode) or 0.0)
+    return best[0] if best else None
 
 
-def records(problem: Problem, trials: list[Trial]) -> list[TrialRecord]:
+def records(problem: Problem, stage_id: int, trials: list[Trial]) -> list[TrialRecord]:
     out = []
     for i, t in enumerate(trials):
         value = t.best(problem.mode)
-        status = "completed" if value is not None else "diverged"
-        out.append(TrialRecord(i, 1, i, status, 0, 1, t.params, best_value=value))
+        status = Status.COMPLETED if value is not None else Status.DIVERGED
+        out.append(TrialRecord(i, stage_id, i, status, 0, 1, t.params, best_value=value))
     return out
 
 
-FINE = FineSettings(trials=0, epochs=0)  # hpsearch's defaults: top 10, edge 0.1, pad 0.25
+class InMemoryStudy:
+    """A study's records held in memory: the planner decides each stage exactly as it does for
+    `hpsearch coarse/fine` on a database (parent, proposal, keep-then-sample, seeds)."""
 
+    def __init__(self, problem: Problem, seed: int, keep: int) -> None:
+        self.problem = problem
+        b = problem.budget
+        self.spec = StudySpec(
+            path=Path(problem.name),
+            name=problem.name,
+            trainable="benchmark",
+            metric="value",
+            mode=Mode(problem.mode),
+            space=problem.space,
+            coarse=StageSettings(*b.coarse),
+            fine=FineSettings(*b.fine, keep=keep),  # top 10, edge 0.1, pad 0.25: the defaults
+            seed=seed,
+        )
+        self.record = StudyRecord(1, problem.name, "benchmark", "value", problem.mode)
+        self.stages: list[StageRecord] = []
+        self.trials: dict[int, list[TrialRecord]] = {}
+        self.flags: list[FlagRecord] = []  # of the latest stage
 
-def stage(problem: Problem, space: Space, n: int, epochs: int, rng) -> tuple[list[Any], Any]:
-    """A stage of random trials and its analysis; returns (best configs first, analysis)."""
-    trials = run_trials(problem, space.sample(n, rng), epochs, rng)
-    recs = records(problem, trials)
-    result = analyze(space, recs, problem.mode, top=FINE.top, edge=FINE.edge, pad=FINE.pad)
-    return [r.params for r in ranked(recs, problem.mode)], result
+    def run(self, request: StageRequest) -> tuple[StageRecord, list[Trial]]:
+        """Plan the stage with hpsearch's planner, run its trials, finish it (proposal)."""
+        history = History(self.record, tuple(self.stages), "memory")
+        decision = planner.decide(self.spec, request, history)
+        assert isinstance(decision, planner.Start)
+        parent_trials = self.trials[decision.parent.stage_id] if decision.parent else []
+        plan = planner.new_stage(self.spec, request, history, decision, parent_trials)
+        return self._finish(plan, run_trials(self.problem, plan.configs, plan.epochs, plan.seeds))
+
+    def run_on_spec_ranges(self, kind: StageKind, trials: int, epochs: int) -> list[Trial]:
+        """The fallback when nothing completed (hpsearch would refuse): sample the spec."""
+        seed = self.spec.seed + len(self.stages)
+        plan = planner.sample(kind, self.problem.space, trials, epochs, seed)
+        return self._finish(plan, run_trials(self.problem, plan.configs, epochs, plan.seeds))[1]
+
+    def _finish(self, plan: NewStage, trials: list[Trial]) -> tuple[StageRecord, list[Trial]]:
+        stage_id = len(self.stages) + 1
+        recs = records(self.problem, stage_id, trials)
+        stage = StageRecord(
+            stage_id,
+            1,
+            plan.kind,
+            plan.parent_stage_id,
+            StageStatus.FINISHED,
+            plan.seed,
+            plan.epochs,
+            len(trials),
+            plan.space.to_dict(),
+            {},
+            None,
+        )
+        analysis = planner.analyze_stage(self.spec, stage, recs)
+        stage = replace(stage, proposal=analysis.stored_proposal())
+        self.stages.append(stage)
+        self.trials[stage_id] = recs
+        self.flags = analysis.flags
+        return stage, trials
 
 
 def coarse_fine(problem: Problem, rng, *, widen: bool, keep: int) -> tuple[Trial | None, dict]:
     b = problem.budget
+    study = InMemoryStudy(problem, int(rng.integers(2**31 - 1)), keep)
     n, e = b.widen_coarse if widen else b.coarse
-    best, result = stage(problem, problem.space, n, e, rng)
+    first, _ = study.run(StageRequest(StageKind.COARSE, n, e))
     used, widened = n * e, False
-    edge_flag = any(f.side in ("low", "high") for f in result.flags)
-    if widen and edge_flag and result.proposal is not None:
-        best, result = stage(problem, Space.from_dict(result.proposal), n, e, rng)
+    edge_flag = any(f.side in ("low", "high") for f in study.flags)
+    if widen and edge_flag and first.proposal is not None:
+        study.run(StageRequest(StageKind.COARSE, n, e, widen=True))
         used, widened = used + n * e, True
-    space = problem.space if result.proposal is None else Space.from_dict(result.proposal)
     n_fine = (b.total - used) // b.fine[1]
-    kept = best[: min(keep, FINE.top, n_fine)]
-    configs = kept + space.sample(n_fine - len(kept), rng)
-    trials = run_trials(problem, configs, b.fine[1], rng)
+    fine = StageRequest(StageKind.FINE, n_fine, b.fine[1])
+    try:
+        _, trials = study.run(fine)
+    except NoProposalError:  # no coarse trial completed
+        trials = study.run_on_spec_ranges(StageKind.FINE, n_fine, b.fine[1])
     return choose(problem, trials), {"edge_flag": edge_flag, "widened": widened}
 
 
 def single_random(problem: Problem, rng) -> tuple[Trial | None, dict]:
     b = problem.budget
-    trials = run_trials(problem, problem.space.sample(b.single, rng), b.fine[1], rng)
+    configs = problem.space.sample(b.single, rng)
+    trials = run_trials(problem, configs, b.fine[1], random_seeds(rng, b.single))
     e = problem.budget.coarse[1]
     pairs = [(t.curve[e - 1], t.curve[-1]) for t in trials if len(t.curve) == b.fine[1]]
     return choose(problem, trials), {"pairs": pairs}
@@ -334,7 +404,7 @@ def optuna_search(problem: Problem, seed: int, sampler_name: str) -> tuple[Trial
         else optuna.samplers.RandomSampler(seed=seed)
     )
     study = optuna.create_study(
-        direction="maximize" if problem.mode == "max" else "minimize", sampler=sampler
+        direction="maximize" if problem.mode == Mode.MAX else "minimize", sampler=sampler
     )
     trials: list[Trial] = []
     rng = np.random.default_rng(seed + 7)
@@ -370,7 +440,7 @@ def one_seed(args: tuple[str, int]) -> list[dict[str, Any]]:
     for method in METHODS:
         rng = np.random.default_rng([seed, METHODS.index(method)])
         if method.startswith("coarse->"):
-            keep = 0 if method.endswith("keep=0") else FINE.keep
+            keep = 0 if method.endswith("keep=0") else FineSettings(0, 0).keep
             chosen, extra = coarse_fine(problem, rng, widen="widen" in method, keep=keep)
         elif method == "random":
             chosen, extra = single_random(problem, rng)
