@@ -27,11 +27,8 @@ os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
 import numpy as np  # noqa: E402
 import ray  # noqa: E402
 
-from hpsearch.driver import StagePlan, run_stage, start_or_resume  # noqa: E402
-from hpsearch.runtime.executor import RayExecutor, RayOptions, Workload  # noqa: E402
+import hpsearch  # noqa: E402
 from hpsearch.space import Numeric, Space  # noqa: E402
-from hpsearch.spec import FineSettings, StageSettings, StudySpec  # noqa: E402
-from storage import Store  # noqa: E402
 from trainables.noop import train as noop  # noqa: E402
 
 EPOCHS = 5
@@ -39,26 +36,27 @@ SPACE = Space({"x": Numeric("loguniform", 1e-3, 10.0)})
 
 
 def hpsearch_stage(trials: int, workdir: Path) -> float:
-    spec = StudySpec(
-        path=workdir / "bench.toml",
-        name="bench",
-        trainable="noop",
-        metric="val_acc",
-        mode="max",
-        space=SPACE,
-        coarse=StageSettings(trials, EPOCHS),
-        fine=FineSettings(1, 1),
-    )
-    store = Store(str(workdir / f"bench-{time.monotonic_ns()}.db"))
-    _, stage, _ = start_or_resume(store, spec, StagePlan("coarse", SPACE, trials, EPOCHS))
-    executor = RayExecutor(Workload("noop", "val_acc", workdir), RayOptions())
-    start = time.perf_counter()
-    counts = run_stage(store, spec, stage, executor)
-    elapsed = time.perf_counter() - start
-    rows = store.engine.connect().exec_driver_sql("SELECT count(*) FROM metrics").scalar()
-    assert counts == {"completed": trials} and rows == trials * EPOCHS * 4, (counts, rows)
-    store.close()
-    return elapsed
+    """A coarse stage through the Python API, on the Ray started in main().
+
+    Timed from the stage's first progress report (its trials stored, the executor ready) to
+    its last (every result committed): the run, without planning and finishing the stage.
+    """
+    spec = {
+        "name": "bench",
+        "trainable": "noop",
+        "metric": "val_acc",
+        "mode": "max",
+        "space": SPACE.to_dict(),
+        "coarse": {"trials": trials, "epochs": EPOCHS},
+    }
+    db = workdir / f"bench-{time.monotonic_ns()}.db"
+    study = hpsearch.Study.from_spec(spec, db=db)
+    marks: list[float] = []
+    stage = study.coarse(on_progress=lambda _: marks.append(time.perf_counter()))
+    rows = study.store.engine.connect().exec_driver_sql("SELECT count(*) FROM metrics").scalar()
+    assert stage.counts == {"completed": trials} and rows == trials * EPOCHS * 4, (stage, rows)
+    study.close()
+    return marks[-1] - marks[0]
 
 
 @ray.remote(num_returns="streaming")
