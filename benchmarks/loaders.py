@@ -24,7 +24,7 @@ from statistics import median
 import numpy as np
 
 import storage
-from storage import Batch, Store
+from storage import Batch, Mode, StageKind, Status, Store
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
@@ -33,7 +33,7 @@ def build_hpsearch(path: Path, trials: int, epochs: int) -> float:
     """A finished coarse stage with `trials` trials of `epochs` epochs; returns build seconds."""
     start = time.perf_counter()
     store = Store(str(path))
-    study = store.ensure_study("bench", "bench:train", "val_acc", "max")
+    study = store.ensure_study("bench", "bench:train", "val_acc", Mode.MAX)
     rng = np.random.default_rng(0)
     lrs = 10 ** rng.uniform(-6, 1, trials)
     regs = 10 ** rng.uniform(-5, 1, trials)
@@ -55,7 +55,7 @@ def build_hpsearch(path: Path, trials: int, epochs: int) -> float:
     }
     stage = store.begin_stage(
         study.study_id,
-        "coarse",
+        StageKind.COARSE,
         seed=0,
         epochs=epochs,
         ranges=ranges,
@@ -83,7 +83,7 @@ def build_hpsearch(path: Path, trials: int, epochs: int) -> float:
                         }
                     )
             batch.finish(
-                tid, "completed", attempt=1, error=None, best=(0.9, epochs), epochs_run=epochs,
+                tid, Status.COMPLETED, attempt=1, error=None, best=(0.9, epochs), epochs_run=epochs,
                 at=now,
             )
         store.record(batch)

@@ -29,6 +29,7 @@ import ray  # noqa: E402
 
 import hpsearch  # noqa: E402
 from hpsearch.space import Numeric, Space  # noqa: E402
+from storage import Status  # noqa: E402
 from trainables.noop import train as noop  # noqa: E402
 
 EPOCHS = 5
@@ -54,7 +55,7 @@ def hpsearch_stage(trials: int, workdir: Path) -> float:
     marks: list[float] = []
     stage = study.coarse(on_progress=lambda _: marks.append(time.perf_counter()))
     rows = study.store.engine.connect().exec_driver_sql("SELECT count(*) FROM metrics").scalar()
-    assert stage.counts == {"completed": trials} and rows == trials * EPOCHS * 4, (stage, rows)
+    assert stage.counts == {Status.COMPLETED: trials} and rows == trials * EPOCHS * 4, (stage, rows)
     study.close()
     return marks[-1] - marks[0]
 

@@ -141,7 +141,7 @@ def parse_spec(data: dict[str, Any], path: Path) -> StudySpec:
     check.no_unknown(data, TOP_KEYS)
     mode = check.string(data, "mode") if "mode" in data else Mode.MAX
     if mode not in tuple(Mode):
-        raise check.fail("mode", f"must be 'min' or 'max', got {mode!r}")
+        raise check.fail("mode", f"must be '{Mode.MIN}' or '{Mode.MAX}', got {mode!r}")
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise check.fail("seed", f"must be an integer >= 0, got {seed!r}")
