@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from hpsearch.driver import run_stage, start_or_resume, top_trials
+from hpsearch.driver import Progress, _Tracker, run_stage, start_or_resume, top_trials
 from hpsearch.planner import StageRequest
 from hpsearch.runtime.executor import InProcessExecutor, Workload
+from hpsearch.runtime.worker import EpochDone, Event, Lost, Started
 from hpsearch.spec import StudySpec, load_spec
-from storage import StageKind, Store
+from storage import Batch, Mode, StageKind, Store
 
 TRAINABLE = """
 import os
@@ -155,3 +156,27 @@ def test_same_seed_same_trials_in_another_database(tmp_path: Path) -> None:
         _, stage, _ = start_or_resume(store, spec, coarse_plan(spec))
         params.append([(t.params, t.seed) for t in store.trials(stage.stage_id)])
     assert params[0] == params[1]
+
+
+def test_a_lost_attempt_reaches_the_batch_instead_of_being_dropped(tmp_path: Path) -> None:
+    spec = make_study(tmp_path, kinds='["ok"]')
+    store = Store(str(tmp_path / "h.db"))
+    _, stage, _ = start_or_resume(store, spec, coarse_plan(spec))
+    tracker = _Tracker(spec.metric, Mode.MAX, Progress(stage, total=1, left=1))
+    batch = Batch()
+    events: list[Event] = [
+        Started(7, 1, "node-a"),
+        EpochDone(7, 1, 1, {"val_acc": 0.5}),
+        Lost(7, 1, "worker lost: the node died"),
+        Started(7, 2, "node-b"),
+    ]
+    tracker.apply(events, batch)
+    assert [(r["tid"], r["attempt"], r["reason"]) for r in batch.lost] == [
+        (7, 1, "worker lost: the node died")
+    ]
+    assert [(r["tid"], r["attempts"], r["node_id"]) for r in batch.started] == [
+        (7, 1, "node-a"),
+        (7, 2, "node-b"),
+    ]
+    assert len(batch) == 2 + 1 + 1 and not batch.finished
+    assert tracker.best == {}  # the new attempt starts afresh
