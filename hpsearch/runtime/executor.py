@@ -132,6 +132,8 @@ class RayExecutor:
             scheduling_strategy="SPREAD",
         )
         self._threads = max(1, math.floor(options.cpus_per_trial))
+        # stored once, not pickled into every task: a notebook function carries its globals
+        self._workload_ref = ray.put(workload)
         self._inflight: dict[Any, dict[int, TrialTask]] = {}
         self._trial_seconds = 0.0
         self._trials_timed = 0
@@ -151,7 +153,7 @@ class RayExecutor:
     def _submit(self, queue: deque[TrialTask]) -> None:
         while queue and len(self._inflight) < self.slots * IN_FLIGHT_PER_SLOT:
             bundle = self._take_bundle(queue)
-            gen = self._remote.remote(self.workload, bundle, self._threads, FLUSH_SECONDS)
+            gen = self._remote.remote(self._workload_ref, bundle, self._threads, FLUSH_SECONDS)
             self._inflight[gen] = {t.trial_id: t for t in bundle}
 
     def _take_bundle(self, queue: deque[TrialTask]) -> list[TrialTask]:
