@@ -78,6 +78,8 @@ class _Tracker:
                 batch.start(trial_id, attempt, event[3], at)
             elif kind == "end":
                 self._end(trial_id, attempt, event[3], event[4], batch, at)
+            elif kind == "lost":  # the worker died: the attempt ends, the trial runs again
+                batch.lose(trial_id, attempt, event[3], at)
 
     def _epoch(
         self, trial_id: int, attempt: int, epoch: int, metrics: dict[str, float], batch: Batch

@@ -9,12 +9,12 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage._engine import describe, open_engine, session_scope
 from storage._errors import StorageError
-from storage._models import Flag, Metric, Param, Stage, Study, Trial, table
+from storage._models import Attempt, Flag, Metric, Param, Stage, Study, Trial, table
 from storage._records import (
     FINAL_STATUSES,
     Batch,
@@ -187,12 +187,15 @@ class Store:
             conn = s.connection()
             if batch.started:
                 conn.execute(_START, batch.started)
+                conn.execute(_ATTEMPT_START, batch.started)
             if batch.metrics:
                 for row in batch.metrics:
                     row["value"] = _finite_or_none(row["value"])
                 conn.execute(table(Metric).insert(), batch.metrics)
             if batch.finished:
                 conn.execute(_FINISH, batch.finished)
+            if batch.ended:
+                _end_attempts(conn, batch.ended)
 
 
 _trials = table(Trial)
@@ -219,6 +222,41 @@ _FINISH = (
         finished_at=bindparam("finished_at"),
     )
 )
+
+_attempts = table(Attempt)
+_ATTEMPT_START = insert(_attempts).values(
+    trial_id=bindparam("tid"),
+    attempt=bindparam("attempts"),
+    node_id=bindparam("node_id"),
+    started_at=bindparam("started_at"),
+)
+_ATTEMPT_END = (
+    update(_attempts)
+    .where(_attempts.c.trial_id == bindparam("tid"), _attempts.c.attempt == bindparam("n"))
+    .values(
+        outcome=bindparam("outcome"),
+        reason=bindparam("reason"),
+        finished_at=bindparam("finished_at"),
+    )
+)
+
+
+def _end_attempts(conn: Connection, ended: list[dict[str, Any]]) -> None:
+    """Close the attempts' rows; an attempt that ended without a start (its task failed before
+    the trial began) gets a row of its own."""
+    keys = {(row["tid"], row["n"]) for row in ended}
+    trial_ids = {tid for tid, _ in keys}
+    rows = conn.execute(
+        select(_attempts.c.trial_id, _attempts.c.attempt).where(_attempts.c.trial_id.in_(trial_ids))
+    )
+    known = {(tid, attempt) for tid, attempt in rows}
+    missing = [
+        {"tid": tid, "attempts": attempt, "node_id": None, "started_at": None}
+        for tid, attempt in sorted(keys - known)
+    ]
+    if missing:
+        conn.execute(_ATTEMPT_START, missing)
+    conn.execute(_ATTEMPT_END, ended)
 
 
 def _params_of(session: Any, trial_ids: list[int]) -> dict[int, dict[str, Any]]:
