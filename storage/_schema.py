@@ -80,7 +80,10 @@ def check_writable(version: int, db: str, *, sqlite: bool) -> None:
 
 
 def upgrade_command(db: str) -> str:
-    return f"hpsearch db upgrade --db {shlex.quote(db)}"
+    """The command that upgrades `db` (a URL's password shown as ***)."""
+    from storage._engine import describe  # _engine imports this module
+
+    return f"hpsearch db upgrade --db {shlex.quote(describe(db))}"
 
 
 def backup_name(path: str) -> str:

@@ -243,3 +243,19 @@ def test_opening_a_current_database_takes_one_query_and_no_alembic(tmp_path: Pat
     counted, imported = done.stdout.splitlines()
     assert counted == "1 SELECT value FROM hpsearch_meta WHERE key = 'schema_version'"
     assert imported == "False"
+
+
+def test_the_package_ships_every_revision() -> None:
+    """setuptools' package discovery (pyproject's include patterns) finds the revisions, and
+    they are all .py files, so a plain `pip install .` installs them."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    include = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = find_packages(where=str(ROOT), include=include)
+    assert {"storage.migrations", "storage.migrations.versions"} <= set(packages)
+    shipped = (ROOT / "storage" / "migrations").rglob("*")
+    assert {p.suffix for p in shipped if p.is_file() and "__pycache__" not in p.parts} == {".py"}
+    assert len(script_directory().get_revisions("heads")) == 1
