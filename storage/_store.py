@@ -187,15 +187,14 @@ class Store:
             conn = s.connection()
             if batch.started:
                 conn.execute(_START, batch.started)
-                conn.execute(_ATTEMPT_START, batch.started)
             if batch.metrics:
                 for row in batch.metrics:
                     row["value"] = _finite_or_none(row["value"])
                 conn.execute(table(Metric).insert(), batch.metrics)
             if batch.finished:
                 conn.execute(_FINISH, batch.finished)
-            if batch.ended:
-                _end_attempts(conn, batch.ended)
+            if batch.started or batch.ended:
+                _write_attempts(conn, batch.started, batch.ended)
 
 
 _trials = table(Trial)
@@ -224,12 +223,6 @@ _FINISH = (
 )
 
 _attempts = table(Attempt)
-_ATTEMPT_START = insert(_attempts).values(
-    trial_id=bindparam("tid"),
-    attempt=bindparam("attempts"),
-    node_id=bindparam("node_id"),
-    started_at=bindparam("started_at"),
-)
 _ATTEMPT_END = (
     update(_attempts)
     .where(_attempts.c.trial_id == bindparam("tid"), _attempts.c.attempt == bindparam("n"))
@@ -241,22 +234,45 @@ _ATTEMPT_END = (
 )
 
 
-def _end_attempts(conn: Connection, ended: list[dict[str, Any]]) -> None:
-    """Close the attempts' rows; an attempt that ended without a start (its task failed before
-    the trial began) gets a row of its own."""
-    keys = {(row["tid"], row["n"]) for row in ended}
-    trial_ids = {tid for tid, _ in keys}
-    rows = conn.execute(
+def _write_attempts(
+    conn: Connection, started: list[dict[str, Any]], ended: list[dict[str, Any]]
+) -> None:
+    """A row per attempt started, complete when it also ended in this batch (short trials: one
+    INSERT, no UPDATE); attempts started in an earlier batch are closed by an UPDATE."""
+    ends = {(row["tid"], row["n"]): row for row in ended}
+    rows = [_attempt_row(row["tid"], row["attempts"], row, ends) for row in started]
+    if ends:
+        rows += _unstarted(conn, ends)
+    if rows:
+        conn.execute(insert(_attempts), rows)
+    if ends:
+        conn.execute(_ATTEMPT_END, list(ends.values()))
+
+
+def _attempt_row(
+    trial_id: int, attempt: int, start: dict[str, Any], ends: dict[tuple[int, int], Any]
+) -> dict[str, Any]:
+    end = ends.pop((trial_id, attempt), {})
+    return {
+        "trial_id": trial_id,
+        "attempt": attempt,
+        "node_id": start.get("node_id"),
+        "started_at": start.get("started_at"),
+        "finished_at": end.get("finished_at"),
+        "outcome": end.get("outcome"),
+        "reason": end.get("reason"),
+    }
+
+
+def _unstarted(conn: Connection, ends: dict[tuple[int, int], Any]) -> list[dict[str, Any]]:
+    """Rows for attempts that ended with no start on record (their task failed, or their worker
+    died, before the trial's start reached the driver); taken out of `ends`."""
+    trial_ids = {tid for tid, _ in ends}
+    found = conn.execute(
         select(_attempts.c.trial_id, _attempts.c.attempt).where(_attempts.c.trial_id.in_(trial_ids))
     )
-    known = {(tid, attempt) for tid, attempt in rows}
-    missing = [
-        {"tid": tid, "attempts": attempt, "node_id": None, "started_at": None}
-        for tid, attempt in sorted(keys - known)
-    ]
-    if missing:
-        conn.execute(_ATTEMPT_START, missing)
-    conn.execute(_ATTEMPT_END, ended)
+    known = {(tid, attempt) for tid, attempt in found}
+    return [_attempt_row(tid, n, {}, ends) for tid, n in sorted(set(ends) - known)]
 
 
 def _params_of(session: Any, trial_ids: list[int]) -> dict[int, dict[str, Any]]:
