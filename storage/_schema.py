@@ -12,15 +12,16 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, select
 from sqlalchemy.exc import DBAPIError
 
 from storage._errors import SchemaVersionError, StorageError
-from storage._models import SCHEMA_VERSION, Meta
+from storage._models import SCHEMA_VERSION, Meta, table
 
 HEAD = SCHEMA_VERSION  # the version this hpsearch writes
 FIRST = 1  # the oldest version there is (hpsearch 0.1)
-_VERSION_SQL = f"SELECT value FROM {Meta.__tablename__} WHERE key = 'schema_version'"
+_meta = table(Meta)
+_VERSION = select(_meta.c.value).where(_meta.c.key == "schema_version")  # MySQL: `key` quoted
 
 
 def revision_id(version: int) -> str:
@@ -35,7 +36,7 @@ def stored_version(conn: Connection, db: str) -> int | None:
     be called inside a transaction of the caller's (a failed query is rolled back).
     """
     try:
-        found = conn.exec_driver_sql(_VERSION_SQL).scalar()
+        found = conn.execute(_VERSION).scalar()
     except DBAPIError:
         conn.rollback()  # PostgreSQL: the failed query aborted the transaction
         if Meta.__tablename__ in inspect(conn).get_table_names():
@@ -48,7 +49,7 @@ def version_in_transaction(conn: Connection, db: str) -> int | None:
     """`stored_version` for a connection inside a transaction: looks before it reads."""
     if not inspect(conn).has_table(Meta.__tablename__):
         return None
-    return _parsed(conn.exec_driver_sql(_VERSION_SQL).scalar(), db)
+    return _parsed(conn.execute(_VERSION).scalar(), db)
 
 
 def _parsed(found: object, db: str) -> int:

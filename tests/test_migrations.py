@@ -228,7 +228,7 @@ from storage import Store
 statements = []
 event.listen(Engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
 Store(sys.argv[1]).close()
-print(len(statements), statements[0])
+print(len(statements), " ".join(statements[0].split()))
 print("alembic" in sys.modules)
 """
 
@@ -241,7 +241,7 @@ def test_opening_a_current_database_takes_one_query_and_no_alembic(tmp_path: Pat
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
     counted, imported = done.stdout.splitlines()
-    assert counted == "1 SELECT value FROM hpsearch_meta WHERE key = 'schema_version'"
+    assert counted.startswith("1 SELECT hpsearch_meta.value FROM hpsearch_meta WHERE"), counted
     assert imported == "False"
 
 
