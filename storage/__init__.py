@@ -5,6 +5,7 @@ Knows nothing of Ray, the CLI or the search driver.
 
 from __future__ import annotations
 
+from storage._admin import SchemaStatus, Upgrade, schema_status, upgrade_schema
 from storage._engine import DEFAULT_DB, describe, to_url
 from storage._errors import SchemaVersionError, StorageError
 from storage._models import SCHEMA_VERSION
@@ -25,10 +26,19 @@ from storage._records import (
     StudyRecord,
     TrialRecord,
 )
+from storage._schema import revision_id
 from storage._store import Store, now
-from storage._terms import FINAL_STATUSES, Mode, StageKind, StageStatus, Status
+from storage._terms import (
+    FINAL_STATUSES,
+    AttemptOutcome,
+    Mode,
+    StageKind,
+    StageStatus,
+    Status,
+)
 
 __all__ = [
+    "AttemptOutcome",
     "DEFAULT_DB",
     "FINAL_STATUSES",
     "SCHEMA_VERSION",
@@ -37,6 +47,7 @@ __all__ = [
     "METRIC_COLUMNS",
     "Mode",
     "QueryResult",
+    "SchemaStatus",
     "SchemaVersionError",
     "StageKind",
     "StageRecord",
@@ -47,6 +58,7 @@ __all__ = [
     "StudyRecord",
     "TRIAL_COLUMNS",
     "TrialRecord",
+    "Upgrade",
     "describe",
     "now",
     "find_study",
@@ -55,6 +67,9 @@ __all__ = [
     "load_trials",
     "metrics_wide",
     "read_only",
+    "revision_id",
     "run_sql",
+    "schema_status",
     "to_url",
+    "upgrade_schema",
 ]

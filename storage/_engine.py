@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, select, text
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage._errors import SchemaVersionError, StorageError
-from storage._models import SCHEMA_VERSION, Base, Meta, table, trial_results_view_sql
+from storage._errors import StorageError
+from storage._models import Meta
+from storage._schema import check_writable, stored_version
 
 BUSY_TIMEOUT_MS = 30_000
 DEFAULT_DB = "hpsearch.db"  # when neither --db nor HPSEARCH_DB names one
@@ -40,7 +41,7 @@ def describe(db: str) -> str:
 _NEW_OR_OURS = f"SELECT count(*) = 0 OR sum(name = '{Meta.__tablename__}') > 0 FROM sqlite_master"
 
 
-def _set_sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_conn.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys = ON")
@@ -74,9 +75,12 @@ def open_engine(db: str) -> Engine:
     except (ArgumentError, ImportError) as exc:
         raise StorageError(f"{db}: not a usable database URL ({exc})") from None
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _set_sqlite_pragmas)
+        event.listen(engine, "connect", sqlite_pragmas)
     try:
-        _ensure_schema(engine, db)
+        if _needs_schema(engine, db):
+            from storage._migrate import create_schema  # Alembic only for a new database
+
+            create_schema(url_text, db)
     except SQLAlchemyError as exc:
         engine.dispose()
         raise StorageError(f"{db}: cannot open database: {reason(exc)}") from None
@@ -99,42 +103,19 @@ def reason(exc: SQLAlchemyError) -> str:
     return str(orig) if orig is not exc else str(exc).splitlines()[0]
 
 
-def _ensure_schema(engine: Engine, db: str) -> None:
-    tables = set(inspect(engine).get_table_names())
-    if not tables:
-        _create_schema(engine)
-        return
-    if Meta.__tablename__ not in tables:
-        raise StorageError(
-            f"{db}: not an hpsearch database (it has tables but no {Meta.__tablename__}): "
-            "pick another --db"
-        )
-    check_version(engine, db)
-
-
-def _create_schema(engine: Engine) -> None:
-    with engine.begin() as conn:
-        Base.metadata.create_all(conn)
-        conn.execute(text(trial_results_view_sql(engine.dialect.name)))
-        conn.execute(
-            table(Meta).insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}]
-        )
-
-
-def check_version(engine: Engine, db: str) -> None:
+def _needs_schema(engine: Engine, db: str) -> bool:
+    """True for a new, empty database; an hpsearch database must have this hpsearch's version."""
     with engine.connect() as conn:
-        found = conn.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar()
-    version = int(found) if found is not None else 0
-    if version > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"{db}: schema version {version} is newer than this hpsearch reads "
-            f"({SCHEMA_VERSION}): upgrade with `pip install -U hpsearch`"
-        )
-    if version < SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"{db}: schema version {version} is older than this hpsearch writes "
-            f"({SCHEMA_VERSION}): keep using the older hpsearch for it or start a new --db"
-        )
+        version = stored_version(conn, db)
+        if version is None and inspect(conn).get_table_names():
+            raise StorageError(
+                f"{db}: not an hpsearch database (it has tables but no {Meta.__tablename__}): "
+                "pick another --db"
+            )
+    if version is None:
+        return True
+    check_writable(version, db, sqlite=engine.dialect.name == "sqlite")
+    return False
 
 
 @contextmanager

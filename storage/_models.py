@@ -1,4 +1,8 @@
-"""SQLAlchemy models: the tables users query with SQL (a public interface, keep stable)."""
+"""SQLAlchemy models: the tables users query with SQL (a public interface, keep stable).
+
+The models mirror the newest Alembic revision in `storage/migrations/versions/`: the migrations
+create and change the tables, the models only read and write them (a test compares the two).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the newest revision's number: revision "0002" (see storage/_schema.py)
 
 
 class Base(DeclarativeBase):
@@ -107,6 +111,21 @@ class Metric(Base):
     value: Mapped[float | None] = mapped_column(Float)  # NaN is stored as NULL
 
 
+class Attempt(Base):
+    """One attempt of a trial: where it ran and how it ended (`trials` keeps only the last)."""
+
+    __tablename__ = "attempts"
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("trials.trial_id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    outcome: Mapped[str | None] = mapped_column(String(10))  # AttemptOutcome; NULL: no end seen
+    reason: Mapped[str | None] = mapped_column(Text)  # the error, or why the worker was lost
+
+
 class Flag(Base):
     __tablename__ = "flags"
     flag_id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -118,26 +137,3 @@ class Flag(Base):
     value: Mapped[float | None] = mapped_column(Float)
     position: Mapped[float | None] = mapped_column(Float)
     message: Mapped[str] = mapped_column(Text)
-
-
-_PARAMS_JSON = {
-    "sqlite": "json_group_object(p.name, COALESCE(p.value, p.text))",
-    "postgresql": "json_object_agg(p.name, COALESCE(p.value::text, p.text))",
-    "mysql": "json_objectagg(p.name, COALESCE(p.value, p.text))",
-}
-
-
-def trial_results_view_sql(dialect: str) -> str:
-    """`trial_results`: one row per trial with its study, stage, outcome and params as JSON."""
-    params_json = _PARAMS_JSON.get(dialect, _PARAMS_JSON["sqlite"])
-    return f"""
-CREATE VIEW trial_results AS
-SELECT s.name AS study, st.stage_id AS stage_id, st.kind AS stage_kind,
-       t.trial_id AS trial_id, t.number AS trial, t.status AS status,
-       t.best_value AS best_value, t.best_epoch AS best_epoch,
-       t.epochs_run AS epochs_run, t.attempts AS attempts, t.node_id AS node_id,
-       (SELECT {params_json} FROM params p WHERE p.trial_id = t.trial_id) AS params
-FROM trials t
-JOIN stages st ON st.stage_id = t.stage_id
-JOIN studies s ON s.study_id = st.study_id
-"""

@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, create_engine, inspect, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from storage._engine import (
     BUSY_TIMEOUT_MS,
-    check_version,
     describe,
     driver_error,
     reason,
@@ -32,6 +31,7 @@ from storage._engine import (
 )
 from storage._errors import StorageError
 from storage._models import Meta
+from storage._schema import HEAD, check_readable, stored_version
 
 NEVER_CHANGES = "(hpsearch sql never changes the database)"
 
@@ -120,12 +120,19 @@ class _Guard:
 
 
 class Reader:
-    """One read-only connection; `query` runs a single statement and returns all its rows."""
+    """One read-only connection; `query` runs a single statement and returns all its rows.
 
-    def __init__(self, conn: Connection, db: str, guard: _Guard | None) -> None:
+    `schema_version` may be older than this hpsearch's (reading commands read old databases):
+    a query of a newer table checks it first (e.g. `attempts` exists from version 2 on).
+    """
+
+    def __init__(
+        self, conn: Connection, db: str, guard: _Guard | None, *, schema_version: int = HEAD
+    ) -> None:
         self.conn = conn
         self.db = db
         self._guard = guard
+        self.schema_version = schema_version
 
     @property
     def dialect(self) -> str:
@@ -193,16 +200,18 @@ def _connect_sqlite(path: Path, guard: _Guard) -> sqlite3.Connection:
     return conn
 
 
-def _check_hpsearch(conn: Connection, db: str) -> None:
+def _check_hpsearch(conn: Connection, db: str) -> int:
+    """The schema version of an hpsearch database this hpsearch can read (older ones too)."""
     try:
-        tables = set(inspect(conn).get_table_names())
+        version = stored_version(conn, db)
     except SQLAlchemyError as exc:
         raise StorageError(f"{db}: cannot read database: {reason(exc)}") from None
-    if Meta.__tablename__ not in tables:
+    if version is None:
         raise StorageError(
             f"{db}: not an hpsearch database (no {Meta.__tablename__} table): pick another --db"
         )
-    check_version(conn.engine, db)
+    check_readable(version, db)
+    return version
 
 
 @contextmanager
@@ -228,10 +237,10 @@ def read_only(db: str) -> Iterator[Reader]:
             raise StorageError(f"{db}: not a usable database URL ({exc})") from None
     try:
         with engine.connect() as conn:
-            _check_hpsearch(conn, name)
+            version = _check_hpsearch(conn, name)
             _begin_read_only(conn)
             try:
-                yield Reader(conn, name, guard)
+                yield Reader(conn, name, guard, schema_version=version)
             finally:
                 conn.rollback()
     except SQLAlchemyError as exc:

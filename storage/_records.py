@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from storage._terms import FINAL_STATUSES  # noqa: F401  (re-exported)
+from storage._terms import (
+    FINAL_STATUSES,  # noqa: F401  (re-exported)
+    AttemptOutcome,
+)
 
 
 @dataclass(frozen=True)
@@ -60,24 +63,43 @@ class FlagRecord:
 
 @dataclass
 class Batch:
-    """Results gathered by the driver, written in one transaction by `Store.record`."""
+    """Results gathered by the driver, written in one transaction by `Store.record`.
+
+    A trial's row describes its last attempt; each attempt also has its own `attempts` row:
+    `start` opens it, `finish` closes it with the trial's final status, `lose` with `lost`.
+    """
 
     started: list[dict[str, Any]] = field(default_factory=list)  # trial_id, attempts, node_id
     metrics: list[dict[str, Any]] = field(default_factory=list)  # trial_id, attempt, epoch, ...
     finished: list[dict[str, Any]] = field(default_factory=list)  # trial_id, status, error, ...
-    lost: list[dict[str, Any]] = field(default_factory=list)  # trial_id, attempt, reason
+    ended: list[dict[str, Any]] = field(default_factory=list)  # attempt endings: outcome, reason
 
     def __len__(self) -> int:
-        return len(self.started) + len(self.metrics) + len(self.finished) + len(self.lost)
+        return len(self.started) + len(self.metrics) + len(self.finished) + len(self.ended)
 
     def start(self, trial_id: int, attempt: int, node_id: str | None, at: datetime) -> None:
+        """The attempt began on this node: the trial is running, the attempt's row is new."""
         self.started.append(
             {"tid": trial_id, "attempts": attempt, "node_id": node_id, "started_at": at}
         )
 
     def lose(self, trial_id: int, attempt: int, reason: str, at: datetime) -> None:
-        """The attempt's worker or node died (the trial runs again as a new attempt)."""
-        self.lost.append({"tid": trial_id, "attempt": attempt, "reason": reason, "finished_at": at})
+        """The attempt's worker or node died: it ends `lost`; the trial is retried or failed
+        by a later `finish` (its own row is left as it is)."""
+        self._end(trial_id, attempt, AttemptOutcome.LOST, reason, at)
+
+    def _end(
+        self, trial_id: int, attempt: int, outcome: str, reason: str | None, at: datetime
+    ) -> None:
+        self.ended.append(
+            {
+                "tid": trial_id,
+                "n": attempt,
+                "outcome": str(outcome),
+                "reason": reason,
+                "finished_at": at,
+            }
+        )
 
     def finish(
         self,
@@ -90,7 +112,9 @@ class Batch:
         epochs_run: int,
         at: datetime,
     ) -> None:
+        """The trial ended with a final status in this attempt (which ends with it)."""
         value, epoch = best if best is not None else (None, None)
+        self._end(trial_id, attempt, AttemptOutcome(status), error, at)
         self.finished.append(
             {
                 "tid": trial_id,

@@ -9,12 +9,12 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage._engine import describe, open_engine, session_scope
 from storage._errors import StorageError
-from storage._models import Flag, Metric, Param, Stage, Study, Trial, table
+from storage._models import Attempt, Flag, Metric, Param, Stage, Study, Trial, table
 from storage._records import (
     FINAL_STATUSES,
     Batch,
@@ -193,6 +193,8 @@ class Store:
                 conn.execute(table(Metric).insert(), batch.metrics)
             if batch.finished:
                 conn.execute(_FINISH, batch.finished)
+            if batch.started or batch.ended:
+                _write_attempts(conn, batch.started, batch.ended)
 
 
 _trials = table(Trial)
@@ -219,6 +221,58 @@ _FINISH = (
         finished_at=bindparam("finished_at"),
     )
 )
+
+_attempts = table(Attempt)
+_ATTEMPT_END = (
+    update(_attempts)
+    .where(_attempts.c.trial_id == bindparam("tid"), _attempts.c.attempt == bindparam("n"))
+    .values(
+        outcome=bindparam("outcome"),
+        reason=bindparam("reason"),
+        finished_at=bindparam("finished_at"),
+    )
+)
+
+
+def _write_attempts(
+    conn: Connection, started: list[dict[str, Any]], ended: list[dict[str, Any]]
+) -> None:
+    """A row per attempt started, complete when it also ended in this batch (short trials: one
+    INSERT, no UPDATE); attempts started in an earlier batch are closed by an UPDATE."""
+    ends = {(row["tid"], row["n"]): row for row in ended}
+    rows = [_attempt_row(row["tid"], row["attempts"], row, ends) for row in started]
+    if ends:
+        rows += _unstarted(conn, ends)
+    if rows:
+        conn.execute(insert(_attempts), rows)
+    if ends:
+        conn.execute(_ATTEMPT_END, list(ends.values()))
+
+
+def _attempt_row(
+    trial_id: int, attempt: int, start: dict[str, Any], ends: dict[tuple[int, int], Any]
+) -> dict[str, Any]:
+    end = ends.pop((trial_id, attempt), {})
+    return {
+        "trial_id": trial_id,
+        "attempt": attempt,
+        "node_id": start.get("node_id"),
+        "started_at": start.get("started_at"),
+        "finished_at": end.get("finished_at"),
+        "outcome": end.get("outcome"),
+        "reason": end.get("reason"),
+    }
+
+
+def _unstarted(conn: Connection, ends: dict[tuple[int, int], Any]) -> list[dict[str, Any]]:
+    """Rows for attempts that ended with no start on record (their task failed, or their worker
+    died, before the trial's start reached the driver); taken out of `ends`."""
+    trial_ids = {tid for tid, _ in ends}
+    found = conn.execute(
+        select(_attempts.c.trial_id, _attempts.c.attempt).where(_attempts.c.trial_id.in_(trial_ids))
+    )
+    known = {(tid, attempt) for tid, attempt in found}
+    return [_attempt_row(tid, n, {}, ends) for tid, n in sorted(set(ends) - known)]
 
 
 def _params_of(session: Any, trial_ids: list[int]) -> dict[int, dict[str, Any]]:

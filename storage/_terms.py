@@ -1,4 +1,5 @@
-"""The domain's words, stored as these exact strings: trial and stage statuses, stage kinds, modes.
+"""The domain's words, stored as these exact strings: trial and stage statuses, stage kinds, modes,
+how an attempt of a trial ended.
 
 `Mode` owns what "better" and "best first" mean, so no other module compares with `>` by hand.
 """
@@ -27,6 +28,16 @@ class Status(StrEnum):
 
 
 FINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.DIVERGED)
+
+
+class AttemptOutcome(StrEnum):
+    """How one attempt of a trial ended: the trial's final status, or lost (its worker or node
+    died; the trial runs again as a new attempt or fails when out of retries)."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DIVERGED = "diverged"
+    LOST = "lost"
 
 
 class StageKind(StrEnum):

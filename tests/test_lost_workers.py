@@ -54,6 +54,24 @@ def study(tmp_path: Path, kind: str, trials: int) -> Path:
     return spec
 
 
+def assert_every_attempt_recorded(db: Path) -> list[tuple]:
+    """Each trial has attempts 1..trials.attempts: the earlier ones lost with their node and the
+    worker's reason, the last one ended as the trial did (its node too: none when the worker
+    died before the trial's start reached the driver)."""
+    rows = query(db, "SELECT * FROM attempts ORDER BY trial_id, attempt")
+    trials = query(db, "SELECT trial_id, attempts, status, error, node_id FROM trials")
+    for trial_id, n, status, error, node in trials:
+        mine = [r for r in rows if r[0] == trial_id]
+        assert [r[1] for r in mine] == list(range(1, n + 1)), mine
+        assert all(r[4] for r in mine), mine  # finished_at
+        *lost, last = mine
+        assert (last[2], last[5], last[6]) == (node, status, error)
+        for _, _, lost_node, started, _, outcome, reason in lost:
+            assert lost_node and started and outcome == "lost", mine
+            assert reason.startswith("worker lost: "), mine
+    return rows
+
+
 def test_trial_whose_worker_died_is_retried_as_a_new_attempt(
     tmp_path: Path, ray_address: str
 ) -> None:
@@ -74,6 +92,9 @@ def test_trial_whose_worker_died_is_retried_as_a_new_attempt(
         )
         assert epochs[attempts] == 3  # the last attempt ran from epoch 1 to the end
         assert 1 in [e for a, e in epochs.items() if a < attempts]  # the lost attempt's rows stay
+    rows = assert_every_attempt_recorded(db)
+    assert sum(r[5] == "lost" for r in rows) >= 3  # each trial lost its first attempt
+    assert all(r[2] and r[3] for r in rows)  # each attempt's node and start (died in epoch 2)
 
 
 def test_trial_out_of_retries_fails_with_the_reason(tmp_path: Path, ray_address: str) -> None:
@@ -89,6 +110,8 @@ def test_trial_out_of_retries_fails_with_the_reason(tmp_path: Path, ray_address:
     for _, _, error in rows:
         assert "worker lost" in error and "gave up after 1 retries" in error
     assert query(db, "SELECT DISTINCT attempt FROM metrics ORDER BY 1") == [(1,), (2,)]
+    history = assert_every_attempt_recorded(db)
+    assert [(r[1], r[5]) for r in history] == [(1, "lost"), (2, "failed")] * 2
 
 
 CRASHER = """
@@ -128,3 +151,4 @@ def test_a_crashing_trial_does_not_use_up_the_retries_of_trials_queued_with_it(
     assert all(attempts >= 1 for *_, attempts in rows), rows  # a lost attempt counts too
     assert counts.get((True, "failed"), 0) >= 1, rows  # the seed draws some crashers
     assert set(counts) == {(True, "failed"), (False, "completed")}, rows
+    assert_every_attempt_recorded(db)

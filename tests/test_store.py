@@ -32,10 +32,13 @@ def test_new_database_has_tables_view_wal_and_version(tmp_path: Path) -> None:
     Store(str(db)).close()
     conn = sqlite3.connect(db)
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-    assert {"studies", "stages", "trials", "params", "metrics", "flags", "trial_results"} <= names
+    assert {
+        "studies", "stages", "trials", "params", "metrics", "flags", "attempts", "trial_results"
+    } <= names  # fmt: skip
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     version = conn.execute("SELECT value FROM hpsearch_meta WHERE key='schema_version'").fetchone()
-    assert version == ("1",)
+    assert version == ("2",)  # schema version 2 added `attempts`
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
 
 
 def test_trials_params_and_records(tmp_path: Path) -> None:

@@ -1,0 +1,261 @@
+"""Schema migrations: revision 0001 is hpsearch 0.1's schema, a real v1 database upgrades through
+the CLI with every row kept, writing commands refuse an old database, reading commands read it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine
+
+import storage
+from storage import SCHEMA_VERSION, SchemaVersionError, Store, revision_id
+from storage._migrate import migrate, migration_engine, script_directory
+from storage._models import Base
+from tests.conftest import ROOT, query, run_cli
+
+ASSET = ROOT / "tests" / "assets" / "v1"
+V1_DB = "hpsearch-v1.db"
+V1_TABLES = ("hpsearch_meta", "studies", "stages", "trials", "params", "metrics", "flags")
+FINAL = ("completed", "failed", "diverged")
+
+
+@pytest.fixture
+def v1(tmp_path: Path) -> Path:
+    """A copy of the database hpsearch 0.1 wrote, next to the spec and trainable that made it."""
+    for name in (V1_DB, "study.toml", "flaky.py"):
+        shutil.copy(ASSET / name, tmp_path / name)
+    return tmp_path / V1_DB
+
+
+def schema(db: Path) -> list[tuple[str, str, str, str | None]]:
+    """Every table, index and view as SQLite stores it, in creation order."""
+    return query(db, "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid")
+
+
+def rows(db: Path, table: str) -> list[tuple]:
+    return sorted(query(db, f"SELECT * FROM {table}"), key=repr)
+
+
+def snapshot(db: Path) -> dict[str, list[tuple]]:
+    return {table: rows(db, table) for table in (*V1_TABLES, "trial_results")}
+
+
+def one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def test_revision_0001_creates_exactly_the_schema_of_hpsearch_0_1(tmp_path: Path) -> None:
+    db = tmp_path / "r1.db"
+    engine = migration_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        migrate(conn, None, str(db), to=1)
+    engine.dispose()
+    ours = [entry for entry in schema(db) if entry[2] != "alembic_version"]
+    assert ours == schema(ASSET / V1_DB)  # same tables, indexes, view text, same order
+    assert rows(db, "hpsearch_meta") == [("schema_version", "1")]
+    assert query(db, "SELECT version_num FROM alembic_version") == [("0001",)]
+
+
+def test_a_new_database_is_at_the_newest_revision_and_matches_the_models(tmp_path: Path) -> None:
+    db = tmp_path / "new.db"
+    Store(str(db)).close()
+    head = revision_id(SCHEMA_VERSION)
+    assert script_directory().get_current_head() == head
+    assert query(db, "SELECT version_num FROM alembic_version") == [(head,)]
+    assert rows(db, "hpsearch_meta") == [("schema_version", str(SCHEMA_VERSION))]
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert differences == []  # the live models are what the migrations built
+
+
+def test_revision_files_are_numbered_in_order() -> None:
+    script = script_directory()
+    chain = [rev.revision for rev in reversed(list(script.walk_revisions()))]
+    assert chain == [revision_id(n) for n in range(1, SCHEMA_VERSION + 1)]
+
+
+def test_v1_database_upgrades_through_the_cli_with_every_row_kept(v1: Path) -> None:
+    before = snapshot(v1)
+    trials = query(
+        v1, "SELECT trial_id, attempts, status, node_id, started_at, finished_at, error FROM trials"
+    )
+    assert max(t[1] for t in trials) >= 3 and {t[2] for t in trials} == set(FINAL)  # the asset
+    done = run_cli("db", "upgrade", "--db", str(v1), cwd=v1.parent)
+    assert done.returncode == 0, done.stderr
+    assert one_line(done.stdout) == (
+        f"{v1}: upgraded schema version 1 -> 2 (revision 0002); the old file is kept as {v1}.bak"
+    )
+    after = snapshot(v1)
+    assert after.pop("hpsearch_meta") == [("schema_version", "2")]
+    assert before.pop("hpsearch_meta") == [("schema_version", "1")]
+    assert after == before  # studies, stages, trials, params, metrics, flags, the view
+
+    expected = set()
+    for trial_id, attempts, status, node, started, finished, error in trials:
+        for n in range(1, attempts):  # schema 1 kept nothing but the number of earlier attempts
+            expected.add((trial_id, n, None, None, None, None, None))
+        ended = status in FINAL
+        expected.add(
+            (trial_id, attempts, node, started, finished if ended else None,
+             status if ended else None, error if ended else None)
+        )  # fmt: skip
+    assert set(query(v1, "SELECT * FROM attempts")) == expected
+    assert query(v1, "PRAGMA foreign_key_check") == []
+
+    fresh = v1.parent / "fresh.db"
+    Store(str(fresh)).close()
+    assert sorted(schema(v1)) == sorted(schema(fresh))  # as if created by this hpsearch
+
+    backup = v1.parent / f"{V1_DB}.bak"
+    assert schema(backup) == schema(ASSET / V1_DB)
+    assert snapshot(backup) == snapshot(ASSET / V1_DB)
+    backup_bytes = backup.read_bytes()
+    again = run_cli("db", "upgrade", "--db", str(v1), cwd=v1.parent)
+    assert again.returncode == 0, again.stderr
+    assert one_line(again.stdout) == f"{v1}: schema version 2 is current: nothing to do"
+    assert backup.read_bytes() == backup_bytes
+
+
+@pytest.mark.parametrize("command", ["coarse", "fine"])
+def test_writing_commands_refuse_an_old_database_and_leave_it_unchanged(
+    v1: Path, command: str
+) -> None:
+    original = v1.read_bytes()
+    done = run_cli(command, "study.toml", "--db", str(v1), "-q", cwd=v1.parent)
+    assert done.returncode == 2, done.stderr
+    assert one_line(done.stderr) == (
+        f"hpsearch: error: {v1}: schema version 1 is older than this hpsearch (2): "
+        f"run `hpsearch db upgrade --db {v1}` (a copy is kept as {V1_DB}.bak)"
+    )
+    assert "Traceback" not in done.stderr
+    assert v1.read_bytes() == original
+    assert not (v1.parent / f"{V1_DB}.bak").exists()
+    with pytest.raises(SchemaVersionError, match="older than this hpsearch"):
+        Store(str(v1))
+    assert v1.read_bytes() == original
+
+
+def test_reading_commands_read_an_old_database(v1: Path) -> None:
+    original = v1.read_bytes()
+    listed = run_cli("trials", "v1-asset", "--db", str(v1), "-f", "csv", cwd=v1.parent)
+    assert listed.returncode == 0, listed.stderr
+    assert len(list(csv.reader(io.StringIO(listed.stdout)))) == 1 + 20  # header, every trial
+    counted = run_cli("sql", "SELECT count(*) AS n FROM metrics", "--db", str(v1), "-f", "csv",
+                      cwd=v1.parent)  # fmt: skip
+    assert counted.returncode == 0, counted.stderr
+    assert counted.stdout.split() == ["n", str(query(v1, "SELECT count(*) FROM metrics")[0][0])]
+    version = run_cli("db", "version", "--db", str(v1), cwd=v1.parent)
+    assert version.returncode == 0, version.stderr
+    assert one_line(version.stdout) == (
+        f"{v1}: schema version 1 (alembic revision none: written before migrations): "
+        f"older than this hpsearch (2): run `hpsearch db upgrade --db {v1}`"
+    )
+    exported = v1.parent / "trials.csv"
+    done = run_cli("export", "v1-asset", "--db", str(v1), "-o", str(exported), cwd=v1.parent)
+    assert done.returncode == 0, done.stderr
+    assert len(list(csv.reader(exported.open(newline="")))) == 1 + 20
+    assert len(storage.load_trials(str(v1), "v1-asset")) == 20
+    assert len(storage.load_metrics(str(v1), "v1-asset", all_attempts=True)) == 128
+    assert v1.read_bytes() == original
+
+
+def test_upgrade_refusals_are_one_line_and_change_nothing(v1: Path) -> None:
+    original = v1.read_bytes()
+    backup = v1.parent / f"{V1_DB}.bak"
+    backup.write_text("a copy the user keeps")
+    done = run_cli("db", "upgrade", "--db", str(v1), cwd=v1.parent)
+    assert done.returncode == 2
+    assert one_line(done.stderr) == (
+        f"hpsearch: error: {backup} exists (from an earlier upgrade?): move it away, "
+        "then run the upgrade again"
+    )
+    assert v1.read_bytes() == original and backup.read_text() == "a copy the user keeps"
+
+    newer = v1.parent / "newer.db"
+    shutil.copy(v1, newer)
+    with sqlite3.connect(newer) as conn:
+        conn.execute("UPDATE hpsearch_meta SET value = '99' WHERE key = 'schema_version'")
+    done = run_cli("db", "upgrade", "--db", str(newer), cwd=v1.parent)
+    assert done.returncode == 2
+    assert "schema version 99 is newer than this hpsearch reads (2)" in one_line(done.stderr)
+
+    missing = v1.parent / "missing.db"
+    done = run_cli("db", "upgrade", "--db", str(missing), cwd=v1.parent)
+    assert done.returncode == 2
+    assert "no database file" in one_line(done.stderr) and not missing.exists()
+
+    other = v1.parent / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (x)")
+    done = run_cli("db", "version", "--db", str(other), cwd=v1.parent)
+    assert done.returncode == 2
+    assert "not an hpsearch database" in one_line(done.stderr)
+
+
+def test_a_failed_upgrade_changes_nothing_but_keeps_the_copy(v1: Path) -> None:
+    with sqlite3.connect(v1) as conn:
+        conn.execute("CREATE TABLE attempts (made_by_hand INTEGER)")  # revision 0002 collides
+    conn.close()
+    before = schema(v1)
+    done = run_cli("db", "upgrade", "--db", str(v1), cwd=v1.parent)
+    assert done.returncode == 2
+    assert one_line(done.stderr) == (
+        f"hpsearch: error: {v1}: upgrade failed, nothing changed: table attempts already exists"
+    )
+    assert schema(v1) == before  # no alembic_version, no half-made revision 0001 -> 0002
+    assert rows(v1, "hpsearch_meta") == [("schema_version", "1")]
+    assert (v1.parent / f"{V1_DB}.bak").exists()
+
+
+OPEN_CURRENT = """
+import sys
+from sqlalchemy import Engine, event
+from storage import Store
+
+statements = []
+event.listen(Engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+Store(sys.argv[1]).close()
+print(len(statements), " ".join(statements[0].split()))
+print("alembic" in sys.modules)
+"""
+
+
+def test_opening_a_current_database_takes_one_query_and_no_alembic(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    Store(str(db)).close()
+    done = subprocess.run(
+        [sys.executable, "-c", OPEN_CURRENT, str(db)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    counted, imported = done.stdout.splitlines()
+    assert counted.startswith("1 SELECT hpsearch_meta.value FROM hpsearch_meta WHERE"), counted
+    assert imported == "False"
+
+
+def test_the_package_ships_every_revision() -> None:
+    """setuptools' package discovery (pyproject's include patterns) finds the revisions, and
+    they are all .py files, so a plain `pip install .` installs them."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    include = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = find_packages(where=str(ROOT), include=include)
+    assert {"storage.migrations", "storage.migrations.versions"} <= set(packages)
+    shipped = (ROOT / "storage" / "migrations").rglob("*")
+    assert {p.suffix for p in shipped if p.is_file() and "__pycache__" not in p.parts} == {".py"}
+    assert len(script_directory().get_revisions("heads")) == 1
