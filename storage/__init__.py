@@ -6,7 +6,7 @@ Knows nothing of Ray, the CLI or the search driver.
 from __future__ import annotations
 
 from storage._engine import DEFAULT_DB, describe, to_url
-from storage._errors import SchemaVersionError, StorageError
+from storage._errors import NotFoundError, SchemaVersionError, StorageError
 from storage._models import SCHEMA_VERSION
 from storage._queries import (
     METRIC_COLUMNS,
@@ -14,6 +14,7 @@ from storage._queries import (
     find_study,
     load_metrics,
     load_stages,
+    load_summary,
     load_trials,
     metrics_wide,
 )
@@ -22,7 +23,9 @@ from storage._records import (
     Batch,
     FlagRecord,
     StageRecord,
+    StageSummary,
     StudyRecord,
+    StudySummary,
     TrialRecord,
 )
 from storage._store import Store, now
@@ -36,15 +39,18 @@ __all__ = [
     "FlagRecord",
     "METRIC_COLUMNS",
     "Mode",
+    "NotFoundError",
     "QueryResult",
     "SchemaVersionError",
     "StageKind",
     "StageRecord",
+    "StageSummary",
     "StageStatus",
     "Status",
     "Store",
     "StorageError",
     "StudyRecord",
+    "StudySummary",
     "TRIAL_COLUMNS",
     "TrialRecord",
     "describe",
@@ -52,6 +58,7 @@ __all__ = [
     "find_study",
     "load_metrics",
     "load_stages",
+    "load_summary",
     "load_trials",
     "metrics_wide",
     "read_only",

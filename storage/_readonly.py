@@ -30,7 +30,7 @@ from storage._engine import (
     reason,
     to_url,
 )
-from storage._errors import StorageError
+from storage._errors import NotFoundError, StorageError
 from storage._models import Meta
 
 NEVER_CHANGES = "(hpsearch sql never changes the database)"
@@ -177,8 +177,8 @@ def _sqlite_path(db: str, database: str | None) -> Path:
         raise StorageError(f"{db}: an in-memory database has no results to read: pick --db")
     path = Path(database)
     if not path.is_file():
-        raise StorageError(
-            f"{db}: no database file at {path}: run `hpsearch coarse SPEC --db {db}` first "
+        raise NotFoundError(
+            f"{db}: no database at {path}: run `hpsearch coarse SPEC --db {db}` first "
             "or point --db at an existing one"
         )
     return path

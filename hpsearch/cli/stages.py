@@ -19,6 +19,7 @@ from hpsearch.cli.options import (
     GpusPerTrialOpt,
     JsonOpt,
     QuietOpt,
+    ResultsDbOpt,
     RetriesOpt,
     SeedOpt,
     SpecArg,
@@ -36,13 +37,13 @@ from hpsearch.driver import (
     start_or_resume,
     top_trials,
 )
-from hpsearch.lookup import open_existing, study_from_arg
-from hpsearch.narrowing import ranked, split_proposal
+from hpsearch.lookup import study_name_from_arg
+from hpsearch.narrowing import split_proposal
 from hpsearch.registry import qualified, resolve
 from hpsearch.runtime.cluster import check_cluster
 from hpsearch.runtime.executor import RayExecutor, RayOptions, Workload
 from hpsearch.spec import StudySpec, load_spec
-from storage import DEFAULT_DB, StageRecord, Store, StudyRecord
+from storage import DEFAULT_DB, StageSummary, Store, StudySummary, describe, load_summary
 
 
 def open_study_inputs(spec_path: Path, db: str) -> tuple[StudySpec, Store]:
@@ -140,27 +141,25 @@ def fine(
     execute_stage(study_spec, store, plan, options, quiet)
 
 
-def show(study: StudyArg, db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
+def show(study: StudyArg, db: ResultsDbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     """A study's stages in order: ranges, trials by status, best trial, flags, proposal."""
-    store = open_existing(db)
-    record = study_from_arg(store, study)
-    summary = study_summary(store, record)
+    summary = study_summary(load_summary(db, study_name_from_arg(study)))
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    for line in summary_lines(summary, store.db):
+    for line in summary_lines(summary, describe(db)):
         out.print(line, markup=False, soft_wrap=True)
 
 
-def study_summary(store: Store, study: StudyRecord) -> dict[str, Any]:
+def study_summary(summary: StudySummary) -> dict[str, Any]:
     """The `show --json` document: {"study", "metric", "mode", "stages": [...]}."""
-    stages = [_stage_summary(store, study, s) for s in store.stages(study.study_id)]
+    study = summary.study
+    stages = [_stage_summary(s) for s in summary.stages]
     return {"study": study.name, "metric": study.metric, "mode": study.mode, "stages": stages}
 
 
-def _stage_summary(store: Store, study: StudyRecord, stage: StageRecord) -> dict[str, Any]:
-    order = ranked(store.trials(stage.stage_id), study.mode)
-    best = order[0] if order else None
+def _stage_summary(summary: StageSummary) -> dict[str, Any]:
+    stage, best = summary.stage, summary.best
     proposal, reasons = split_proposal(stage.proposal)
     return {
         "id": stage.stage_id,
@@ -171,7 +170,7 @@ def _stage_summary(store: Store, study: StudyRecord, stage: StageRecord) -> dict
         "epochs": stage.epochs,
         "seed": stage.seed,
         "ranges": stage.ranges,
-        "counts": store.status_counts(stage.stage_id),
+        "counts": summary.counts,
         "best": None
         if best is None
         else {
@@ -189,7 +188,7 @@ def _stage_summary(store: Store, study: StudyRecord, stage: StageRecord) -> dict
                 "position": f.position,
                 "message": f.message,
             }
-            for f in store.flags(stage.stage_id)
+            for f in summary.flags
         ],
         "proposal": proposal,
         "reasons": reasons,
