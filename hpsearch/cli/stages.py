@@ -40,6 +40,7 @@ from hpsearch.driver import (
 from hpsearch.lookup import study_name_from_arg
 from hpsearch.narrowing import split_proposal
 from hpsearch.registry import qualified, resolve
+from hpsearch.run_options import RunOptions
 from hpsearch.runtime.cluster import check_cluster
 from hpsearch.runtime.executor import RayExecutor, RayOptions, Workload
 from hpsearch.spec import StudySpec, load_spec
@@ -53,14 +54,24 @@ def open_study_inputs(spec_path: Path, db: str) -> tuple[StudySpec, Store]:
     return spec, Store(db)
 
 
-def execute_stage(
-    spec: StudySpec, store: Store, plan: StagePlan, options: RayOptions, quiet: bool
-) -> None:
+def ray_options(options: RunOptions) -> RayOptions:
+    """The run options the executor uses."""
+    return RayOptions(
+        options.address,
+        options.cpus,
+        options.cpus_per_trial,
+        options.gpus_per_trial,
+        options.max_retries,
+    )
+
+
+def execute_stage(spec: StudySpec, store: Store, plan: StagePlan, options: RunOptions) -> None:
     """Start or resume a stage, run it on Ray, print the outcome; exit 1 if nothing completed."""
     timer = Timer()
+    quiet = options.quiet
     check_cluster(options.address)  # a bad --address fails here, before the database changes
     workload = Workload(qualified(spec.trainable), spec.metric, spec.directory.resolve())
-    executor = RayExecutor(workload, options)  # refuses impossible resource requests
+    executor = RayExecutor(workload, ray_options(options))  # refuses impossible requests
     try:
         study, stage, resumed = start_or_resume(store, spec, plan)
         if resumed:
@@ -100,14 +111,30 @@ def coarse(
     widen: WidenOpt = False,
 ) -> None:
     """Run (or resume) a coarse stage: many short trials over the spec's ranges."""
+    options = RunOptions(
+        trials=trials,
+        epochs=epochs,
+        seed=seed,
+        address=address,
+        cpus=cpus,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        max_retries=max_retries,
+        quiet=quiet,
+        widen=widen,
+        from_stage=None,
+        top=None,
+    )
     study_spec, store = open_study_inputs(spec, db)
-    n_trials, n_epochs = trials or study_spec.coarse.trials, epochs or study_spec.coarse.epochs
-    if widen:
-        plan = next_plan(store, study_spec, "coarse", trials=n_trials, epochs=n_epochs, seed=seed)
+    n_trials = options.trials or study_spec.coarse.trials
+    n_epochs = options.epochs or study_spec.coarse.epochs
+    if options.widen:
+        plan = next_plan(
+            store, study_spec, "coarse", trials=n_trials, epochs=n_epochs, seed=options.seed
+        )
     else:
-        plan = StagePlan("coarse", study_spec.space, n_trials, n_epochs, seed)
-    options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
-    execute_stage(study_spec, store, plan, options, quiet)
+        plan = StagePlan("coarse", study_spec.space, n_trials, n_epochs, options.seed)
+    execute_stage(study_spec, store, plan, options)
 
 
 def fine(
@@ -126,19 +153,32 @@ def fine(
     quiet: QuietOpt = False,
 ) -> None:
     """Run (or resume) a fine stage: fewer, longer trials on the ranges a stage proposed."""
+    options = RunOptions(
+        trials=trials,
+        epochs=epochs,
+        seed=seed,
+        address=address,
+        cpus=cpus,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        max_retries=max_retries,
+        quiet=quiet,
+        widen=False,
+        from_stage=from_stage,
+        top=top,
+    )
     study_spec, store = open_study_inputs(spec, db)
     plan = next_plan(
         store,
         study_spec,
         "fine",
-        trials=trials or study_spec.fine.trials,
-        epochs=epochs or study_spec.fine.epochs,
-        seed=seed,
-        from_stage=from_stage,
-        top=top,
+        trials=options.trials or study_spec.fine.trials,
+        epochs=options.epochs or study_spec.fine.epochs,
+        seed=options.seed,
+        from_stage=options.from_stage,
+        top=options.top,
     )
-    options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
-    execute_stage(study_spec, store, plan, options, quiet)
+    execute_stage(study_spec, store, plan, options)
 
 
 def show(study: StudyArg, db: ResultsDbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
