@@ -1,30 +1,15 @@
-"""Find a study from what a user typed: a spec path or a study name (for show/trials/export)."""
+"""Find a study from what a user typed: a spec path or a study name (for the reading commands).
+
+The look-up itself is `storage.find_study`, through the read-only path: a reading command
+never creates or changes a database.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
-from hpsearch.errors import HpsearchError
 from hpsearch.spec import load_spec
-from storage import Store, StudyRecord, to_url
-
-
-class NotFoundError(HpsearchError):
-    """The database or the study named on the command line does not exist."""
-
-
-def open_existing(db: str) -> Store:
-    """A Store on a database that must already exist (reading commands never create one)."""
-    url = make_url(to_url(db))
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        if not Path(url.database).is_file():
-            raise NotFoundError(
-                f"--db {db}: no database at {url.database}: run `hpsearch coarse SPEC --db {db}` "
-                "first or point --db at an existing one"
-            )
-    return Store(db)
+from storage import NotFoundError, Store, StudyRecord, find_study
 
 
 def study_name_from_arg(arg: str) -> str:
@@ -35,18 +20,14 @@ def study_name_from_arg(arg: str) -> str:
     return arg
 
 
-def study_from_arg(store_or_db: Store | str, arg: str) -> StudyRecord:
-    """The study named by `arg` (a spec path or a study name) in the database.
+def study_from_arg(db: Store | str, arg: str) -> StudyRecord:
+    """The study named by `arg` (a spec path or a study name) in an existing database.
 
-    Accepts an open Store or a --db value (which must exist: it is never created here).
+    `db` is a --db value or an open Store (read through its URL, read-only).
     """
-    store = store_or_db if isinstance(store_or_db, Store) else open_existing(store_or_db)
-    name = study_name_from_arg(arg)
-    study = store.study(name)
-    if study is None:
-        known = ", ".join(s.name for s in store.studies()) or "none"
-        raise NotFoundError(f"{store.db}: no study named {name!r} (studies here: {known})")
-    return study
+    if isinstance(db, Store):
+        db = db.engine.url.render_as_string(hide_password=False)
+    return find_study(db, study_name_from_arg(arg))
 
 
-__all__ = ["NotFoundError", "open_existing", "study_from_arg", "study_name_from_arg"]
+__all__ = ["NotFoundError", "study_from_arg", "study_name_from_arg"]

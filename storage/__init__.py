@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from storage._admin import SchemaStatus, Upgrade, schema_status, upgrade_schema
 from storage._engine import DEFAULT_DB, describe, to_url
-from storage._errors import SchemaVersionError, StorageError
+from storage._errors import NotFoundError, SchemaVersionError, StorageError
 from storage._models import SCHEMA_VERSION
 from storage._queries import (
     METRIC_COLUMNS,
@@ -15,6 +15,7 @@ from storage._queries import (
     find_study,
     load_metrics,
     load_stages,
+    load_summary,
     load_trials,
     metrics_wide,
 )
@@ -23,7 +24,9 @@ from storage._records import (
     Batch,
     FlagRecord,
     StageRecord,
+    StageSummary,
     StudyRecord,
+    StudySummary,
     TrialRecord,
 )
 from storage._schema import revision_id
@@ -46,16 +49,19 @@ __all__ = [
     "FlagRecord",
     "METRIC_COLUMNS",
     "Mode",
+    "NotFoundError",
     "QueryResult",
     "SchemaStatus",
     "SchemaVersionError",
     "StageKind",
     "StageRecord",
+    "StageSummary",
     "StageStatus",
     "Status",
     "Store",
     "StorageError",
     "StudyRecord",
+    "StudySummary",
     "TRIAL_COLUMNS",
     "TrialRecord",
     "Upgrade",
@@ -64,6 +70,7 @@ __all__ = [
     "find_study",
     "load_metrics",
     "load_stages",
+    "load_summary",
     "load_trials",
     "metrics_wide",
     "read_only",

@@ -9,3 +9,7 @@ class StorageError(Exception):
 
 class SchemaVersionError(StorageError):
     """The database was written by an hpsearch with another schema version."""
+
+
+class NotFoundError(StorageError):
+    """The database or the study named on the command line does not exist."""

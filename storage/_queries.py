@@ -9,9 +9,17 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from storage._errors import StorageError
+from storage._errors import NotFoundError
 from storage._readonly import Reader, read_only
-from storage._records import StageRecord, StudyRecord
+from storage._records import (
+    FlagRecord,
+    StageRecord,
+    StageSummary,
+    StudyRecord,
+    StudySummary,
+    TrialRecord,
+)
+from storage._terms import Mode, Status
 
 if TYPE_CHECKING:  # pandas is imported where used: it costs ~0.3 s at CLI start
     import pandas as pd
@@ -68,7 +76,7 @@ def _study(reader: Reader, name: str) -> StudyRecord:
     if not found:
         names = reader.query("SELECT name FROM studies ORDER BY study_id").rows
         known = ", ".join(n for (n,) in names) or "none"
-        raise StorageError(f"{reader.db}: no study named {name!r} (studies here: {known})")
+        raise NotFoundError(f"{reader.db}: no study named {name!r} (studies here: {known})")
     return StudyRecord(*found[0])
 
 
@@ -85,12 +93,15 @@ def _json(value: Any) -> Any:
 def load_stages(db: str, study: str) -> list[StageRecord]:
     """The study's stages in order, with the ranges each sampled from."""
     with read_only(db) as reader:
-        record = _study(reader, study)
-        rows = reader.query(
-            "SELECT stage_id, study_id, kind, parent_stage_id, status, seed, epochs, n_trials, "
-            "ranges, fixed, proposal FROM stages WHERE study_id = :s ORDER BY stage_id",
-            {"s": record.study_id},
-        ).rows
+        return _stages(reader, _study(reader, study).study_id)
+
+
+def _stages(reader: Reader, study_id: int) -> list[StageRecord]:
+    rows = reader.query(
+        "SELECT stage_id, study_id, kind, parent_stage_id, status, seed, epochs, n_trials, "
+        "ranges, fixed, proposal FROM stages WHERE study_id = :s ORDER BY stage_id",
+        {"s": study_id},
+    ).rows
     return [_stage(r) for r in rows]
 
 
@@ -110,6 +121,82 @@ def _stage(row: tuple[Any, ...]) -> StageRecord:
         fixed or {},
         proposal,
     )
+
+
+def load_summary(db: str, study: str) -> StudySummary:
+    """The study and, per stage in order, its trials by status, best trial and flags.
+
+    Counted and ranked by the database: a few rows per stage, however many trials it has.
+    """
+    with read_only(db) as reader:
+        record = _study(reader, study)
+        counts = _status_counts(reader, record.study_id)
+        flags = _flags(reader, record.study_id)
+        stages = tuple(
+            StageSummary(
+                stage,
+                counts.get(stage.stage_id, {}),
+                _best_trial(reader, stage.stage_id, Mode(record.mode)),
+                flags.get(stage.stage_id, ()),
+            )
+            for stage in _stages(reader, record.study_id)
+        )
+    return StudySummary(record, stages)
+
+
+def _status_counts(reader: Reader, study_id: int) -> dict[int, dict[str, int]]:
+    """{stage_id: {status: trials}} for every stage of the study that has trials."""
+    rows = reader.query(
+        "SELECT t.stage_id, t.status, count(*) FROM trials t "
+        "JOIN stages st ON st.stage_id = t.stage_id WHERE st.study_id = :s "
+        "GROUP BY t.stage_id, t.status ORDER BY t.stage_id, t.status",
+        {"s": study_id},
+    ).rows
+    counts: dict[int, dict[str, int]] = {}
+    for stage_id, status, n in rows:
+        counts.setdefault(stage_id, {})[status] = int(n)
+    return counts
+
+
+def _flags(reader: Reader, study_id: int) -> dict[int, tuple[FlagRecord, ...]]:
+    """{stage_id: its flags in the order they were raised}."""
+    rows = reader.query(
+        "SELECT f.stage_id, f.param, f.side, f.value, f.position, f.message FROM flags f "
+        "JOIN stages st ON st.stage_id = f.stage_id WHERE st.study_id = :s ORDER BY f.flag_id",
+        {"s": study_id},
+    ).rows
+    flags: dict[int, tuple[FlagRecord, ...]] = {}
+    for stage_id, *fields in rows:
+        flags[stage_id] = (*flags.get(stage_id, ()), FlagRecord(*fields))
+    return flags
+
+
+# Columns named as TrialRecord's fields (params come from their own table).
+_BEST_SQL = """
+SELECT trial_id, stage_id, number, status, seed, attempts, best_value, best_epoch, epochs_run,
+       error, node_id
+FROM trials
+WHERE stage_id = :stage AND status = :completed AND best_value IS NOT NULL
+ORDER BY best_value {order}, number
+LIMIT 1
+"""
+
+
+def _best_trial(reader: Reader, stage_id: int, mode: Mode) -> TrialRecord | None:
+    """The stage's best completed trial with its params (ties: the lowest trial number)."""
+    found = reader.query(
+        _BEST_SQL.format(order=mode.sql_order),
+        {"stage": stage_id, "completed": Status.COMPLETED.value},
+    )
+    if not found.rows:
+        return None
+    fields = dict(zip(found.columns, found.rows[0], strict=True))
+    params = reader.query(
+        "SELECT name, value, text FROM params WHERE trial_id = :t ORDER BY name",
+        {"t": fields["trial_id"]},
+    ).rows
+    values = {name: text if text is not None else value for name, value, text in params}
+    return TrialRecord(**fields, params=values)
 
 
 def _filters(

@@ -29,7 +29,7 @@ from storage._engine import (
     reason,
     to_url,
 )
-from storage._errors import StorageError
+from storage._errors import NotFoundError, StorageError
 from storage._models import Meta
 from storage._schema import HEAD, check_readable, stored_version
 
@@ -184,8 +184,8 @@ def _sqlite_path(db: str, database: str | None) -> Path:
         raise StorageError(f"{db}: an in-memory database has no results to read: pick --db")
     path = Path(database)
     if not path.is_file():
-        raise StorageError(
-            f"{db}: no database file at {path}: run `hpsearch coarse SPEC --db {db}` first "
+        raise NotFoundError(
+            f"{db}: no database at {path}: run `hpsearch coarse SPEC --db {db}` first "
             "or point --db at an existing one"
         )
     return path

@@ -61,6 +61,22 @@ class FlagRecord:
     message: str
 
 
+@dataclass(frozen=True)
+class StageSummary:
+    """What `hpsearch show` reports of one stage: counted and ranked by the database."""
+
+    stage: StageRecord
+    counts: dict[str, int]  # trials by status, statuses in alphabetical order
+    best: TrialRecord | None  # the best completed trial (ties: the lowest number)
+    flags: tuple[FlagRecord, ...]
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    study: StudyRecord
+    stages: tuple[StageSummary, ...]
+
+
 @dataclass
 class Batch:
     """Results gathered by the driver, written in one transaction by `Store.record`.

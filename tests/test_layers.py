@@ -77,3 +77,75 @@ def test_public_names_exist(package: str) -> None:
     assert module.__all__, package
     for name in module.__all__:
         assert hasattr(module, name), f"{package}.{name} is in __all__ but missing"
+
+
+# Top-level hpsearch modules that do I/O; every other one is the pure domain.
+IO_MODULES = {
+    "__init__": "the package's public names",
+    "__main__": "the console entry point",
+    "api": "the Python API: opens the Store, starts executors",
+    "driver": "runs a stage: the Store and an executor",
+    "lookup": "finds a study through the read-only path",
+    "plots": "loads results and draws them",
+}
+# Libraries that talk to a database, a cluster or a terminal.
+IO_LIBRARIES = {"ray", "typer", "rich", "sqlalchemy", "matplotlib"}
+# hpsearch modules the pure domain never imports (the layers above it).
+UPPER = ("hpsearch.cli", "hpsearch.runtime", "hpsearch.driver", "hpsearch.api", "hpsearch.ui")
+# What the Ray package never imports: it runs the trials it is given.
+DECIDERS = ("hpsearch.cli", "hpsearch.driver", "hpsearch.api", "hpsearch.ui", "hpsearch.planner")
+
+
+def imports_from(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names) of every absolute import in the file; names empty for `import x`."""
+    found: list[tuple[str, list[str]]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, []) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.module, [alias.name for alias in node.names]))
+    return found
+
+
+def is_record_or_term(name: str) -> bool:
+    """A frozen record, an enum or a constant of storage: data, no database access."""
+    import dataclasses
+    from enum import Enum
+
+    import storage
+
+    value = getattr(storage, name)
+    if isinstance(value, type):
+        return dataclasses.is_dataclass(value) or issubclass(value, Enum)
+    return not callable(value)
+
+
+def test_the_pure_domain_touches_no_database_cluster_or_terminal() -> None:
+    """spec, space, narrowing, planner, registry, run_options...: records in, decisions out."""
+    pure = [p for p in (ROOT / "hpsearch").glob("*.py") if p.stem not in IO_MODULES]
+    assert {p.stem for p in pure} >= {"errors", "narrowing", "space", "spec", "run_options"}
+    for path in pure:
+        assert not imported_roots(path) & IO_LIBRARIES, path.name
+        for module, names in imports_from(path):
+            assert not module.startswith(UPPER), f"{path.name} imports {module}"
+            if module == "storage":
+                assert all(map(is_record_or_term, names)), f"{path.name}: {names}"
+            else:
+                assert not module.startswith("storage."), f"{path.name} imports {module}"
+
+
+def test_only_the_command_line_imports_the_command_line() -> None:
+    for path in python_files("hpsearch"):
+        if path.parent.name == "cli" or path.name == "__main__.py":
+            continue
+        for module, _ in imports_from(path):
+            assert not module.startswith("hpsearch.cli"), f"{path.name} imports {module}"
+
+
+def test_the_runtime_runs_trials_and_decides_nothing() -> None:
+    """Ray code knows tasks and events; what to run and what to record is decided above it."""
+    for path in python_files(RAY_PACKAGE):
+        for module, names in imports_from(path):
+            assert not module.startswith(DECIDERS), f"{path.name} imports {module}"
+            if module == "storage":
+                assert all(map(is_record_or_term, names)), f"{path.name}: {names}"

@@ -93,7 +93,7 @@ def test_sql_error_is_the_database_message_on_one_line(study_db: Path) -> None:
 def test_missing_database_is_not_created(tmp_path: Path) -> None:
     done = run_cli("sql", "SELECT 1", "--db", "absent.db", cwd=tmp_path)
     assert done.returncode == 2
-    assert "no database file at" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "no database at" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
 
 

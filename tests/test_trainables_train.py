@@ -102,7 +102,7 @@ def test_synthetic_data_and_train_rows() -> None:
 
 
 def test_every_builtin_trainable_is_a_generator_function() -> None:
-    """hpsearch refuses trainables that are not generator functions (DESIGN.md's API)."""
+    """hpsearch refuses trainables that are not generator functions (docs/ARCHITECTURE.md)."""
     import inspect
 
     from trainables import mlp, softmax, svm, synthetic

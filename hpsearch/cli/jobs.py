@@ -25,7 +25,7 @@ from hpsearch.cli.options import (
     WidenOpt,
 )
 from hpsearch.cli.report import err, out
-from hpsearch.errors import HpsearchError
+from hpsearch.run_options import RunOptions
 from hpsearch.runtime import jobs
 from hpsearch.spec import load_spec
 from storage import DEFAULT_DB, StageKind
@@ -63,23 +63,22 @@ def submit(
     quiet: QuietOpt = False,
 ) -> None:
     """Run a stage's driver on the cluster as a Ray Job; the database lives where it runs."""
+    options = RunOptions(
+        trials=trials,
+        epochs=epochs,
+        seed=seed,
+        address=None,  # a job's Ray is the cluster it runs on (LOCAL_ONLY)
+        cpus=None,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        max_retries=max_retries,
+        quiet=quiet,
+        widen=widen,
+        from_stage=from_stage,
+        top=top,
+    )
     load_spec(spec)  # a bad spec fails here, not minutes later in the job
-    if stage is StageKind.COARSE and (from_stage or top):
-        raise HpsearchError("--from-stage and --top are options of a fine stage, not coarse")
-    if stage is StageKind.FINE and widen:
-        raise HpsearchError("--widen is an option of a coarse stage, not fine")
-    options = [
-        *(["--widen"] if widen else []),
-        *(["--from-stage", str(from_stage)] if from_stage else []),
-        *(["--top", str(top)] if top else []),
-        *(["--trials", str(trials)] if trials else []),
-        *(["--epochs", str(epochs)] if epochs else []),
-        *(["--seed", str(seed)] if seed is not None else []),
-        *["--cpus-per-trial", f"{cpus_per_trial:g}", "--gpus-per-trial", f"{gpus_per_trial:g}"],
-        *["--max-retries", str(max_retries)],
-        *(["--quiet"] if quiet else []),
-    ]
-    request = jobs.plan_job(stage.value, spec, db, working_dir, options)
+    request = jobs.plan_job(stage, spec, db, working_dir, options)
     client = jobs.connect(address)
     job_id = jobs.submit(client, request)
     err.print(f"submitted job {job_id}: {request.entrypoint}", markup=False, soft_wrap=True)

@@ -10,8 +10,8 @@ import typer
 from hpsearch.cli.options import ResultsDbOpt, StudyArg
 from hpsearch.cli.report import err, out
 from hpsearch.errors import HpsearchError
-from hpsearch.lookup import study_name_from_arg
-from storage import DEFAULT_DB, find_study
+from hpsearch.lookup import study_from_arg
+from storage import DEFAULT_DB
 
 
 def plot(
@@ -32,7 +32,7 @@ def plot(
         from hpsearch import plots
     except ImportError as exc:
         raise HpsearchError(f"plot needs matplotlib: pip install matplotlib ({exc})") from None
-    record = find_study(db, study_name_from_arg(study))
+    record = study_from_arg(db, study)
     figures, notes = plots.build_figures(plots.load_plot_data(db, record, top))
     try:
         written = plots.save_figures(figures, out_dir)

@@ -17,15 +17,13 @@ from rich.table import Table
 from hpsearch.cli.options import Format, FormatOpt, ResultsDbOpt, StageOpt, StudyArg
 from hpsearch.cli.report import err, fmt, out
 from hpsearch.errors import HpsearchError
-from hpsearch.lookup import study_name_from_arg
+from hpsearch.lookup import study_from_arg
 from hpsearch.ranking import top_completed
 from storage import (
     DEFAULT_DB,
     TRIAL_COLUMNS,
     QueryResult,
     Status,
-    StudyRecord,
-    find_study,
     load_metrics,
     load_trials,
     run_sql,
@@ -94,10 +92,6 @@ def _table(result: QueryResult, title: str | None) -> Table:
     return table
 
 
-def _study(db: str, arg: str) -> StudyRecord:
-    return find_study(db, study_name_from_arg(arg))
-
-
 def _check_status(status: str | None) -> None:
     if status is not None and status not in STATUSES:
         raise HpsearchError(f"--status: must be one of {', '.join(STATUSES)}, got {status!r}")
@@ -128,7 +122,7 @@ def trials(
 ) -> None:
     """One row per trial with its best value and one column per parameter."""
     _check_status(status)
-    record = _study(db, study)
+    record = study_from_arg(db, study)
     frame = load_trials(db, record.name, stage=stage, status=status)
     params = [c for c in frame.columns if c not in TRIAL_COLUMNS]
     if top is not None:
@@ -154,7 +148,7 @@ def export(
         raise HpsearchError(f"--out {path}: must end in .csv or .parquet, got {suffix or 'none'!r}")
     if not path.parent.is_dir():
         raise HpsearchError(f"--out {path}: directory {path.parent} does not exist")
-    record = _study(db, study)
+    record = study_from_arg(db, study)
     if metrics:
         frame = load_metrics(db, record.name, stage=stage)
     else:

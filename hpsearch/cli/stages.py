@@ -21,6 +21,7 @@ from hpsearch.cli.options import (
     GpusPerTrialOpt,
     JsonOpt,
     QuietOpt,
+    ResultsDbOpt,
     RetriesOpt,
     SeedOpt,
     SpecArg,
@@ -31,13 +32,22 @@ from hpsearch.cli.options import (
 )
 from hpsearch.cli.report import Timer, err, fmt, out, progress_bar, summary_line, top_table
 from hpsearch.driver import Progress, ProgressCallback
-from hpsearch.lookup import open_existing, study_from_arg
+from hpsearch.lookup import study_name_from_arg
 from hpsearch.narrowing import split_proposal
 from hpsearch.planner import StageRequest
-from hpsearch.ranking import ranked
+from hpsearch.run_options import RunOptions
 from hpsearch.runtime.executor import RayOptions
-from hpsearch.spec import StudySpec
-from storage import DEFAULT_DB, StageKind, StageRecord, StageStatus, Status, Store, StudyRecord
+from hpsearch.spec import StageSettings, StudySpec
+from storage import (
+    DEFAULT_DB,
+    StageKind,
+    StageStatus,
+    StageSummary,
+    Status,
+    StudySummary,
+    describe,
+    load_summary,
+)
 
 
 def open_study(spec_path: Path, db: str) -> Study:
@@ -45,13 +55,41 @@ def open_study(spec_path: Path, db: str) -> Study:
     return Study.from_spec(spec_path, db)
 
 
-def execute_stage(study: Study, request: StageRequest, options: RayOptions, quiet: bool) -> None:
+def ray_options(options: RunOptions) -> RayOptions:
+    """The run options the executor uses."""
+    return RayOptions(
+        options.address,
+        options.cpus,
+        options.cpus_per_trial,
+        options.gpus_per_trial,
+        options.max_retries,
+    )
+
+
+def stage_request(kind: StageKind, settings: StageSettings, options: RunOptions) -> StageRequest:
+    """What the planner is asked for: trials and epochs default to the spec's stage settings."""
+    options.check(kind)
+    return StageRequest(
+        kind,
+        options.trials or settings.trials,
+        options.epochs or settings.epochs,
+        options.seed,
+        widen=options.widen,
+        from_stage=options.from_stage,
+        top=options.top,
+    )
+
+
+def execute_stage(study: Study, kind: StageKind, options: RunOptions) -> None:
     """Run (or resume) a stage through the API, print the outcome; exit 1 if none completed."""
     timer = Timer()
-    spec = study.spec
+    spec, quiet = study.spec, options.quiet
+    settings = spec.coarse if kind is StageKind.COARSE else spec.fine
+    request = stage_request(kind, settings, options)
     try:
         with ExitStack() as stack:
-            result = study.run(request, options, on_progress=_progress_view(spec, quiet, stack))
+            view = _progress_view(spec, quiet, stack)
+            result = study.run(request, ray_options(options), on_progress=view)
     except KeyboardInterrupt:
         err.print("hpsearch: interrupted; results so far are saved: rerun the command to resume")
         raise typer.Exit(130) from None
@@ -98,16 +136,21 @@ def coarse(
     widen: WidenOpt = False,
 ) -> None:
     """Run (or resume) a coarse stage: many short trials over the spec's ranges."""
-    study = open_study(spec, db)
-    request = StageRequest(
-        StageKind.COARSE,
-        trials or study.spec.coarse.trials,
-        epochs or study.spec.coarse.epochs,
-        seed,
+    options = RunOptions(
+        trials=trials,
+        epochs=epochs,
+        seed=seed,
+        address=address,
+        cpus=cpus,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        max_retries=max_retries,
+        quiet=quiet,
         widen=widen,
+        from_stage=None,
+        top=None,
     )
-    options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
-    execute_stage(study, request, options, quiet)
+    execute_stage(open_study(spec, db), StageKind.COARSE, options)
 
 
 def fine(
@@ -126,40 +169,42 @@ def fine(
     quiet: QuietOpt = False,
 ) -> None:
     """Run (or resume) a fine stage: fewer, longer trials on the ranges a stage proposed."""
-    study = open_study(spec, db)
-    request = StageRequest(
-        StageKind.FINE,
-        trials or study.spec.fine.trials,
-        epochs or study.spec.fine.epochs,
-        seed,
+    options = RunOptions(
+        trials=trials,
+        epochs=epochs,
+        seed=seed,
+        address=address,
+        cpus=cpus,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        max_retries=max_retries,
+        quiet=quiet,
+        widen=False,
         from_stage=from_stage,
         top=top,
     )
-    options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
-    execute_stage(study, request, options, quiet)
+    execute_stage(open_study(spec, db), StageKind.FINE, options)
 
 
-def show(study: StudyArg, db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
+def show(study: StudyArg, db: ResultsDbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     """A study's stages in order: ranges, trials by status, best trial, flags, proposal."""
-    store = open_existing(db)
-    record = study_from_arg(store, study)
-    summary = study_summary(store, record)
+    summary = study_summary(load_summary(db, study_name_from_arg(study)))
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    for line in summary_lines(summary, store.db):
+    for line in summary_lines(summary, describe(db)):
         out.print(line, markup=False, soft_wrap=True)
 
 
-def study_summary(store: Store, study: StudyRecord) -> dict[str, Any]:
+def study_summary(summary: StudySummary) -> dict[str, Any]:
     """The `show --json` document: {"study", "metric", "mode", "stages": [...]}."""
-    stages = [_stage_summary(store, study, s) for s in store.stages(study.study_id)]
+    study = summary.study
+    stages = [_stage_summary(s) for s in summary.stages]
     return {"study": study.name, "metric": study.metric, "mode": study.mode, "stages": stages}
 
 
-def _stage_summary(store: Store, study: StudyRecord, stage: StageRecord) -> dict[str, Any]:
-    order = ranked(store.trials(stage.stage_id), study.mode)
-    best = order[0] if order else None
+def _stage_summary(summary: StageSummary) -> dict[str, Any]:
+    stage, best = summary.stage, summary.best
     proposal, reasons = split_proposal(stage.proposal)
     return {
         "id": stage.stage_id,
@@ -170,9 +215,9 @@ def _stage_summary(store: Store, study: StudyRecord, stage: StageRecord) -> dict
         "epochs": stage.epochs,
         "seed": stage.seed,
         "ranges": stage.ranges,
-        "counts": store.status_counts(stage.stage_id),
+        "counts": summary.counts,
         "best": None if best is None else best_json(best),
-        "flags": [flag_json(f) for f in store.flags(stage.stage_id)],
+        "flags": [flag_json(f) for f in summary.flags],
         "proposal": proposal,
         "reasons": reasons,
     }

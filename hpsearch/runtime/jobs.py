@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import ClusterError
+from hpsearch.run_options import RunOptions
 from hpsearch.runtime.cluster import (
     UPLOAD_EXCLUDES,
     check_listening,
     first_line,
     use_token_auth_if_available,
 )
+from storage import StageKind
 
 FINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
@@ -57,9 +59,11 @@ class JobRow:
 
 
 def plan_job(
-    command: str, spec: Path, db: str, working_dir: Path | None, options: list[str]
+    kind: StageKind, spec: Path, db: str, working_dir: Path | None, options: RunOptions
 ) -> JobRequest:
-    """Check the paths a job needs and rewrite them for the job's copy of the working dir."""
+    """The job running `hpsearch KIND`: run options checked and written as its options, paths
+    checked and rewritten for the job's copy of the working dir."""
+    argv = options.to_argv(kind)
     spec = spec.expanduser().resolve()
     root = (working_dir or spec.parent).expanduser().resolve()
     if not root.is_dir():
@@ -71,7 +75,7 @@ def plan_job(
             f"{spec}: the spec must lie inside the uploaded working dir {root}: "
             "move it there or pick --working-dir"
         ) from None
-    return JobRequest(command, relative, root, _job_db(db), tuple(options))
+    return JobRequest(kind.value, relative, root, _job_db(db), tuple(argv))
 
 
 def _job_db(db: str) -> str:
