@@ -47,6 +47,8 @@ def run_cli(
 
 def query(db: Path, sql: str) -> list[tuple]:
     """Rows of one query on an SQLite results file, as a user's SQL client would see them."""
+    if not Path(db).is_file():  # connecting would create an empty file
+        raise FileNotFoundError(db)
     conn = sqlite3.connect(db)
     try:
         return conn.execute(sql).fetchall()

@@ -171,12 +171,13 @@ def test_a_lost_attempt_reaches_the_batch_instead_of_being_dropped(tmp_path: Pat
         Started(7, 2, "node-b"),
     ]
     tracker.apply(events, batch)
-    assert [(r["tid"], r["attempt"], r["reason"]) for r in batch.lost] == [
-        (7, 1, "worker lost: the node died")
-    ]
-    assert [(r["tid"], r["attempts"], r["node_id"]) for r in batch.started] == [
-        (7, 1, "node-a"),
-        (7, 2, "node-b"),
-    ]
     assert len(batch) == 2 + 1 + 1 and not batch.finished
     assert tracker.best == {}  # the new attempt starts afresh
+    store.record(batch)
+    rows = sqlite3.connect(tmp_path / "h.db").execute(
+        "SELECT attempt, node_id, outcome, reason FROM attempts WHERE trial_id = 7 ORDER BY 1"
+    )
+    assert list(rows) == [
+        (1, "node-a", "lost", "worker lost: the node died"),
+        (2, "node-b", None, None),
+    ]

@@ -195,7 +195,7 @@ def test_upgrade_refusals_are_one_line_and_change_nothing(v1: Path) -> None:
     missing = v1.parent / "missing.db"
     done = run_cli("db", "upgrade", "--db", str(missing), cwd=v1.parent)
     assert done.returncode == 2
-    assert "no database file" in one_line(done.stderr) and not missing.exists()
+    assert "no database at" in one_line(done.stderr) and not missing.exists()
 
     other = v1.parent / "other.db"
     with sqlite3.connect(other) as conn:
