@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from hpsearch.errors import HpsearchError
 from hpsearch.spec import load_spec
-from storage import Store, StudyRecord, to_url
+from storage import Store, StudyRecord, parse_url
 
 
 class NotFoundError(HpsearchError):
@@ -17,7 +15,7 @@ class NotFoundError(HpsearchError):
 
 def open_existing(db: str) -> Store:
     """A Store on a database that must already exist (reading commands never create one)."""
-    url = make_url(to_url(db))
+    url = parse_url(db)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         if not Path(url.database).is_file():
             raise NotFoundError(

@@ -5,7 +5,7 @@ Knows nothing of Ray, the CLI or the search driver.
 
 from __future__ import annotations
 
-from storage._engine import DEFAULT_DB, describe, to_url
+from storage._engine import DEFAULT_DB, describe, masked, parse_url, to_url
 from storage._errors import SchemaVersionError, StorageError
 from storage._models import SCHEMA_VERSION
 from storage._queries import (
@@ -53,7 +53,9 @@ __all__ = [
     "load_metrics",
     "load_stages",
     "load_trials",
+    "masked",
     "metrics_wide",
+    "parse_url",
     "read_only",
     "run_sql",
     "to_url",

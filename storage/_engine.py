@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, select, text
+from sqlalchemy import URL, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,12 +27,30 @@ def to_url(db: str) -> str:
     return f"sqlite:///{Path(db).expanduser().absolute()}"
 
 
+# `scheme://user:password@`, the password as SQLAlchemy's URL parser delimits it.
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+
+
+def masked(text: str) -> str:
+    """`text` with the password of every database URL in it replaced by `***`."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+def parse_url(db: str) -> URL:
+    """The SQLAlchemy URL of a --db value; a malformed one is a StorageError without password."""
+    try:
+        return make_url(to_url(db))
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        why = masked(str(exc))
+        raise StorageError(f"{masked(db)}: not a usable database URL ({why})") from None
+
+
 def describe(db: str) -> str:
     """How to name the database in messages: its path for SQLite, else the URL without password."""
     try:
-        url = make_url(to_url(db))
-    except ArgumentError:
-        return db
+        url = parse_url(db)
+    except StorageError:
+        return masked(db)
     if url.get_backend_name() == "sqlite":
         return url.database or ":memory:"
     return url.render_as_string(hide_password=True)
@@ -53,7 +72,7 @@ def _set_sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped
 
 
 def _check_sqlite_path(db: str, url_text: str) -> None:
-    url = make_url(url_text)
+    url = parse_url(url_text)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return
     path = Path(url.database)
@@ -68,18 +87,20 @@ def _check_sqlite_path(db: str, url_text: str) -> None:
 def open_engine(db: str) -> Engine:
     """Open (creating if new) a writable hpsearch database and check its schema version."""
     url_text = to_url(db)
-    _check_sqlite_path(db, url_text)
+    name = masked(db)
+    parse_url(db)
+    _check_sqlite_path(name, url_text)
     try:
         engine = create_engine(url_text)
     except (ArgumentError, ImportError) as exc:
-        raise StorageError(f"{db}: not a usable database URL ({exc})") from None
+        raise StorageError(f"{name}: not a usable database URL ({masked(str(exc))})") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _set_sqlite_pragmas)
     try:
-        _ensure_schema(engine, db)
+        _ensure_schema(engine, name)
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise StorageError(f"{db}: cannot open database: {reason(exc)}") from None
+        raise StorageError(f"{name}: cannot open database: {reason(exc)}") from None
     except StorageError:
         engine.dispose()
         raise
@@ -94,9 +115,10 @@ def driver_error(exc: BaseException) -> BaseException:
 
 
 def reason(exc: SQLAlchemyError) -> str:
-    """The database's own message, on one line."""
+    """The database's own message, on one line, without passwords."""
     orig = driver_error(exc)
-    return str(orig) if orig is not exc else str(exc).splitlines()[0]
+    message = str(orig) if orig is not exc else str(exc).splitlines()[0]
+    return masked(" ".join(message.split()))
 
 
 def _ensure_schema(engine: Engine, db: str) -> None:

@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Connection, create_engine, inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
@@ -27,6 +26,8 @@ from storage._engine import (
     check_version,
     describe,
     driver_error,
+    masked,
+    parse_url,
     reason,
     to_url,
 )
@@ -210,13 +211,10 @@ def read_only(db: str) -> Iterator[Reader]:
     """A read-only connection to an existing hpsearch database (never creates one)."""
     url_text = to_url(db)
     name = describe(db)
-    try:
-        url = make_url(url_text)
-    except ArgumentError as exc:
-        raise StorageError(f"{db}: not a usable database URL ({exc})") from None
+    url = parse_url(db)
     guard: _Guard | None = None
     if url.get_backend_name() == "sqlite":
-        path = _sqlite_path(db, url.database)
+        path = _sqlite_path(masked(db), url.database)
         sqlite_guard = guard = _Guard()
         engine = create_engine(
             "sqlite://", creator=lambda: _connect_sqlite(path, sqlite_guard), poolclass=NullPool
@@ -225,7 +223,7 @@ def read_only(db: str) -> Iterator[Reader]:
         try:
             engine = create_engine(url_text, poolclass=NullPool)
         except (ArgumentError, ImportError) as exc:
-            raise StorageError(f"{db}: not a usable database URL ({exc})") from None
+            raise StorageError(f"{name}: not a usable database URL ({masked(str(exc))})") from None
     try:
         with engine.connect() as conn:
             _check_hpsearch(conn, name)

@@ -15,7 +15,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer's
 from hpsearch.cli import check, jobs, plot, results, stages
 from hpsearch.cli.report import err
 from hpsearch.errors import HpsearchError
-from storage import StorageError
+from storage import StorageError, masked
 
 app = typer.Typer(
     help="Coarse-to-fine hyperparameter random search on Ray; every epoch in SQL.",
@@ -39,12 +39,12 @@ def main() -> None:
     except (HpsearchError, StorageError) as exc:
         if os.environ.get("HPSEARCH_DEBUG") == "1":
             raise
-        err.print(f"hpsearch: error: {exc}", markup=False, soft_wrap=True)
+        err.print(f"hpsearch: error: {masked(str(exc))}", markup=False, soft_wrap=True)
         sys.exit(2)
     except NoArgsIsHelpError as exc:  # the help text was printed already
         sys.exit(exc.exit_code)
     except ClickException as exc:  # bad flag or value: one line, not typer's boxed usage
-        err.print(f"hpsearch: error: {_usage_error(exc)}", markup=False, soft_wrap=True)
+        err.print(f"hpsearch: error: {masked(_usage_error(exc))}", markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Abort:
         err.print("hpsearch: aborted")

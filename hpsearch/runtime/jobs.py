@@ -26,6 +26,7 @@ from hpsearch.runtime.cluster import (
     first_line,
     use_token_auth_if_available,
 )
+from storage import masked
 
 FINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
@@ -41,9 +42,21 @@ class JobRequest:
     options: tuple[str, ...]  # further CLI options, already as strings
 
     @property
+    def has_secret(self) -> bool:
+        """The database URL holds a password: it travels in the job's environment instead."""
+        return masked(self.db) != self.db
+
+    @property
     def entrypoint(self) -> str:
-        args = ["python", "-m", "hpsearch", self.command, self.spec.as_posix(), "--db", self.db]
-        return shlex.join([*args, *self.options])
+        """The job's command; shown by `hpsearch jobs list` and the dashboard to anyone."""
+        args = ["python", "-m", "hpsearch", self.command, self.spec.as_posix()]
+        db = [] if self.has_secret else ["--db", self.db]
+        return shlex.join([*args, *db, *self.options])
+
+    @property
+    def env_vars(self) -> dict[str, str]:
+        secret = {"HPSEARCH_DB": self.db} if self.has_secret else {}
+        return {"RAY_USAGE_STATS_ENABLED": "0", **secret}
 
 
 @dataclass(frozen=True)
@@ -120,12 +133,12 @@ def submit(client: Any, request: JobRequest) -> str:
     runtime_env = {
         "working_dir": str(request.working_dir),
         "excludes": list(UPLOAD_EXCLUDES),
-        "env_vars": {"RAY_USAGE_STATS_ENABLED": "0"},
+        "env_vars": request.env_vars,
     }
     try:
         return str(client.submit_job(entrypoint=request.entrypoint, runtime_env=runtime_env))
     except Exception as exc:  # noqa: BLE001 - upload or HTTP errors, e.g. too large a dir
-        raise ClusterError(f"submitting the job failed: {first_line(exc)}") from None
+        raise ClusterError(f"submitting the job failed: {masked(first_line(exc))}") from None
 
 
 def follow(client: Any, job_id: str, write: Callable[[str], None], poll: float = 1.0) -> str:
@@ -176,8 +189,8 @@ def _row(job: Any) -> JobRow:
     return JobRow(
         job_id=job.submission_id or job.job_id or "",
         status=status,
-        entrypoint=job.entrypoint or "",
-        message=(job.message or "").strip(),
+        entrypoint=masked(job.entrypoint or ""),
+        message=masked((job.message or "").strip()),
         start_time=job.start_time / 1000 if job.start_time else None,
         end_time=job.end_time / 1000 if job.end_time else None,
     )
