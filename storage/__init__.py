@@ -17,7 +17,7 @@ from storage._queries import (
     load_trials,
     metrics_wide,
 )
-from storage._readonly import QueryResult, read_only, run_sql
+from storage._readonly import QueryResult, QueryRows, Reader, check_query, read_only, run_sql
 from storage._records import (
     Batch,
     FlagRecord,
@@ -37,6 +37,8 @@ __all__ = [
     "METRIC_COLUMNS",
     "Mode",
     "QueryResult",
+    "QueryRows",
+    "Reader",
     "SchemaVersionError",
     "StageKind",
     "StageRecord",
@@ -47,6 +49,7 @@ __all__ = [
     "StudyRecord",
     "TRIAL_COLUMNS",
     "TrialRecord",
+    "check_query",
     "describe",
     "now",
     "find_study",

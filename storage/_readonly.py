@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,46 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
 
+@dataclass(frozen=True)
+class QueryRows:
+    """A running query: its columns, and its rows fetched in chunks as they are consumed."""
+
+    columns: list[str]
+    rows: Generator[tuple[Any, ...], None, None]  # close it when done early: it holds a cursor
+
+
+# How PostgreSQL and MySQL say that `_server_timeout` stopped a statement.
+_SERVER_TIMEOUTS = ("statement timeout", "maximum statement execution time exceeded")
+FETCH_ROWS = 1000  # rows per fetch: memory stays bounded however many rows a query returns
+PROGRESS_STEPS = 10_000  # SQLite VM steps between two checks for a stop (deadline or Ctrl-C)
+
+
+class _Stop:
+    """Why a running query should stop: a deadline, or `interrupt()` (e.g. from Ctrl-C)."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self._deadline = time.monotonic() + timeout if timeout else None
+        self.interrupted = False
+
+    @property
+    def expired(self) -> bool:
+        return self._deadline is not None and time.monotonic() > self._deadline
+
+    def __call__(self) -> int:
+        """SQLite's progress handler: non-zero aborts the running statement."""
+        return int(self.interrupted or self.expired)
+
+    def check(self, server_timed_out: bool = False) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
+        if self.expired or (server_timed_out and self.timeout):
+            raise StorageError(
+                f"sql: the query ran longer than --timeout {self.timeout:g} s and was stopped: "
+                "narrow it (a LIMIT, a WHERE) or raise --timeout (0: no limit)"
+            )
+
+
 def leading_keyword(sql: str) -> str:
     """The statement's first keyword (after comments), upper case: 'SELECT', 'VACUUM', ..."""
     rest = sql
@@ -121,21 +162,87 @@ class _Guard:
 
 
 class Reader:
-    """One read-only connection; `query` runs a single statement and returns all its rows."""
+    """One read-only connection; `query` runs a single statement and returns all its rows,
+    `stream` runs one with a time limit and hands its rows out in chunks."""
 
     def __init__(self, conn: Connection, db: str, guard: _Guard | None) -> None:
         self.conn = conn
         self.db = db
         self._guard = guard
+        self._stop = _Stop(None)
 
     @property
     def dialect(self) -> str:
         return self.conn.dialect.name
 
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
+    def interrupt(self) -> None:
+        """Stop the running `stream` query (safe in a SIGINT handler): it raises KeyboardInterrupt.
+
+        SQLite checks between VM steps; a server database's driver is interrupted by the
+        KeyboardInterrupt raised here and cancels the query on the server.
+        """
+        self._stop.interrupted = True
+        if self.dialect != "sqlite":
+            raise KeyboardInterrupt
+
+    def _arm(self, sql: str) -> None:
         if self._guard is not None:
             self._guard.keyword = leading_keyword(sql)
             self._guard.reason = None
+
+    def stream(self, sql: str, *, timeout: float | None = None) -> QueryRows:
+        """Run the user's statement; rows arrive as the iterator is consumed.
+
+        Past `timeout` seconds (from the start to the last row) the query stops with a
+        StorageError; after `interrupt()` with KeyboardInterrupt.
+        """
+        self._arm(sql)
+        self._stop = stop = _Stop(timeout)
+        try:
+            if self.dialect == "sqlite":
+                raw = self.conn.connection.driver_connection
+                raw.set_progress_handler(stop, PROGRESS_STEPS)  # type: ignore[union-attr]
+                cursor: Any = raw.cursor()  # type: ignore[union-attr]
+                cursor.execute(sql)
+                columns = [d[0] for d in cursor.description or ()]
+            else:
+                self._server_timeout(timeout)
+                options = {"no_parameters": True, "stream_results": True}
+                cursor = self.conn.execution_options(**options).exec_driver_sql(sql)
+                columns = list(cursor.keys()) if cursor.returns_rows else []
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise self._stopped_or(exc) from None
+        return QueryRows(columns, self._chunks(cursor if columns else None))
+
+    def _chunks(self, cursor: Any) -> Generator[tuple[Any, ...], None, None]:
+        if cursor is None:
+            return
+        try:
+            while rows := cursor.fetchmany(FETCH_ROWS):
+                self._stop.check()
+                yield from (tuple(row) for row in rows)
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise self._stopped_or(exc) from None
+        finally:
+            cursor.close()
+        self._stop.check()  # Ctrl-C after the last chunk still counts
+
+    def _stopped_or(self, exc: Exception) -> StorageError:
+        """Raise why the query was stopped, if it was; else the database's error to raise."""
+        self._stop.check(server_timed_out=any(t in str(exc) for t in _SERVER_TIMEOUTS))
+        return self._error(exc)
+
+    def _server_timeout(self, timeout: float | None) -> None:
+        if not timeout:
+            return
+        ms = max(1, round(timeout * 1000))
+        if self.dialect == "postgresql":
+            self.conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+        elif self.dialect in ("mysql", "mariadb"):
+            self.conn.exec_driver_sql(f"SET SESSION max_execution_time = {ms}")
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
+        self._arm(sql)
         try:
             if self.dialect == "sqlite":
                 return self._query_sqlite(sql, params)
@@ -257,7 +364,11 @@ def _begin_read_only(conn: Connection) -> None:
 
 def run_sql(db: str, sql: str) -> QueryResult:
     """Run one statement through a read-only connection; writes fail with a clear reason."""
-    if not sql.strip():
-        raise StorageError("sql: the query is empty")
+    check_query(sql)
     with read_only(db) as reader:
         return reader.query(sql)
+
+
+def check_query(sql: str) -> None:
+    if not sql.strip():
+        raise StorageError("sql: the query is empty")

@@ -35,7 +35,7 @@ def _root() -> None:
 def main() -> None:
     """Entry point: user errors as one line, exit 2 (traceback only with HPSEARCH_DEBUG=1)."""
     try:
-        code = app(standalone_mode=False)
+        code = app(args=results.sql_arguments(sys.argv[1:]), standalone_mode=False)
     except (HpsearchError, StorageError) as exc:
         if os.environ.get("HPSEARCH_DEBUG") == "1":
             raise
