@@ -24,6 +24,8 @@ def to_url(db: str) -> str:
     """A plain path becomes an SQLite URL; anything with '://' is taken as an SQLAlchemy URL."""
     if "://" in db:
         return db
+    if db == ":memory:":  # SQLite's name for an in-memory database, not a file name
+        return "sqlite://"
     return f"sqlite:///{Path(db).expanduser().absolute()}"
 
 
@@ -71,11 +73,28 @@ def _set_sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped
     cursor.close()
 
 
+def in_memory(url: URL) -> bool:
+    """An SQLite database that lives only as long as its connection."""
+    if url.get_backend_name() != "sqlite":
+        return False
+    database = url.database or ""
+    return (
+        database in ("", ":memory:")
+        or "mode=memory" in database
+        or (url.query.get("mode") == "memory")
+    )
+
+
 def _check_sqlite_path(db: str, url_text: str) -> None:
     url = parse_url(url_text)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+    if in_memory(url):
+        raise StorageError(
+            f"{db}: an in-memory database keeps nothing once hpsearch exits: "
+            "give a file (e.g. --db results.db) or a server URL"
+        )
+    if url.get_backend_name() != "sqlite":
         return
-    path = Path(url.database)
+    path = Path(url.database or "")
     if not path.parent.is_dir():
         raise StorageError(f"{db}: directory {path.parent} does not exist: create it or pick --db")
     if path.exists() and not os.access(path, os.W_OK):
@@ -88,16 +107,19 @@ def open_engine(db: str) -> Engine:
     """Open (creating if new) a writable hpsearch database and check its schema version."""
     url_text = to_url(db)
     name = masked(db)
-    parse_url(db)
     _check_sqlite_path(name, url_text)
     try:
         engine = create_engine(url_text)
     except (ArgumentError, ImportError) as exc:
         raise StorageError(f"{name}: not a usable database URL ({masked(str(exc))})") from None
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _set_sqlite_pragmas)
     try:
-        _ensure_schema(engine, name)
+        # An existing database is checked before anything (a pragma too) is written to it.
+        exists = _check_existing(engine, name)
+        if engine.dialect.name == "sqlite":
+            engine.dispose()
+            event.listen(engine, "connect", _set_sqlite_pragmas)
+        if not exists:
+            _create_schema(engine)
     except SQLAlchemyError as exc:
         engine.dispose()
         raise StorageError(f"{name}: cannot open database: {reason(exc)}") from None
@@ -121,17 +143,18 @@ def reason(exc: SQLAlchemyError) -> str:
     return masked(" ".join(message.split()))
 
 
-def _ensure_schema(engine: Engine, db: str) -> None:
+def _check_existing(engine: Engine, db: str) -> bool:
+    """Whether the database has tables; if it has, they must be hpsearch's, at our version."""
     tables = set(inspect(engine).get_table_names())
     if not tables:
-        _create_schema(engine)
-        return
+        return False
     if Meta.__tablename__ not in tables:
         raise StorageError(
             f"{db}: not an hpsearch database (it has tables but no {Meta.__tablename__}): "
             "pick another --db"
         )
     check_version(engine, db)
+    return True
 
 
 def _create_schema(engine: Engine) -> None:
@@ -146,7 +169,13 @@ def _create_schema(engine: Engine) -> None:
 def check_version(engine: Engine, db: str) -> None:
     with engine.connect() as conn:
         found = conn.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar()
-    version = int(found) if found is not None else 0
+    try:
+        version = int(found) if found is not None else 0
+    except ValueError:
+        raise SchemaVersionError(
+            f"{db}: unreadable schema version {found!r} in {Meta.__tablename__}: "
+            "not written by hpsearch, or damaged: pick another --db"
+        ) from None
     if version > SCHEMA_VERSION:
         raise SchemaVersionError(
             f"{db}: schema version {version} is newer than this hpsearch reads "

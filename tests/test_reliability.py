@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +178,125 @@ def test_a_query_from_stdin(results_db: Path) -> None:
         timeout=120,
     )
     assert (done.returncode, done.stdout) == (0, "two\n2\n"), done.stderr
+
+
+# -- case 3: in-memory databases ------------------------------------------------------------
+@pytest.mark.parametrize("db", ["sqlite://", ":memory:", "sqlite:///:memory:"])
+def test_a_stage_refuses_an_in_memory_database(db: str, spec: Path, tmp_path: Path) -> None:
+    """A whole stage used to run into it and exit 0 with nothing kept."""
+    done = run_cli("coarse", "study.toml", "--db", db, cwd=tmp_path)
+    line = assert_one_line(done)
+    assert "in-memory database keeps nothing" in line and "--db results.db" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.toml"]  # no file ':memory:'
+
+
+# -- case 11: validation before anything starts ---------------------------------------------
+BAD_SPECS = {
+    "overflowing width": ("x = { type = 'uniform', low = -1e308, high = 1e308 }", "space.x"),
+    "widening overflows": ("x = { type = 'uniform', low = -1e300, high = 1e308 }", "space.x"),
+    "log range too wide": ("x = { type = 'loguniform', low = 1e-300, high = 1e300 }", "space.x"),
+    "nan choice": ("x = { type = 'choice', values = [nan, 1.0] }", "finite"),
+    "inf choice": ("x = { type = 'choice', values = [inf, 1.0] }", "finite"),
+    "bool and int": ("x = { type = 'choice', values = [1, true] }", "mix booleans and numbers"),
+    "equal numbers": ("x = { type = 'choice', values = [1, 1.0] }", "distinct"),
+    "issue example": ("x = { type = 'choice', values = [nan, inf, 1, true] }", "space.x"),
+}
+
+
+def write_spec(directory: Path, space: str, fixed: str = "") -> Path:
+    text = SPEC.replace('x = { type = "uniform", low = 0.0, high = 1.0 }', space)
+    path = directory / "bad.toml"
+    path.write_text(text.replace("[space]", f"[fixed]\n{fixed}\n\n[space]") if fixed else text)
+    return path
+
+
+@pytest.fixture
+def existing_db(tmp_path: Path) -> Path:
+    """An hpsearch database in rollback-journal mode: a WAL switch would change its bytes."""
+    path = tmp_path / "existing.db"
+    Store(str(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode = DELETE")
+    return path
+
+
+def assert_untouched(db: Path, before: bytes) -> None:
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in db.parent.glob(db.name + "*")) == [db.name]  # no -wal/-shm
+
+
+@pytest.mark.parametrize("case", list(BAD_SPECS), ids=list(BAD_SPECS))
+def test_a_bad_range_or_choice_is_refused_before_anything_starts(
+    case: str, existing_db: Path
+) -> None:
+    space, expected = BAD_SPECS[case]
+    write_spec(existing_db.parent, space)
+    before = existing_db.read_bytes()
+    # A bad --address too: the spec is checked before the cluster and the database.
+    done = run_cli(
+        "coarse", "bad.toml", "--db", str(existing_db), "--address", "127.0.0.1:1",
+        cwd=existing_db.parent,
+    )  # fmt: skip
+    line = assert_one_line(done)
+    assert line.startswith("hpsearch: error: bad.toml: space.x") and expected in line
+    assert_untouched(existing_db, before)
+
+
+@pytest.mark.parametrize(
+    "fixed, key",
+    [
+        ("when = 2024-01-01T00:00:00", "fixed.when"),
+        ("day = 2024-01-01", "fixed.day"),
+        ("nested = { at = 12:30:00 }", "fixed.nested.at"),
+        ("limits = [1.0, nan]", "fixed.limits[1]"),
+    ],
+)
+def test_a_fixed_value_json_cannot_store_is_refused(
+    fixed: str, key: str, existing_db: Path
+) -> None:
+    write_spec(existing_db.parent, 'x = { type = "uniform", low = 0.0, high = 1.0 }', fixed)
+    before = existing_db.read_bytes()
+    done = run_cli("coarse", "bad.toml", "--db", str(existing_db), cwd=existing_db.parent)
+    assert assert_one_line(done).startswith(f"hpsearch: error: bad.toml: {key}: ")
+    assert_untouched(existing_db, before)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("coarse", "study.toml"),
+        ("show", "reliability"),
+        ("sql", "SELECT 1"),
+        ("trials", "reliability"),
+    ],
+    ids=lambda c: c[0],
+)
+def test_an_unreadable_schema_version_is_one_line_and_changes_nothing(
+    command: tuple[str, ...], existing_db: Path, spec: Path
+) -> None:
+    with sqlite3.connect(existing_db) as conn:
+        conn.execute("UPDATE hpsearch_meta SET value = 'abc' WHERE key = 'schema_version'")
+    before = existing_db.read_bytes()
+    done = run_cli(*command, "--db", str(existing_db), cwd=existing_db.parent)
+    assert "unreadable schema version 'abc'" in assert_one_line(done)
+    assert_untouched(existing_db, before)
+
+
+# -- case 12: the cluster address is checked before the database is opened ------------------
+def test_a_bad_address_creates_no_database(spec: Path, tmp_path: Path) -> None:
+    done = run_cli(
+        "coarse", "study.toml", "--db", "new.db", "--address", "127.0.0.1:1", cwd=tmp_path
+    )
+    assert "--address 127.0.0.1:1" in assert_one_line(done)
+    assert not (tmp_path / "new.db").exists()
+
+
+def test_a_bad_address_leaves_an_existing_database_untouched(existing_db: Path) -> None:
+    (existing_db.parent / "study.toml").write_text(SPEC)
+    before = existing_db.read_bytes()
+    done = run_cli(
+        "coarse", "study.toml", "--db", str(existing_db), "--address", "127.0.0.1:1",
+        cwd=existing_db.parent,
+    )  # fmt: skip
+    assert "--address 127.0.0.1:1" in assert_one_line(done)
+    assert_untouched(existing_db, before)

@@ -45,10 +45,14 @@ from hpsearch.spec import StudySpec, load_spec
 from storage import DEFAULT_DB, StageRecord, Store, StudyRecord
 
 
-def open_study_inputs(spec_path: Path, db: str) -> tuple[StudySpec, Store]:
-    """Validate everything a stage needs before Ray starts: spec, trainable, database."""
+def open_study_inputs(
+    spec_path: Path, db: str, address: str | None = None
+) -> tuple[StudySpec, Store]:
+    """Validate everything a stage needs before Ray starts: spec, trainable, cluster address,
+    database; a bad address fails before the database is created or opened."""
     spec = load_spec(spec_path)
     resolve(spec.trainable, spec.directory.resolve())
+    check_cluster(address)
     return spec, Store(db)
 
 
@@ -99,7 +103,7 @@ def coarse(
     widen: WidenOpt = False,
 ) -> None:
     """Run (or resume) a coarse stage: many short trials over the spec's ranges."""
-    study_spec, store = open_study_inputs(spec, db)
+    study_spec, store = open_study_inputs(spec, db, address)
     n_trials, n_epochs = trials or study_spec.coarse.trials, epochs or study_spec.coarse.epochs
     if widen:
         plan = next_plan(store, study_spec, "coarse", trials=n_trials, epochs=n_epochs, seed=seed)
@@ -125,7 +129,7 @@ def fine(
     quiet: QuietOpt = False,
 ) -> None:
     """Run (or resume) a fine stage: fewer, longer trials on the ranges a stage proposed."""
-    study_spec, store = open_study_inputs(spec, db)
+    study_spec, store = open_study_inputs(spec, db, address)
     plan = next_plan(
         store,
         study_spec,
