@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -300,3 +303,65 @@ def test_a_bad_address_leaves_an_existing_database_untouched(existing_db: Path) 
     )  # fmt: skip
     assert "--address 127.0.0.1:1" in assert_one_line(done)
     assert_untouched(existing_db, before)
+
+
+def test_submit_refuses_a_working_dir_over_the_upload_limit_before_zipping(
+    spec: Path, tmp_path: Path
+) -> None:
+    """Ray's dashboard takes 100 MiB: a larger dir used to be zipped, uploaded, then refused."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(data / "train.npy", "wb") as handle:  # sparse: 101 MiB without writing them
+        handle.truncate(101 * 1024 * 1024)
+    done = run_cli(
+        "submit", "study.toml", "coarse", "--address", "http://127.0.0.1:1", cwd=tmp_path
+    )
+    line = assert_one_line(done)
+    assert "101.0 MiB of files to upload, over the 100 MiB" in line
+    assert "largest: data/train.npy (101.0 MiB)" in line
+
+
+def test_submit_does_not_count_what_is_not_uploaded(spec: Path, tmp_path: Path) -> None:
+    (tmp_path / ".rayignore").write_text("data/\n")
+    (tmp_path / "data").mkdir()
+    for name in ("data/train.npy", "results.db"):  # .rayignore, and hpsearch's own excludes
+        with open(tmp_path / name, "wb") as handle:
+            handle.truncate(101 * 1024 * 1024)
+    done = run_cli(
+        "submit", "study.toml", "coarse", "--address", "http://127.0.0.1:1", cwd=tmp_path
+    )
+    assert "no Ray dashboard reachable" in assert_one_line(done)
+
+
+@pytest.fixture
+def web_server(tmp_path: Path) -> Iterator[str]:
+    """A plain web server on 127.0.0.1 (not Ray): what a wrong port often reaches."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.kill()
+        server.wait()
+
+
+@pytest.mark.parametrize("command", [("list",), ("status", "raysubmit_1"), ("logs", "x")])
+def test_jobs_against_a_web_server_that_is_not_ray(
+    command: tuple[str, ...], web_server: str, tmp_path: Path
+) -> None:
+    done = run_cli("jobs", *command, "--address", web_server, cwd=tmp_path)
+    line = assert_one_line(done)
+    assert "a web server answers there, but not Ray's dashboard" in line
+    assert "1.9" not in line
