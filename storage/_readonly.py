@@ -119,12 +119,16 @@ class _Stop:
             )
 
 
-def leading_keyword(sql: str) -> str:
-    """The statement's first keyword (after comments), upper case: 'SELECT', 'VACUUM', ..."""
+def without_leading_comments(sql: str) -> str:
     rest = sql
     while (m := _COMMENT.match(rest)) is not None:
         rest = rest[m.end() :]
-    word = re.match(r"\s*([A-Za-z]+)", rest)
+    return rest
+
+
+def leading_keyword(sql: str) -> str:
+    """The statement's first keyword (after comments), upper case: 'SELECT', 'VACUUM', ..."""
+    word = re.match(r"\s*([A-Za-z]+)", without_leading_comments(sql))
     return word.group(1).upper() if word else ""
 
 
@@ -372,3 +376,5 @@ def run_sql(db: str, sql: str) -> QueryResult:
 def check_query(sql: str) -> None:
     if not sql.strip():
         raise StorageError("sql: the query is empty")
+    if not without_leading_comments(sql).strip():
+        raise StorageError("sql: the query is only a comment: no statement to run")

@@ -164,12 +164,27 @@ def test_a_table_shows_the_first_rows_of_an_endless_query(results_db: Path) -> N
         ("sql", "-- the best\nSELECT 1 AS one"),
         ("sql", "--format", "json", "-- the best\nSELECT 1 AS one"),
         ("sql", "-- the best\nSELECT 1 AS one", "--format", "json"),
+        ("sql", "-- the best\\nSELECT 1 AS one"),  # as typed in a shell: a backslash and an n
+        ("sql", "-- the best\\n-- of all\\nSELECT 1 AS one"),
     ],
 )
 def test_a_query_may_start_with_a_comment(args: tuple[str, ...], results_db: Path) -> None:
     done = run_cli(*args, "--db", str(results_db), "-f", "json", cwd=results_db.parent)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [{"one": 1}]
+
+
+def test_a_backslash_n_in_the_sql_itself_is_left_alone(results_db: Path) -> None:
+    done = run_cli(
+        "sql", "-- c\\nSELECT 'a\\nb' AS t", "--db", str(results_db), "-f", "json",
+        cwd=results_db.parent,
+    )  # fmt: skip
+    assert json.loads(done.stdout) == [{"t": "a\\nb"}], done.stderr
+
+
+def test_a_query_that_is_only_a_comment_is_refused(results_db: Path) -> None:
+    done = run_cli("sql", "-- SELECT 1", "--db", str(results_db), cwd=results_db.parent)
+    assert "only a comment" in assert_one_line(done)
 
 
 def test_a_query_from_stdin(results_db: Path) -> None:

@@ -165,7 +165,7 @@ def sql(
 
     Rows stream to the output (a table shows the first 10000); Ctrl-C stops the query.
     """
-    query = sys.stdin.read() if query == "-" else query
+    query = sys.stdin.read() if query == "-" else comment_line_breaks(query)
     check_query(query)
     try:
         with read_only(db) as reader, _interrupt_on_ctrl_c(reader):
@@ -191,6 +191,23 @@ def _interrupt_on_ctrl_c(reader: Reader) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def comment_line_breaks(query: str) -> str:
+    """`hpsearch sql "-- note\\nSELECT 1"`: in a shell's double quotes `\\n` stays a backslash
+    and an n, which would make the whole query one comment. In the leading `--` comments only
+    (never in the SQL itself, where it may be data), it ends the comment line, as meant."""
+    done: list[str] = []
+    rest = query
+    while rest.lstrip().startswith("--"):
+        line, newline, rest = rest.partition("\n")
+        comment, escaped, after = line.partition("\\n")
+        done.append(comment)
+        if escaped:
+            rest = after + newline + rest
+        elif not newline:
+            return query  # nothing but comments: left as typed
+    return "\n".join([*done, rest])
 
 
 def sql_arguments(args: list[str]) -> list[str]:
