@@ -224,7 +224,7 @@ class Reader:
         try:
             while rows := cursor.fetchmany(FETCH_ROWS):
                 self._stop.check()
-                yield from (tuple(row) for row in rows)
+                yield from rows if self.dialect == "sqlite" else map(tuple, rows)
         except (SQLAlchemyError, sqlite3.Error) as exc:
             raise self._stopped_or(exc) from None
         finally:
