@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -17,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from hpsearch.errors import SpecError
 from hpsearch.runtime.jobs import plan_job
-from storage import Store
+from hpsearch.spec import load_spec
+from storage import Store, describe, masked
 from tests.conftest import run_cli
 
 SECRET = "secretpw"
@@ -75,6 +78,21 @@ def test_no_command_prints_the_database_password(
     line = assert_one_line(done)
     assert SECRET not in done.stdout + done.stderr
     assert "u:***@127.0.0.1" in line or "127.0.0.1:1" in line
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        (SECRET_URL, "postgresql://u:***@127.0.0.1:1/db"),
+        (f"mysql+pymysql://root:{SECRET}@db:3306/x?charset=utf8", "mysql+pymysql://root:***@db"),
+        (f"failed: 'postgresql://u:{SECRET}@h/db' and 'mysql://a:{SECRET}@h/d'", "a:***@h/d"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),  # no password: unchanged
+        ("results.db", "results.db"),
+    ],
+)
+def test_masked_hides_every_password_in_a_text(text: str, shown: str) -> None:
+    assert SECRET not in masked(text) and shown in masked(text)
+    assert SECRET not in describe(text)
 
 
 def test_a_password_from_the_environment_is_masked_too(spec: Path, tmp_path: Path) -> None:
@@ -243,39 +261,51 @@ def assert_untouched(db: Path, before: bytes) -> None:
     assert sorted(p.name for p in db.parent.glob(db.name + "*")) == [db.name]  # no -wal/-shm
 
 
+BAD_FIXED = {
+    "datetime": ("when = 2024-01-01T00:00:00", "fixed.when"),
+    "date": ("day = 2024-01-01", "fixed.day"),
+    "nested time": ("nested = { at = 12:30:00 }", "fixed.nested.at"),
+    "nan in a list": ("limits = [1.0, nan]", "fixed.limits[1]"),
+}
+
+
 @pytest.mark.parametrize("case", list(BAD_SPECS), ids=list(BAD_SPECS))
-def test_a_bad_range_or_choice_is_refused_before_anything_starts(
-    case: str, existing_db: Path
-) -> None:
+def test_a_bad_range_or_choice_is_a_spec_error(case: str, tmp_path: Path) -> None:
     space, expected = BAD_SPECS[case]
-    write_spec(existing_db.parent, space)
+    with pytest.raises(SpecError, match=r"^bad\.toml: space\.x: ") as error:
+        load_spec(write_spec(tmp_path, space))
+    assert expected in str(error.value)
+
+
+@pytest.mark.parametrize("case", list(BAD_FIXED), ids=list(BAD_FIXED))
+def test_a_fixed_value_json_cannot_store_is_a_spec_error(case: str, tmp_path: Path) -> None:
+    fixed, key = BAD_FIXED[case]
+    space = 'x = { type = "uniform", low = 0.0, high = 1.0 }'
+    with pytest.raises(SpecError, match=rf"^bad\.toml: {re.escape(key)}: "):
+        load_spec(write_spec(tmp_path, space, fixed))
+
+
+@pytest.mark.parametrize(
+    "space, fixed",
+    [
+        (BAD_SPECS["issue example"][0], ""),
+        (BAD_SPECS["overflowing width"][0], ""),
+        ('x = { type = "uniform", low = 0.0, high = 1.0 }', BAD_FIXED["datetime"][0]),
+    ],
+    ids=["choice", "range", "fixed"],
+)
+def test_a_bad_spec_stops_the_cli_before_the_cluster_and_the_database(
+    space: str, fixed: str, existing_db: Path
+) -> None:
+    """These used to fail with a traceback after Ray had started, leaving a study row behind."""
+    write_spec(existing_db.parent, space, fixed)
     before = existing_db.read_bytes()
     # A bad --address too: the spec is checked before the cluster and the database.
     done = run_cli(
         "coarse", "bad.toml", "--db", str(existing_db), "--address", "127.0.0.1:1",
         cwd=existing_db.parent,
     )  # fmt: skip
-    line = assert_one_line(done)
-    assert line.startswith("hpsearch: error: bad.toml: space.x") and expected in line
-    assert_untouched(existing_db, before)
-
-
-@pytest.mark.parametrize(
-    "fixed, key",
-    [
-        ("when = 2024-01-01T00:00:00", "fixed.when"),
-        ("day = 2024-01-01", "fixed.day"),
-        ("nested = { at = 12:30:00 }", "fixed.nested.at"),
-        ("limits = [1.0, nan]", "fixed.limits[1]"),
-    ],
-)
-def test_a_fixed_value_json_cannot_store_is_refused(
-    fixed: str, key: str, existing_db: Path
-) -> None:
-    write_spec(existing_db.parent, 'x = { type = "uniform", low = 0.0, high = 1.0 }', fixed)
-    before = existing_db.read_bytes()
-    done = run_cli("coarse", "bad.toml", "--db", str(existing_db), cwd=existing_db.parent)
-    assert assert_one_line(done).startswith(f"hpsearch: error: bad.toml: {key}: ")
+    assert assert_one_line(done).startswith("hpsearch: error: bad.toml: ")
     assert_untouched(existing_db, before)
 
 
