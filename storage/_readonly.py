@@ -182,12 +182,17 @@ class Reader:
     def interrupt(self) -> None:
         """Stop the running `stream` query (safe in a SIGINT handler): it raises KeyboardInterrupt.
 
-        SQLite checks between VM steps; a server database's driver is interrupted by the
-        KeyboardInterrupt raised here and cancels the query on the server.
+        SQLite's progress handler sees the flag between VM steps; psycopg's `cancel()` asks
+        the server to cancel the statement. A driver without `cancel()` gets the
+        KeyboardInterrupt raised here.
         """
         self._stop.interrupted = True
-        if self.dialect != "sqlite":
+        if self.dialect == "sqlite":
+            return
+        cancel = getattr(self.conn.connection.driver_connection, "cancel", None)
+        if cancel is None:
             raise KeyboardInterrupt
+        cancel()
 
     def _arm(self, sql: str) -> None:
         if self._guard is not None:
