@@ -180,7 +180,8 @@ class Reader:
         return self.conn.dialect.name
 
     def interrupt(self) -> None:
-        """Stop the running `stream` query (safe in a SIGINT handler): it raises KeyboardInterrupt.
+        """Stop the running `stream` query, which then raises KeyboardInterrupt (call it from a
+        SIGINT handler).
 
         SQLite's progress handler sees the flag between VM steps; psycopg's `cancel()` asks
         the server to cancel the statement. A driver without `cancel()` gets the
@@ -214,6 +215,8 @@ class Reader:
                 cursor: Any = raw.cursor()  # type: ignore[union-attr]
                 cursor.execute(sql)
                 columns = [d[0] for d in cursor.description or ()]
+                if not columns:
+                    cursor.close()
             else:
                 self._server_timeout(timeout)
                 options = {"no_parameters": True, "stream_results": True}
