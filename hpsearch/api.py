@@ -122,9 +122,12 @@ class Study:
         cls,
         spec: str | os.PathLike[str] | Mapping[str, Any],
         db: str | os.PathLike[str] = DEFAULT_DB,
+        *,
+        address: str | None = None,
     ) -> Study:
         """From a TOML file, or a dict with the TOML's keys (whose `trainable` may be a
-        generator function); checked like the CLI checks it before anything runs."""
+        generator function); checked like the CLI checks it before anything runs. With
+        `address`, that Ray cluster is checked before the database is opened or created."""
         if isinstance(spec, str | os.PathLike):
             study_spec = load_spec(Path(spec))
         elif isinstance(spec, Mapping):
@@ -133,6 +136,7 @@ class Study:
             raise SpecError(f"spec: must be a TOML file path or a dict, got {type(spec).__name__}")
         if study_spec.function is None:
             resolve(study_spec.trainable, study_spec.directory.resolve())
+        check_cluster(address)
         return cls(study_spec, db)
 
     @property

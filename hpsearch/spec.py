@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import math
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +149,7 @@ def parse_spec(data: dict[str, Any], path: Path) -> StudySpec:
         raise check.fail("seed", f"must be an integer >= 0, got {seed!r}")
     space = _parse_space(check, check.table(data, "space"))
     fixed = check.table(data, "fixed", required=False)
+    _check_json(check, "fixed", fixed)
     for name in fixed:
         if name in space.dimensions:
             raise check.fail(f"fixed.{name}", "is also in [space]: keep it in one of the two")
@@ -219,6 +222,22 @@ def _parse_space(check: _Checker, data: dict[str, Any]) -> Space:
     return Space(dims)
 
 
+def _check_json(check: _Checker, key: str, value: Any) -> None:
+    """`[fixed]` is stored as JSON: no dates or times, no NaN or infinity."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _check_json(check, f"{key}.{name}", item)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json(check, f"{key}[{i}]", item)
+    elif isinstance(value, datetime.date | datetime.time):
+        raise check.fail(
+            key, f"dates and times cannot be stored: write it as a string, got {value}"
+        )
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise check.fail(key, f"must be a finite number (stored as JSON), got {value}")
+
+
 def _choice(check: _Checker, key: str, entry: dict[str, Any]) -> Choice:
     check.no_unknown(entry, CHOICE_KEYS, f"{key}.")
     values = entry.get("values")
@@ -227,7 +246,13 @@ def _choice(check: _Checker, key: str, entry: dict[str, Any]) -> Choice:
     for value in values:
         if not isinstance(value, str | int | float | bool):
             raise check.fail(key, f"choice values must be strings or numbers, got {value!r}")
-    if len({repr(v) for v in values}) != len(values):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise check.fail(key, f"choice values must be finite numbers, got {value}")
+    if any(isinstance(v, bool) for v in values) and any(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values
+    ):  # stored as numbers, true would come back as 1
+        raise check.fail(key, f"choice values mix booleans and numbers: pick one, got {values!r}")
+    if len({repr(v) for v in values}) != len(values) or len(set(values)) != len(values):
         raise check.fail(key, f"choice values must be distinct, got {values!r}")
     return Choice(tuple(values))
 
@@ -247,6 +272,12 @@ def _numeric(check: _Checker, key: str, entry: dict[str, Any]) -> Numeric:
         raise check.fail(key, f"{kind} needs low > 0, got low={low}")
     if low >= high:
         raise check.fail(key, f"needs low < high, got low={low} high={high}")
+    if not _widenable(kind, low, high):
+        raise check.fail(
+            key,
+            "range too wide for floating point (high - low, and the range widened by twice "
+            f"that on each side as --widen may, must stay finite), got low={low} high={high}",
+        )
     if minimum is not None and minimum > low:
         raise check.fail(key, f"needs min <= low, got min={minimum} low={low}")
     if maximum is not None and maximum < high:
@@ -256,6 +287,18 @@ def _numeric(check: _Checker, key: str, entry: dict[str, Any]) -> Numeric:
     if kind.endswith("randint"):
         return Numeric(kind, int(low), int(high), _opt_int(minimum), _opt_int(maximum))
     return Numeric(kind, float(low), float(high), minimum, maximum)
+
+
+def _widenable(kind: str, low: float, high: float) -> bool:
+    """Whether the range, widened by twice its width on each side (the most a proposal
+    moves a flagged side: pad <= 2), is still made of finite numbers."""
+    if kind.startswith("log"):
+        low, high = math.log10(low), math.log10(high)
+    width = high - low
+    lowest, highest = low - 2 * width, high + 2 * width
+    if kind.startswith("log"):  # 10**x must neither overflow nor round to 0
+        return math.log10(sys.float_info.min) < lowest and highest < math.log10(sys.float_info.max)
+    return all(math.isfinite(v) for v in (width, lowest, highest))
 
 
 def _opt_int(value: float | None) -> int | None:

@@ -6,7 +6,7 @@ Knows nothing of Ray, the CLI or the search driver.
 from __future__ import annotations
 
 from storage._admin import SchemaStatus, Upgrade, schema_status, upgrade_schema
-from storage._engine import DEFAULT_DB, describe, to_url
+from storage._engine import DEFAULT_DB, describe, masked, parse_url, to_url
 from storage._errors import NotFoundError, SchemaVersionError, StorageError
 from storage._models import SCHEMA_VERSION
 from storage._queries import (
@@ -19,7 +19,7 @@ from storage._queries import (
     load_trials,
     metrics_wide,
 )
-from storage._readonly import QueryResult, read_only, run_sql
+from storage._readonly import QueryResult, QueryRows, Reader, check_query, read_only, run_sql
 from storage._records import (
     Batch,
     FlagRecord,
@@ -52,6 +52,8 @@ __all__ = [
     "NotFoundError",
     "QueryResult",
     "SchemaStatus",
+    "QueryRows",
+    "Reader",
     "SchemaVersionError",
     "StageKind",
     "StageRecord",
@@ -65,6 +67,7 @@ __all__ = [
     "TRIAL_COLUMNS",
     "TrialRecord",
     "Upgrade",
+    "check_query",
     "describe",
     "now",
     "find_study",
@@ -72,7 +75,9 @@ __all__ = [
     "load_stages",
     "load_summary",
     "load_trials",
+    "masked",
     "metrics_wide",
+    "parse_url",
     "read_only",
     "revision_id",
     "run_sql",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import URL, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,15 +25,35 @@ def to_url(db: str) -> str:
     """A plain path becomes an SQLite URL; anything with '://' is taken as an SQLAlchemy URL."""
     if "://" in db:
         return db
+    if db == ":memory:":  # SQLite's name for an in-memory database, not a file name
+        return "sqlite://"
     return f"sqlite:///{Path(db).expanduser().absolute()}"
+
+
+# `scheme://user:password@`, the password as SQLAlchemy's URL parser delimits it.
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+
+
+def masked(text: str) -> str:
+    """`text` with the password of every database URL in it replaced by `***`."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+def parse_url(db: str) -> URL:
+    """The SQLAlchemy URL of a --db value; a malformed one is a StorageError without password."""
+    try:
+        return make_url(to_url(db))
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        why = masked(str(exc))
+        raise StorageError(f"{masked(db)}: not a usable database URL ({why})") from None
 
 
 def describe(db: str) -> str:
     """How to name the database in messages: its path for SQLite, else the URL without password."""
     try:
-        url = make_url(to_url(db))
-    except ArgumentError:
-        return db
+        url = parse_url(db)
+    except StorageError:
+        return masked(db)
     if url.get_backend_name() == "sqlite":
         return url.database or ":memory:"
     return url.render_as_string(hide_password=True)
@@ -53,11 +74,28 @@ def sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
     cursor.close()
 
 
+def in_memory(url: URL) -> bool:
+    """An SQLite database that lives only as long as its connection."""
+    if url.get_backend_name() != "sqlite":
+        return False
+    database = url.database or ""
+    return (
+        database in ("", ":memory:")
+        or "mode=memory" in database
+        or (url.query.get("mode") == "memory")
+    )
+
+
 def _check_sqlite_path(db: str, url_text: str) -> None:
-    url = make_url(url_text)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+    url = parse_url(url_text)
+    if in_memory(url):
+        raise StorageError(
+            f"{db}: an in-memory database keeps nothing once hpsearch exits: "
+            "give a file (e.g. --db results.db) or a server URL"
+        )
+    if url.get_backend_name() != "sqlite":
         return
-    path = Path(url.database)
+    path = Path(url.database or "")
     if not path.parent.is_dir():
         raise StorageError(f"{db}: directory {path.parent} does not exist: create it or pick --db")
     if path.exists() and not os.access(path, os.W_OK):
@@ -69,21 +107,25 @@ def _check_sqlite_path(db: str, url_text: str) -> None:
 def open_engine(db: str) -> Engine:
     """Open (creating if new) a writable hpsearch database and check its schema version."""
     url_text = to_url(db)
-    _check_sqlite_path(db, url_text)
+    name = masked(db)
+    _check_sqlite_path(name, url_text)
     try:
         engine = create_engine(url_text)
     except (ArgumentError, ImportError) as exc:
-        raise StorageError(f"{db}: not a usable database URL ({exc})") from None
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", sqlite_pragmas)
+        raise StorageError(f"{name}: not a usable database URL ({masked(str(exc))})") from None
     try:
-        if _needs_schema(engine, db):
+        # An existing database is checked before anything (a pragma too) is written to it.
+        new = _needs_schema(engine, name)
+        if engine.dialect.name == "sqlite":
+            engine.dispose()
+            event.listen(engine, "connect", sqlite_pragmas)
+        if new:
             from storage._migrate import create_schema  # Alembic only for a new database
 
-            create_schema(url_text, db)
+            create_schema(url_text, name)
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise StorageError(f"{db}: cannot open database: {reason(exc)}") from None
+        raise StorageError(f"{name}: cannot open database: {reason(exc)}") from None
     except StorageError:
         engine.dispose()
         raise
@@ -98,9 +140,10 @@ def driver_error(exc: BaseException) -> BaseException:
 
 
 def reason(exc: SQLAlchemyError) -> str:
-    """The database's own message, on one line."""
+    """The database's own message, on one line, without passwords."""
     orig = driver_error(exc)
-    return str(orig) if orig is not exc else str(exc).splitlines()[0]
+    message = str(orig) if orig is not exc else str(exc).splitlines()[0]
+    return masked(" ".join(message.split()))
 
 
 def _needs_schema(engine: Engine, db: str) -> bool:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,6 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Connection, create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
@@ -26,6 +26,8 @@ from storage._engine import (
     BUSY_TIMEOUT_MS,
     describe,
     driver_error,
+    masked,
+    parse_url,
     reason,
     to_url,
 )
@@ -77,12 +79,56 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
 
-def leading_keyword(sql: str) -> str:
-    """The statement's first keyword (after comments), upper case: 'SELECT', 'VACUUM', ..."""
+@dataclass(frozen=True)
+class QueryRows:
+    """A running query: its columns, and its rows fetched in chunks as they are consumed."""
+
+    columns: list[str]
+    rows: Generator[tuple[Any, ...], None, None]  # close it when done early: it holds a cursor
+
+
+# How PostgreSQL and MySQL say that `_server_timeout` stopped a statement.
+_SERVER_TIMEOUTS = ("statement timeout", "maximum statement execution time exceeded")
+FETCH_ROWS = 1000  # rows per fetch: memory stays bounded however many rows a query returns
+PROGRESS_STEPS = 10_000  # SQLite VM steps between two checks for a stop (deadline or Ctrl-C)
+
+
+class _Stop:
+    """Why a running query should stop: a deadline, or `interrupt()` (e.g. from Ctrl-C)."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self._deadline = time.monotonic() + timeout if timeout else None
+        self.interrupted = False
+
+    @property
+    def expired(self) -> bool:
+        return self._deadline is not None and time.monotonic() > self._deadline
+
+    def __call__(self) -> int:
+        """SQLite's progress handler: non-zero aborts the running statement."""
+        return int(self.interrupted or self.expired)
+
+    def check(self, server_timed_out: bool = False) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
+        if self.expired or (server_timed_out and self.timeout):
+            raise StorageError(
+                f"sql: the query ran longer than --timeout {self.timeout:g} s and was stopped: "
+                "narrow it (a LIMIT, a WHERE) or raise --timeout (0: no limit)"
+            )
+
+
+def without_leading_comments(sql: str) -> str:
     rest = sql
     while (m := _COMMENT.match(rest)) is not None:
         rest = rest[m.end() :]
-    word = re.match(r"\s*([A-Za-z]+)", rest)
+    return rest
+
+
+def leading_keyword(sql: str) -> str:
+    """The statement's first keyword (after comments), upper case: 'SELECT', 'VACUUM', ..."""
+    word = re.match(r"\s*([A-Za-z]+)", without_leading_comments(sql))
     return word.group(1).upper() if word else ""
 
 
@@ -120,7 +166,8 @@ class _Guard:
 
 
 class Reader:
-    """One read-only connection; `query` runs a single statement and returns all its rows.
+    """One read-only connection; `query` runs a single statement and returns all its rows,
+    `stream` runs one with a time limit and hands its rows out in chunks.
 
     `schema_version` may be older than this hpsearch's (reading commands read old databases):
     a query of a newer table checks it first (e.g. `attempts` exists from version 2 on).
@@ -133,15 +180,88 @@ class Reader:
         self.db = db
         self._guard = guard
         self.schema_version = schema_version
+        self._stop = _Stop(None)
 
     @property
     def dialect(self) -> str:
         return self.conn.dialect.name
 
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
+    def interrupt(self) -> None:
+        """Stop the running `stream` query, which then raises KeyboardInterrupt (call it from a
+        SIGINT handler).
+
+        SQLite's progress handler sees the flag between VM steps; psycopg's `cancel()` asks
+        the server to cancel the statement. A driver without `cancel()` gets the
+        KeyboardInterrupt raised here.
+        """
+        self._stop.interrupted = True
+        if self.dialect == "sqlite":
+            return
+        cancel = getattr(self.conn.connection.driver_connection, "cancel", None)
+        if cancel is None:
+            raise KeyboardInterrupt
+        cancel()
+
+    def _arm(self, sql: str) -> None:
         if self._guard is not None:
             self._guard.keyword = leading_keyword(sql)
             self._guard.reason = None
+
+    def stream(self, sql: str, *, timeout: float | None = None) -> QueryRows:
+        """Run the user's statement; rows arrive as the iterator is consumed.
+
+        Past `timeout` seconds (from the start to the last row) the query stops with a
+        StorageError; after `interrupt()` with KeyboardInterrupt.
+        """
+        self._arm(sql)
+        self._stop = stop = _Stop(timeout)
+        try:
+            if self.dialect == "sqlite":
+                raw = self.conn.connection.driver_connection
+                raw.set_progress_handler(stop, PROGRESS_STEPS)  # type: ignore[union-attr]
+                cursor: Any = raw.cursor()  # type: ignore[union-attr]
+                cursor.execute(sql)
+                columns = [d[0] for d in cursor.description or ()]
+                if not columns:
+                    cursor.close()
+            else:
+                self._server_timeout(timeout)
+                options = {"no_parameters": True, "stream_results": True}
+                cursor = self.conn.execution_options(**options).exec_driver_sql(sql)
+                columns = list(cursor.keys()) if cursor.returns_rows else []
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise self._stopped_or(exc) from None
+        return QueryRows(columns, self._chunks(cursor if columns else None))
+
+    def _chunks(self, cursor: Any) -> Generator[tuple[Any, ...], None, None]:
+        if cursor is None:
+            return
+        try:
+            while rows := cursor.fetchmany(FETCH_ROWS):
+                self._stop.check()
+                yield from rows if self.dialect == "sqlite" else map(tuple, rows)
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise self._stopped_or(exc) from None
+        finally:
+            cursor.close()
+        self._stop.check()  # Ctrl-C after the last chunk still counts
+
+    def _stopped_or(self, exc: Exception) -> StorageError:
+        """Raise why the query was stopped, if it was; else the database's error to raise."""
+        self._stop.check(server_timed_out=any(t in str(exc) for t in _SERVER_TIMEOUTS))
+        return self._error(exc)
+
+    def _server_timeout(self, timeout: float | None) -> None:
+        if not timeout:
+            return
+        ms = max(1, round(timeout * 1000))
+        if self.dialect == "postgresql":
+            self.conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+        elif self.dialect in ("mysql", "mariadb"):
+            self.conn.exec_driver_sql(f"SET SESSION max_execution_time = {ms}")
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
+        self._arm(sql)
         try:
             if self.dialect == "sqlite":
                 return self._query_sqlite(sql, params)
@@ -219,13 +339,10 @@ def read_only(db: str) -> Iterator[Reader]:
     """A read-only connection to an existing hpsearch database (never creates one)."""
     url_text = to_url(db)
     name = describe(db)
-    try:
-        url = make_url(url_text)
-    except ArgumentError as exc:
-        raise StorageError(f"{db}: not a usable database URL ({exc})") from None
+    url = parse_url(db)
     guard: _Guard | None = None
     if url.get_backend_name() == "sqlite":
-        path = _sqlite_path(db, url.database)
+        path = _sqlite_path(masked(db), url.database)
         sqlite_guard = guard = _Guard()
         engine = create_engine(
             "sqlite://", creator=lambda: _connect_sqlite(path, sqlite_guard), poolclass=NullPool
@@ -234,7 +351,7 @@ def read_only(db: str) -> Iterator[Reader]:
         try:
             engine = create_engine(url_text, poolclass=NullPool)
         except (ArgumentError, ImportError) as exc:
-            raise StorageError(f"{db}: not a usable database URL ({exc})") from None
+            raise StorageError(f"{name}: not a usable database URL ({masked(str(exc))})") from None
     try:
         with engine.connect() as conn:
             version = _check_hpsearch(conn, name)
@@ -268,7 +385,13 @@ def _begin_read_only(conn: Connection) -> None:
 
 def run_sql(db: str, sql: str) -> QueryResult:
     """Run one statement through a read-only connection; writes fail with a clear reason."""
-    if not sql.strip():
-        raise StorageError("sql: the query is empty")
+    check_query(sql)
     with read_only(db) as reader:
         return reader.query(sql)
+
+
+def check_query(sql: str) -> None:
+    if not sql.strip():
+        raise StorageError("sql: the query is empty")
+    if not without_leading_comments(sql).strip():
+        raise StorageError("sql: the query is only a comment: no statement to run")

@@ -15,7 +15,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer's
 from hpsearch.cli import check, db, jobs, plot, results, stages
 from hpsearch.cli.report import err
 from hpsearch.errors import HpsearchError
-from storage import StorageError
+from storage import StorageError, masked
 
 app = typer.Typer(
     help="Coarse-to-fine hyperparameter random search on Ray; every epoch in SQL.",
@@ -35,16 +35,16 @@ def _root() -> None:
 def main() -> None:
     """Entry point: user errors as one line, exit 2 (traceback only with HPSEARCH_DEBUG=1)."""
     try:
-        code = app(standalone_mode=False)
+        code = app(args=results.sql_arguments(sys.argv[1:]), standalone_mode=False)
     except (HpsearchError, StorageError) as exc:
         if os.environ.get("HPSEARCH_DEBUG") == "1":
             raise
-        err.print(f"hpsearch: error: {exc}", markup=False, soft_wrap=True)
+        err.print(f"hpsearch: error: {masked(str(exc))}", markup=False, soft_wrap=True)
         sys.exit(2)
     except NoArgsIsHelpError as exc:  # the help text was printed already
         sys.exit(exc.exit_code)
     except ClickException as exc:  # bad flag or value: one line, not typer's boxed usage
-        err.print(f"hpsearch: error: {_usage_error(exc)}", markup=False, soft_wrap=True)
+        err.print(f"hpsearch: error: {masked(_usage_error(exc))}", markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Abort:
         err.print("hpsearch: aborted")

@@ -28,7 +28,7 @@ from hpsearch.cli.report import err, out
 from hpsearch.run_options import RunOptions
 from hpsearch.runtime import jobs
 from hpsearch.spec import load_spec
-from storage import DEFAULT_DB, StageKind
+from storage import DEFAULT_DB, StageKind, masked
 
 JobsAddressOpt = Annotated[
     str | None,
@@ -82,8 +82,11 @@ def submit(
     client = jobs.connect(address)
     job_id = jobs.submit(client, request)
     err.print(f"submitted job {job_id}: {request.entrypoint}", markup=False, soft_wrap=True)
+    where = "HPSEARCH_DB of the job, " if request.has_secret else ""
     err.print(
-        f"database: {request.db} (on the node that runs the job)", markup=False, soft_wrap=True
+        f"database: {masked(request.db)} ({where}on the node that runs the job)",
+        markup=False,
+        soft_wrap=True,
     )
     if no_wait:
         out.print(job_id, markup=False)

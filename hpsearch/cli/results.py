@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
+import os
+import signal
 import sys
+import textwrap
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -23,16 +30,20 @@ from storage import (
     DEFAULT_DB,
     TRIAL_COLUMNS,
     QueryResult,
+    Reader,
     Status,
+    check_query,
     load_metrics,
     load_trials,
-    run_sql,
+    read_only,
 )
 
 if TYPE_CHECKING:  # pandas is imported where used: it costs ~0.3 s at CLI start
     import pandas as pd
 
 STATUSES = tuple(Status)
+TABLE_ROWS = 10_000  # a table needs every row for its widths: sql shows at most these
+SQL_OPTIONS_WITH_VALUE = ("--db", "--format", "-f", "--timeout")
 TRIAL_VIEW = TRIAL_COLUMNS[: TRIAL_COLUMNS.index("epochs_run") + 1]  # the outcome, no times
 
 
@@ -60,20 +71,49 @@ def frame_result(frame: pd.DataFrame) -> QueryResult:
 
 def emit(result: QueryResult, form: Format, title: str | None = None) -> None:
     """Print rows as a rich table, CSV with a header row, or a JSON array of objects."""
+    emit_rows(result.columns, result.rows, form, title)
+
+
+def emit_rows(
+    columns: list[str],
+    rows: Iterable[tuple[Any, ...]],
+    form: Format,
+    title: str | None = None,
+    table_rows: int | None = None,
+) -> None:
+    """`emit` for rows that arrive one by one: CSV and JSON are written as they come; a
+    table, which needs all rows for its column widths, keeps at most `table_rows`."""
     if form is Format.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(result.columns)
-        writer.writerows([[_csv_cell(v) for v in row] for row in result.rows])
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_csv_cell(v) for v in row])
     elif form is Format.json:
-        records = [dict(zip(result.columns, map(plain, row), strict=True)) for row in result.rows]
-        sys.stdout.write(json.dumps(records, indent=1) + "\n")
+        _json_array(columns, rows)
     else:
-        table = _table(result, title)
+        kept = list(itertools.islice(rows, table_rows + 1)) if table_rows else list(rows)
+        more = table_rows is not None and len(kept) > table_rows
+        table = _table(QueryResult(columns, kept[:table_rows] if more else kept), title)
         if out.is_terminal:
             out.print(table)
         else:  # piped: as wide as the table needs, not 80 columns
             width = Console(width=100_000).measure(table).maximum
             Console(highlight=False, width=max(width, 20)).print(table)
+        if more:
+            err.print(
+                f"note: the first {table_rows} rows; more not fetched "
+                "(--format csv or json prints all)"
+            )
+
+
+def _json_array(columns: list[str], rows: Iterable[tuple[Any, ...]]) -> None:
+    """The text of `json.dumps(records, indent=1)`, one record at a time."""
+    first = True
+    for row in rows:
+        record = json.dumps(dict(zip(columns, map(plain, row), strict=True)), indent=1)
+        sys.stdout.write(("[\n" if first else ",\n") + textwrap.indent(record, " "))
+        first = False
+    sys.stdout.write("[]\n" if first else "\n]\n")
 
 
 def _csv_cell(value: Any) -> Any:
@@ -82,9 +122,8 @@ def _csv_cell(value: Any) -> Any:
 
 
 def _table(result: QueryResult, title: str | None) -> Table:
-    table = Table(
-        title=title, caption=f"{len(result.rows)} row{'' if len(result.rows) == 1 else 's'}"
-    )
+    caption = f"{len(result.rows)} row{'' if len(result.rows) == 1 else 's'}"
+    table = Table(title=title, caption=caption)
     for column in result.columns:
         table.add_column(column, overflow="fold")
     for row in result.rows:
@@ -99,13 +138,85 @@ def _check_status(status: str | None) -> None:
 
 def sql(
     query: Annotated[
-        str, typer.Argument(help="One SQL statement (read-only).", show_default=False)
+        str,
+        typer.Argument(
+            help="One SQL statement (read-only); - reads it from stdin.", show_default=False
+        ),
     ],
     db: ResultsDbOpt = DEFAULT_DB,
     form: FormatOpt = Format.table,
+    timeout: Annotated[
+        float, typer.Option(min=0, help="Stop the query after this many seconds (0: never).")
+    ] = 60.0,
 ) -> None:
-    """Run one read-only SQL query on the results; writes are refused and change nothing."""
-    emit(run_sql(db, query), form)
+    """Run one read-only SQL query on the results; writes are refused and change nothing.
+
+    Rows stream to the output (a table shows the first 10000); Ctrl-C stops the query.
+    """
+    query = sys.stdin.read() if query == "-" else comment_line_breaks(query)
+    check_query(query)
+    try:
+        with read_only(db) as reader, _interrupt_on_ctrl_c(reader):
+            result = reader.stream(query, timeout=timeout or None)
+            with closing(result.rows) as rows:
+                emit_rows(result.columns, rows, form, table_rows=TABLE_ROWS)
+    except KeyboardInterrupt:
+        err.print("hpsearch: interrupted: the query was stopped (the database is unchanged)")
+        raise typer.Exit(130) from None
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
+        raise typer.Exit(0) from None
+
+
+@contextmanager
+def _interrupt_on_ctrl_c(reader: Reader) -> Iterator[None]:
+    """Ctrl-C stops the running query, also while SQLite is busy inside one statement."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: reader.interrupt())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def comment_line_breaks(query: str) -> str:
+    """`hpsearch sql "-- note\\nSELECT 1"`: in a shell's double quotes `\\n` stays a backslash
+    and an n, which would make the whole query one comment. In the leading `--` comments only
+    (never in the SQL itself, where it may be data), it ends the comment line, as meant."""
+    done: list[str] = []
+    rest = query
+    while rest.lstrip().startswith("--"):
+        line, newline, rest = rest.partition("\n")
+        comment, escaped, after = line.partition("\\n")
+        done.append(comment)
+        if escaped:
+            rest = after + newline + rest
+        elif not newline:
+            return query  # nothing but comments: left as typed
+    return "\n".join([*done, rest])
+
+
+def sql_arguments(args: list[str]) -> list[str]:
+    """Let `hpsearch sql "-- a comment\nSELECT 1"` start with a comment.
+
+    click takes every argument that starts with '-' for an option; no option name holds
+    whitespace, so such an argument is the query: it moves behind `--` (the end of options).
+    """
+    if not args or args[0] != "sql" or "--" in args:
+        return args
+    queries = {
+        i
+        for i, arg in enumerate(args)
+        if arg.startswith("-")
+        and any(c.isspace() for c in arg)
+        and args[i - 1] not in SQL_OPTIONS_WITH_VALUE
+    }
+    if not queries:
+        return args
+    options = [arg for i, arg in enumerate(args) if i not in queries]
+    return [*options, "--", *(args[i] for i in sorted(queries))]
 
 
 def trials(

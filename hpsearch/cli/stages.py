@@ -50,9 +50,10 @@ from storage import (
 )
 
 
-def open_study(spec_path: Path, db: str) -> Study:
-    """Validate everything a stage needs before Ray starts: spec, trainable, database."""
-    return Study.from_spec(spec_path, db)
+def open_study(spec_path: Path, db: str, address: str | None) -> Study:
+    """Validate everything a stage needs before Ray starts: spec, trainable, cluster address,
+    database; a bad address fails before the database is created or opened."""
+    return Study.from_spec(spec_path, db, address=address)
 
 
 def ray_options(options: RunOptions) -> RayOptions:
@@ -150,7 +151,7 @@ def coarse(
         from_stage=None,
         top=None,
     )
-    execute_stage(open_study(spec, db), StageKind.COARSE, options)
+    execute_stage(open_study(spec, db, address), StageKind.COARSE, options)
 
 
 def fine(
@@ -183,7 +184,7 @@ def fine(
         from_stage=from_stage,
         top=top,
     )
-    execute_stage(open_study(spec, db), StageKind.FINE, options)
+    execute_stage(open_study(spec, db, address), StageKind.FINE, options)
 
 
 def show(study: StudyArg, db: ResultsDbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:

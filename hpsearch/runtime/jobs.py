@@ -27,7 +27,7 @@ from hpsearch.runtime.cluster import (
     first_line,
     use_token_auth_if_available,
 )
-from storage import StageKind
+from storage import StageKind, masked
 
 FINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
@@ -43,9 +43,21 @@ class JobRequest:
     options: tuple[str, ...]  # further CLI options, already as strings
 
     @property
+    def has_secret(self) -> bool:
+        """The database URL holds a password: it travels in the job's environment instead."""
+        return masked(self.db) != self.db
+
+    @property
     def entrypoint(self) -> str:
-        args = ["python", "-m", "hpsearch", self.command, self.spec.as_posix(), "--db", self.db]
-        return shlex.join([*args, *self.options])
+        """The job's command; shown by `hpsearch jobs list` and the dashboard to anyone."""
+        args = ["python", "-m", "hpsearch", self.command, self.spec.as_posix()]
+        db = [] if self.has_secret else ["--db", self.db]
+        return shlex.join([*args, *db, *self.options])
+
+    @property
+    def env_vars(self) -> dict[str, str]:
+        secret = {"HPSEARCH_DB": self.db} if self.has_secret else {}
+        return {"RAY_USAGE_STATS_ENABLED": "0", **secret}
 
 
 @dataclass(frozen=True)
@@ -75,7 +87,56 @@ def plan_job(
             f"{spec}: the spec must lie inside the uploaded working dir {root}: "
             "move it there or pick --working-dir"
         ) from None
+    check_upload_size(root)
     return JobRequest(kind.value, relative, root, _job_db(db), tuple(argv))
+
+
+MIB = 1024 * 1024
+
+
+def check_upload_size(root: Path) -> None:
+    """Refuse, before zipping, a working dir larger than the dashboard accepts.
+
+    Ray zips the dir and PUTs it to the dashboard, whose HTTP server takes at most
+    DASHBOARD_CLIENT_MAX_SIZE (100 MiB in Ray 2.60; the GCS's own 512 MiB cap comes after):
+    a larger zip fails with HTTP 413 after the whole upload. The files are counted
+    uncompressed, exactly those Ray would zip (our excludes, .gitignore, .rayignore).
+    """
+    from ray._private.ray_constants import DASHBOARD_CLIENT_MAX_SIZE as limit
+
+    files = upload_files(root)
+    total = sum(size for size, _ in files)
+    if total <= limit:
+        return
+    largest = ", ".join(
+        f"{path.relative_to(root)} ({size / MIB:.1f} MiB)"
+        for size, path in sorted(files, key=lambda f: f[0], reverse=True)[:3]
+    )
+    raise ClusterError(
+        f"--working-dir {root}: {total / MIB:.1f} MiB of files to upload, over the "
+        f"{limit / MIB:.0f} MiB a Ray cluster accepts for a job; largest: {largest}: move data "
+        "out of it (read it from a path every node sees), list it in .rayignore, "
+        "or pick a smaller --working-dir"
+    )
+
+
+def upload_files(root: Path) -> list[tuple[int, Path]]:
+    """(size, path) of every file Ray would upload as the job's working dir."""
+    from ray._private.ray_constants import RAY_RUNTIME_ENV_IGNORE_GITIGNORE
+    from ray._private.runtime_env.packaging import _dir_travel, _get_excludes
+
+    found: list[tuple[int, Path]] = []
+
+    def add(path: Path) -> None:
+        if path.is_file():
+            found.append((path.stat().st_size, path))
+
+    with_gitignore = os.environ.get(RAY_RUNTIME_ENV_IGNORE_GITIGNORE, "0") != "1"
+    excludes = [_get_excludes(root, list(UPLOAD_EXCLUDES))]
+    quiet = logging.getLogger("hpsearch.upload")  # not Ray's INFO line about .rayignore
+    quiet.setLevel(logging.WARNING)
+    _dir_travel(root, excludes, add, include_gitignore=with_gitignore, logger=quiet)
+    return found
 
 
 def _job_db(db: str) -> str:
@@ -105,9 +166,23 @@ def connect(address: str | None) -> Any:
     try:
         return JobSubmissionClient(address)
     except Exception as exc:  # noqa: BLE001 - the SDK raises bare Exception/ConnectionError
+        if _not_ray(exc):
+            raise ClusterError(
+                f"--address {address}: a web server answers there, but not Ray's dashboard "
+                "(no Ray Jobs API at /api/version): give the head's dashboard address, "
+                "http://HEAD:8265 by default"
+            ) from None
         text = str(exc).strip().splitlines()
         reason = text[0] if text else type(exc).__name__
         raise ClusterError(f"--address {address}: cannot reach Ray Jobs: {reason}") from None
+
+
+def _not_ray(exc: Exception) -> bool:
+    """The SDK's version check found no Ray there: a 404, or an answer that is not Ray's JSON.
+
+    (Its message would blame the cluster's Ray version, "Ray 1.9 or higher", for any of them.)
+    """
+    return "Version check returned 404" in str(exc) or isinstance(exc, ValueError | KeyError)
 
 
 def _check_http_reachable(address: str) -> None:
@@ -124,12 +199,12 @@ def submit(client: Any, request: JobRequest) -> str:
     runtime_env = {
         "working_dir": str(request.working_dir),
         "excludes": list(UPLOAD_EXCLUDES),
-        "env_vars": {"RAY_USAGE_STATS_ENABLED": "0"},
+        "env_vars": request.env_vars,
     }
     try:
         return str(client.submit_job(entrypoint=request.entrypoint, runtime_env=runtime_env))
     except Exception as exc:  # noqa: BLE001 - upload or HTTP errors, e.g. too large a dir
-        raise ClusterError(f"submitting the job failed: {first_line(exc)}") from None
+        raise ClusterError(f"submitting the job failed: {masked(first_line(exc))}") from None
 
 
 def follow(client: Any, job_id: str, write: Callable[[str], None], poll: float = 1.0) -> str:
@@ -180,8 +255,8 @@ def _row(job: Any) -> JobRow:
     return JobRow(
         job_id=job.submission_id or job.job_id or "",
         status=status,
-        entrypoint=job.entrypoint or "",
-        message=(job.message or "").strip(),
+        entrypoint=masked(job.entrypoint or ""),
+        message=masked((job.message or "").strip()),
         start_time=job.start_time / 1000 if job.start_time else None,
         end_time=job.end_time / 1000 if job.end_time else None,
     )
