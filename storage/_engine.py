@@ -19,22 +19,34 @@ BUSY_TIMEOUT_MS = 30_000
 DEFAULT_DB = "hpsearch.db"  # when neither --db nor HPSEARCH_DB names one
 
 
+# `postgresql://` (and libpq's `postgres://`) without a driver name means psycopg 3, the driver
+# of the `postgres` extra; SQLAlchemy's own default for it, psycopg2, is not a dependency.
+_DEFAULT_DRIVERS = {
+    "postgresql://": "postgresql+psycopg://",
+    "postgres://": "postgresql+psycopg://",
+}
+
+
 def to_url(db: str) -> str:
     """A plain path becomes an SQLite URL; anything with '://' is taken as an SQLAlchemy URL."""
-    if "://" in db:
-        return db
-    return f"sqlite:///{Path(db).expanduser().absolute()}"
+    if "://" not in db:
+        return f"sqlite:///{Path(db).expanduser().absolute()}"
+    for plain, with_driver in _DEFAULT_DRIVERS.items():
+        if db.startswith(plain):
+            return with_driver + db[len(plain) :]
+    return db
 
 
 def describe(db: str) -> str:
     """How to name the database in messages: its path for SQLite, else the URL without password."""
     try:
         url = make_url(to_url(db))
+        given = make_url(db) if "://" in db else url
     except ArgumentError:
-        return db
+        return db.split("@", 1)[-1] if "@" in db else db  # never echo a password
     if url.get_backend_name() == "sqlite":
         return url.database or ":memory:"
-    return url.render_as_string(hide_password=True)
+    return given.render_as_string(hide_password=True)
 
 
 _NEW_OR_OURS = f"SELECT count(*) = 0 OR sum(name = '{Meta.__tablename__}') > 0 FROM sqlite_master"
