@@ -106,9 +106,9 @@ def driver_error(exc: BaseException) -> BaseException:
 
 
 def reason(exc: SQLAlchemyError) -> str:
-    """The database's own message, on one line."""
+    """The database's own message, on one line (PostgreSQL's DETAIL lines joined to it)."""
     orig = driver_error(exc)
-    return str(orig) if orig is not exc else str(exc).splitlines()[0]
+    return " ".join(str(orig).split()) if orig is not exc else str(exc).splitlines()[0]
 
 
 def _ensure_schema(engine: Engine, db: str) -> None:

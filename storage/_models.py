@@ -122,7 +122,8 @@ class Flag(Base):
 
 _PARAMS_JSON = {
     "sqlite": "json_group_object(p.name, COALESCE(p.value, p.text))",
-    "postgresql": "json_object_agg(p.name, COALESCE(p.value::text, p.text))",
+    # to_jsonb keeps numbers numbers (value::text made them JSON strings)
+    "postgresql": "json_object_agg(p.name, COALESCE(to_jsonb(p.value), to_jsonb(p.text)))",
     "mysql": "json_objectagg(p.name, COALESCE(p.value, p.text))",
 }
 

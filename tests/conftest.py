@@ -117,3 +117,24 @@ def query(db: Path, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
     finally:
         conn.close()
+
+
+def db_rows(db: str, sql: str) -> list[tuple]:
+    """Rows of one query on any results database (path or URL), through a plain connection."""
+    engine = create_engine(storage_url(db), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+def db_execute(db: str, *statements: str) -> None:
+    """Change a results database behind hpsearch's back (to set up a broken or old one)."""
+    engine = create_engine(storage_url(db), poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
