@@ -34,10 +34,11 @@ def pg_server_url() -> str:
     return url
 
 
-def admin_sql(*statements: str) -> None:
-    """Run statements on the test server's own database, outside a transaction."""
+def admin_sql(*statements: str, database: str | None = None) -> None:
+    """Run statements as the test server's role (on its own database or `database`), autocommit."""
+    url = make_url(storage_url(pg_server_url()))
     engine = create_engine(
-        storage_url(pg_server_url()), isolation_level="AUTOCOMMIT", poolclass=NullPool
+        url.set(database=database or url.database), isolation_level="AUTOCOMMIT", poolclass=NullPool
     )
     try:
         with engine.connect() as conn:
@@ -62,6 +63,21 @@ def new_pg_database() -> str:
 
 def drop_pg_database(url: str) -> None:
     admin_sql(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+
+_SESSION_DATABASES: list[str] = []
+
+
+def session_pg_database() -> str:
+    """A new database on the test server that lives until the test session ends."""
+    url = new_pg_database()
+    _SESSION_DATABASES.append(url)
+    return url
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    while _SESSION_DATABASES:
+        drop_pg_database(_SESSION_DATABASES.pop())
 
 
 @pytest.fixture
