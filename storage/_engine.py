@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
@@ -77,21 +78,32 @@ def _check_sqlite_path(db: str, url_text: str) -> None:
         raise StorageError(f"{db}: directory {path.parent} is not writable: pick another --db")
 
 
+def new_engine(db: str, url_text: str, **kwargs: Any) -> Engine:
+    """`create_engine`, with a bad URL or a missing driver as one line (no password in it)."""
+    try:
+        return create_engine(url_text, **kwargs)
+    except ModuleNotFoundError as exc:
+        extra = " (pip install 'hpsearch[postgres]')" if exc.name == "psycopg" else ""
+        raise StorageError(
+            f"{describe(db)}: the database driver is not installed: no module {exc.name}{extra}"
+        ) from None
+    except (ArgumentError, ImportError) as exc:
+        raise StorageError(f"{describe(db)}: not a usable database URL ({exc})") from None
+
+
 def open_engine(db: str) -> Engine:
     """Open (creating if new) a writable hpsearch database and check its schema version."""
     url_text = to_url(db)
     _check_sqlite_path(db, url_text)
-    try:
-        engine = create_engine(url_text)
-    except (ArgumentError, ImportError) as exc:
-        raise StorageError(f"{db}: not a usable database URL ({exc})") from None
+    engine = new_engine(db, url_text)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _set_sqlite_pragmas)
+    name = describe(db)
     try:
-        _ensure_schema(engine, db)
+        _ensure_schema(engine, name)
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise StorageError(f"{db}: cannot open database: {reason(exc)}") from None
+        raise StorageError(f"{name}: cannot open database: {reason(exc)}") from None
     except StorageError:
         engine.dispose()
         raise

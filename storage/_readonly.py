@@ -36,6 +36,7 @@ from storage._engine import (
     check_version,
     describe,
     driver_error,
+    new_engine,
     reason,
     to_url,
 )
@@ -284,7 +285,7 @@ def read_only(db: str) -> Iterator[Reader]:
     try:
         url = make_url(url_text)
     except ArgumentError as exc:
-        raise StorageError(f"{db}: not a usable database URL ({exc})") from None
+        raise StorageError(f"{name}: not a usable database URL ({exc})") from None
     guard: _Guard | None = None
     if url.get_backend_name() == "sqlite":
         path = _sqlite_path(db, url.database)
@@ -293,12 +294,9 @@ def read_only(db: str) -> Iterator[Reader]:
             "sqlite://", creator=lambda: _connect_sqlite(path, sqlite_guard), poolclass=NullPool
         )
     else:
-        try:
-            engine = create_engine(
-                url_text, poolclass=NullPool, connect_args=_read_only_connect_args(url)
-            )
-        except (ArgumentError, ImportError) as exc:
-            raise StorageError(f"{db}: not a usable database URL ({exc})") from None
+        engine = new_engine(
+            db, url_text, poolclass=NullPool, connect_args=_read_only_connect_args(url)
+        )
     try:
         with engine.connect() as conn:
             _check_hpsearch(conn, name)
