@@ -123,7 +123,33 @@ def reason(exc: SQLAlchemyError) -> str:
     return " ".join(str(orig).split()) if orig is not exc else str(exc).splitlines()[0]
 
 
+# Any constant: the key of the PostgreSQL advisory lock held while one process creates tables.
+_SCHEMA_LOCK_KEY = 0x68707365  # "hpse"
+
+
+@contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    """On PostgreSQL, one process at a time checks and creates the schema: two drivers starting
+    on an empty database would otherwise both create it (one failing on duplicate types)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+            conn.commit()
+
+
 def _ensure_schema(engine: Engine, db: str) -> None:
+    with _schema_lock(engine):
+        _check_or_create_schema(engine, db)
+
+
+def _check_or_create_schema(engine: Engine, db: str) -> None:
     tables = set(inspect(engine).get_table_names())
     if not tables:
         _create_schema(engine)
