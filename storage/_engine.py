@@ -7,8 +7,9 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import URL, Engine, create_engine, event, inspect
+from sqlalchemy import URL, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,13 +22,24 @@ BUSY_TIMEOUT_MS = 30_000
 DEFAULT_DB = "hpsearch.db"  # when neither --db nor HPSEARCH_DB names one
 
 
+# `postgresql://` (and libpq's `postgres://`) without a driver name means psycopg 3, the driver
+# of the `postgres` extra; SQLAlchemy's own default for it, psycopg2, is not a dependency.
+_DEFAULT_DRIVERS = {
+    "postgresql://": "postgresql+psycopg://",
+    "postgres://": "postgresql+psycopg://",
+}
+
+
 def to_url(db: str) -> str:
     """A plain path becomes an SQLite URL; anything with '://' is taken as an SQLAlchemy URL."""
-    if "://" in db:
-        return db
     if db == ":memory:":  # SQLite's name for an in-memory database, not a file name
         return "sqlite://"
-    return f"sqlite:///{Path(db).expanduser().absolute()}"
+    if "://" not in db:
+        return f"sqlite:///{Path(db).expanduser().absolute()}"
+    for plain, with_driver in _DEFAULT_DRIVERS.items():
+        if db.startswith(plain):
+            return with_driver + db[len(plain) :]
+    return db
 
 
 # `scheme://user:password@`, the password as SQLAlchemy's URL parser delimits it.
@@ -52,11 +64,12 @@ def describe(db: str) -> str:
     """How to name the database in messages: its path for SQLite, else the URL without password."""
     try:
         url = parse_url(db)
-    except StorageError:
+        given = make_url(db) if "://" in db else url
+    except (StorageError, ArgumentError, ValueError):
         return masked(db)
     if url.get_backend_name() == "sqlite":
         return url.database or ":memory:"
-    return url.render_as_string(hide_password=True)
+    return given.render_as_string(hide_password=True)
 
 
 _NEW_OR_OURS = f"SELECT count(*) = 0 OR sum(name = '{Meta.__tablename__}') > 0 FROM sqlite_master"
@@ -104,25 +117,38 @@ def _check_sqlite_path(db: str, url_text: str) -> None:
         raise StorageError(f"{db}: directory {path.parent} is not writable: pick another --db")
 
 
+def new_engine(db: str, url_text: str, **kwargs: Any) -> Engine:
+    """`create_engine`, with a bad URL or a missing driver as one line (no password in it)."""
+    try:
+        return create_engine(url_text, **kwargs)
+    except ModuleNotFoundError as exc:
+        extra = " (pip install 'hpsearch[postgres]')" if exc.name == "psycopg" else ""
+        raise StorageError(
+            f"{describe(db)}: the database driver is not installed: no module {exc.name}{extra}"
+        ) from None
+    except (ArgumentError, ImportError) as exc:
+        raise StorageError(
+            f"{describe(db)}: not a usable database URL ({masked(str(exc))})"
+        ) from None
+
+
 def open_engine(db: str) -> Engine:
     """Open (creating if new) a writable hpsearch database and check its schema version."""
     url_text = to_url(db)
     name = masked(db)
     _check_sqlite_path(name, url_text)
-    try:
-        engine = create_engine(url_text)
-    except (ArgumentError, ImportError) as exc:
-        raise StorageError(f"{name}: not a usable database URL ({masked(str(exc))})") from None
+    engine = new_engine(db, url_text)
     try:
         # An existing database is checked before anything (a pragma too) is written to it.
-        new = _needs_schema(engine, name)
-        if engine.dialect.name == "sqlite":
-            engine.dispose()
-            event.listen(engine, "connect", sqlite_pragmas)
-        if new:
-            from storage._migrate import create_schema  # Alembic only for a new database
+        with _schema_lock(engine):
+            new = _needs_schema(engine, name)
+            if engine.dialect.name == "sqlite":
+                engine.dispose()
+                event.listen(engine, "connect", sqlite_pragmas)
+            if new:
+                from storage._migrate import create_schema  # Alembic only for a new database
 
-            create_schema(url_text, name)
+                create_schema(url_text, name)
     except SQLAlchemyError as exc:
         engine.dispose()
         raise StorageError(f"{name}: cannot open database: {reason(exc)}") from None
@@ -144,6 +170,27 @@ def reason(exc: SQLAlchemyError) -> str:
     orig = driver_error(exc)
     message = str(orig) if orig is not exc else str(exc).splitlines()[0]
     return masked(" ".join(message.split()))
+
+
+# Any constant: the key of the PostgreSQL advisory lock held while one process creates tables.
+_SCHEMA_LOCK_KEY = 0x68707365  # "hpse"
+
+
+@contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    """On PostgreSQL, one process at a time checks and creates the schema: two drivers starting
+    on an empty database would otherwise both create it (one failing on duplicate types)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+            conn.commit()
 
 
 def _needs_schema(engine: Engine, db: str) -> bool:

@@ -220,19 +220,26 @@ def _frame(reader: Reader, sql: str, params: dict[str, Any], columns: list[str])
     return pd.DataFrame.from_records(result.rows, columns=columns)
 
 
-def _wide_params(params: pd.DataFrame) -> pd.DataFrame:
-    """One column per parameter (in the order they were sampled); strings stay strings."""
+def _wide_params(params: pd.DataFrame, ranges_order: list[str]) -> pd.DataFrame:
+    """One column per parameter (in the spec's order); strings stay strings."""
     import pandas as pd
 
     if params.empty:
         return pd.DataFrame(index=pd.Index([], name="trial_id"))
-    order = list(pd.unique(params["name"]))
+    names = list(pd.unique(params["name"]))
+    order = [n for n in ranges_order if n in names] + sorted(set(names) - set(ranges_order))
     values = params.pivot(index="trial_id", columns="name", values="value")
     texts = params.pivot(index="trial_id", columns="name", values="text")
     for name in order:
         if texts[name].notna().any():
             values[name] = texts[name].where(texts[name].notna(), values[name])
     return values[order]
+
+
+def _ranges_order(rows: list[tuple[Any, ...]]) -> list[str]:
+    """Parameter names in the order the stages' ranges list them (the row order of the
+    database's answer differs between SQLite and PostgreSQL)."""
+    return list(dict.fromkeys(name for (ranges,) in rows for name in _json(ranges) or {}))
 
 
 def _int_params(rows: list[tuple[Any, ...]]) -> set[str]:
@@ -261,13 +268,14 @@ def load_trials(
             reader, _PARAMS_SQL.format(where=where), params, ["trial_id", "name", "value", "text"]
         )
         reader_ranges = reader.query(
-            "SELECT ranges FROM stages WHERE study_id = :study_id", {"study_id": params["study_id"]}
+            "SELECT ranges FROM stages WHERE study_id = :study_id ORDER BY stage_id",
+            {"study_id": params["study_id"]},
         ).rows
     for column in ("started_at", "finished_at"):
         trials[column] = pd.to_datetime(trials[column], errors="coerce")
     trials["best_value"] = trials["best_value"].astype(float)
     trials["best_epoch"] = trials["best_epoch"].astype("Int64")
-    wide = _wide_params(values)
+    wide = _wide_params(values, _ranges_order(reader_ranges))
     for name in _int_params(reader_ranges):
         if name in wide and pd.api.types.is_numeric_dtype(wide[name]):
             wide[name] = wide[name].round().astype("Int64")

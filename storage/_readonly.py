@@ -4,6 +4,15 @@ SQLite: a `mode=ro` URI, `PRAGMA query_only`, and an authorizer that refuses eve
 ATTACH (which would create a file), VACUUM and writing PRAGMAs with a clear reason (a
 `mode=ro` connection alone lets ATTACH create files and turns `PRAGMA journal_mode=DELETE`
 into a misleading "disk I/O error"). Server databases: a read-only transaction, rolled back.
+
+PostgreSQL: the session starts with `default_transaction_read_only=on` and the reads run in a
+read-only transaction, but that alone lets through several statements at once (`SELECT 1;
+COMMIT; DROP TABLE x` drops x), statements that end the transaction or change the session, and
+functions with side effects (`pg_terminate_backend`, `lo_import`, `pg_reload_conf`,
+`set_config`, dynamic SQL through `query_to_xml`). So user SQL must be one statement (sent as a
+prepared statement, which PostgreSQL refuses to split), must start with a reading keyword, and
+must not name any volatile function of the server (looked up in `pg_proc`) other than a few
+harmless ones. The real boundary is a read-only role (README, PostgreSQL).
 """
 
 from __future__ import annotations
@@ -19,7 +28,8 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Connection, create_engine, text
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from storage._engine import (
@@ -27,6 +37,7 @@ from storage._engine import (
     describe,
     driver_error,
     masked,
+    new_engine,
     parse_url,
     reason,
     to_url,
@@ -165,6 +176,18 @@ class _Guard:
         return None
 
 
+# Statements that only read on PostgreSQL; anything else is refused before it is sent.
+_PG_READING = {"SELECT", "WITH", "VALUES", "TABLE", "SHOW", "EXPLAIN", ""}
+# Volatile functions without side effects beyond the session's random state.
+_PG_HARMLESS_VOLATILE = {
+    "random", "setseed", "clock_timestamp", "timeofday", "gen_random_uuid", "currval", "lastval",
+    "current_query", "txid_status", "system", "bernoulli",
+}  # fmt: skip
+_PG_VOLATILE_SQL = "SELECT DISTINCT lower(proname) FROM pg_proc WHERE provolatile = 'v'"
+_PG_READ_ONLY_ERROR = re.compile(r"cannot execute (.+?) in a read-only transaction")
+_WORD = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
 class Reader:
     """One read-only connection; `query` runs a single statement and returns all its rows,
     `stream` runs one with a time limit and hands its rows out in chunks.
@@ -181,6 +204,7 @@ class Reader:
         self._guard = guard
         self.schema_version = schema_version
         self._stop = _Stop(None)
+        self._volatile: set[str] | None = None
 
     @property
     def dialect(self) -> str:
@@ -224,12 +248,20 @@ class Reader:
                 columns = [d[0] for d in cursor.description or ()]
                 if not columns:
                     cursor.close()
+            elif self.dialect == "postgresql":
+                self._server_timeout(timeout)
+                cursor = self._postgres_cursor(sql)
+                columns = [d.name for d in cursor.description or ()]
             else:
                 self._server_timeout(timeout)
                 options = {"no_parameters": True, "stream_results": True}
                 cursor = self.conn.execution_options(**options).exec_driver_sql(sql)
                 columns = list(cursor.keys()) if cursor.returns_rows else []
         except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise self._stopped_or(exc) from None
+        except StorageError:
+            raise
+        except Exception as exc:  # the PostgreSQL driver's own error
             raise self._stopped_or(exc) from None
         return QueryRows(columns, self._chunks(cursor if columns else None))
 
@@ -265,6 +297,8 @@ class Reader:
         try:
             if self.dialect == "sqlite":
                 return self._query_sqlite(sql, params)
+            if self.dialect == "postgresql" and params is None:
+                return self._query_postgres(sql)
             if params is None:  # the user's SQL as is: a '%' is not a placeholder
                 result = self.conn.execution_options(no_parameters=True).exec_driver_sql(sql)
             else:
@@ -287,6 +321,43 @@ class Reader:
         finally:
             cursor.close()
 
+    def _query_postgres(self, sql: str) -> QueryResult:
+        try:
+            cursor = self._postgres_cursor(sql)
+        except self.conn.dialect.loaded_dbapi.Error as exc:
+            raise self._error(exc) from None
+        try:
+            if cursor.description is None:
+                return QueryResult([], [])
+            return QueryResult([d.name for d in cursor.description], cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def _postgres_cursor(self, sql: str) -> Any:
+        """The user's SQL: checked, then sent as one prepared statement (never split)."""
+        self._refuse_writing_postgres(sql)
+        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        _plain_values(cursor)
+        try:
+            cursor.execute(sql, prepare=True)
+        except Exception:
+            cursor.close()
+            raise
+        return cursor
+
+    def _refuse_writing_postgres(self, sql: str) -> None:
+        keyword = leading_keyword(sql)
+        if keyword not in _PG_READING:
+            raise _refused(keyword)
+        if re.search(r"u&[\"']", sql, re.I):  # escaped names would hide a function's name
+            raise _refused("a U& (Unicode-escaped) name or string")
+        if self._volatile is None:
+            rows = self.conn.exec_driver_sql(_PG_VOLATILE_SQL).fetchall()
+            self._volatile = {name for (name,) in rows} - _PG_HARMLESS_VOLATILE
+        named = [w for w in _WORD.findall(sql.lower()) if w in self._volatile]
+        if named:
+            raise _refused(f"function {named[0]}")
+
     def _error(self, exc: Exception) -> StorageError:
         if self._guard is not None and self._guard.reason is not None:
             return StorageError(
@@ -296,7 +367,26 @@ class Reader:
         message = " ".join(str(orig).split())
         if isinstance(orig, sqlite3.Error) and "readonly" in message:
             return StorageError(f"sql: read-only: {message} {NEVER_CHANGES}")
+        if (found := _PG_READ_ONLY_ERROR.search(message)) is not None:
+            what = found.group(1)  # a write inside WITH is reported as "SELECT"
+            return _refused("a write inside WITH" if what == "SELECT" else what)
+        if "cannot insert multiple commands into a prepared statement" in message:
+            return _refused("more than one statement")
         return StorageError(f"sql: {message}")
+
+
+def _plain_values(cursor: Any) -> None:
+    """JSON as its text (as SQLite gives it) and NUMERIC as float, for CSV and JSON output."""
+    from psycopg.types.numeric import FloatLoader
+    from psycopg.types.string import TextLoader
+
+    for name in ("json", "jsonb"):
+        cursor.adapters.register_loader(name, TextLoader)
+    cursor.adapters.register_loader("numeric", FloatLoader)
+
+
+def _refused(what: str) -> StorageError:
+    return StorageError(f"sql: read-only: {what} is not allowed {NEVER_CHANGES}")
 
 
 def _sqlite_path(db: str, database: str | None) -> Path:
@@ -348,10 +438,9 @@ def read_only(db: str) -> Iterator[Reader]:
             "sqlite://", creator=lambda: _connect_sqlite(path, sqlite_guard), poolclass=NullPool
         )
     else:
-        try:
-            engine = create_engine(url_text, poolclass=NullPool)
-        except (ArgumentError, ImportError) as exc:
-            raise StorageError(f"{name}: not a usable database URL ({masked(str(exc))})") from None
+        engine = new_engine(
+            db, url_text, poolclass=NullPool, connect_args=_read_only_connect_args(url)
+        )
     try:
         with engine.connect() as conn:
             version = _check_hpsearch(conn, name)
@@ -364,6 +453,13 @@ def read_only(db: str) -> Iterator[Reader]:
         raise StorageError(f"{name}: cannot read database: {reason(exc)}") from None
     finally:
         engine.dispose()
+
+
+def _read_only_connect_args(url: URL) -> dict[str, Any]:
+    """PostgreSQL: every transaction of the session read-only, even after a COMMIT."""
+    if url.get_backend_name() == "postgresql":
+        return {"options": "-c default_transaction_read_only=on"}
+    return {}
 
 
 def _begin_read_only(conn: Connection) -> None:

@@ -15,6 +15,7 @@ from hpsearch.runtime.executor import InProcessExecutor, Workload
 from hpsearch.space import Space
 from hpsearch.spec import load_spec
 from storage import StageKind, Store
+from tests.conftest import session_pg_database
 
 SPEC = """
 name = "digits-mlp"
@@ -46,22 +47,28 @@ FINE_RANGES = {
 }
 
 
-_BUILT: dict[str, Path] = {}
+_BUILT: dict[str, str] = {}
 
 
-def shared_study_db(factory: Any) -> Path:
-    """One study database per test session (built on first use; tests only read it)."""
-    if "db" not in _BUILT:
-        _BUILT["db"] = build_study_db(factory.mktemp("study"))
-    return _BUILT["db"]
+def shared_study_db(factory: Any, backend: str = "sqlite") -> str:
+    """One study database per backend and test session (built on first use; tests only read it).
+
+    `backend` "sqlite" gives the path of `study.db` next to `study.toml`; "postgresql" a URL of
+    a new database on the test server (dropped when the session ends).
+    """
+    if backend not in _BUILT:
+        directory = factory.mktemp(f"study-{backend}")
+        db = str(directory / "study.db") if backend == "sqlite" else session_pg_database()
+        _BUILT[backend] = build_study_db(directory, db)
+    return _BUILT[backend]
 
 
-def build_study_db(directory: Path) -> Path:
-    """`directory/study.db` with a finished coarse stage (12 x 2) and fine stage (4 x 4)."""
+def build_study_db(directory: Path, db: str | None = None) -> str:
+    """A finished coarse stage (12 x 2) and fine stage (4 x 4) in `db` (`directory/study.db`)."""
     (directory / "study.toml").write_text(SPEC)
     spec = load_spec(directory / "study.toml")
-    db = directory / "study.db"
-    store = Store(str(db))
+    db = db or str(directory / "study.db")
+    store = Store(db)
     executor = InProcessExecutor(Workload(qualified(spec.trainable), spec.metric, directory))
     coarse = StageRequest(StageKind.COARSE, spec.coarse.trials, spec.coarse.epochs)
     _, first, _ = start_or_resume(store, spec, coarse)

@@ -6,15 +6,96 @@ import os
 import sqlite3
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.pool import NullPool
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 ROOT = Path(__file__).resolve().parent.parent
+PG_ENV = "HPSEARCH_TEST_PG"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def pg_server_url() -> str:
+    """The test server's URL from HPSEARCH_TEST_PG; a test needing it fails (never skips)."""
+    url = os.environ.get(PG_ENV)
+    if not url:
+        pytest.fail(
+            f"{PG_ENV} is not set: this test needs a PostgreSQL server. Run "
+            '`eval "$(scripts/pg-test-server)"` as root (see README, Running the tests), or set '
+            f"{PG_ENV}=postgresql://USER:PASSWORD@HOST/DB for a role that may CREATE DATABASE."
+        )
+    return url
+
+
+def admin_sql(*statements: str, database: str | None = None) -> None:
+    """Run statements as the test server's role (on its own database or `database`), autocommit."""
+    url = make_url(storage_url(pg_server_url()))
+    engine = create_engine(
+        url.set(database=database or url.database), isolation_level="AUTOCOMMIT", poolclass=NullPool
+    )
+    try:
+        with engine.connect() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def storage_url(url: str) -> str:
+    from storage import to_url
+
+    return to_url(url)
+
+
+def new_pg_database() -> str:
+    """A fresh, empty database on the test server; its URL (as a user would type it)."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    admin_sql(f'CREATE DATABASE "{name}"')
+    return make_url(pg_server_url()).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(url: str) -> None:
+    admin_sql(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+
+_SESSION_DATABASES: list[str] = []
+
+
+def session_pg_database() -> str:
+    """A new database on the test server that lives until the test session ends."""
+    url = new_pg_database()
+    _SESSION_DATABASES.append(url)
+    return url
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    while _SESSION_DATABASES:
+        drop_pg_database(_SESSION_DATABASES.pop())
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test, dropped after it."""
+    url = new_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """`--db` for a fresh, empty database: an SQLite file path, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "h.db")
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +135,24 @@ def query(db: Path, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
     finally:
         conn.close()
+
+
+def db_rows(db: str, sql: str) -> list[tuple]:
+    """Rows of one query on any results database (path or URL), through a plain connection."""
+    engine = create_engine(storage_url(db), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+def db_execute(db: str, *statements: str) -> None:
+    """Change a results database behind hpsearch's back (to set up a broken or old one)."""
+    engine = create_engine(storage_url(db), poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()

@@ -17,12 +17,12 @@ from tests.conftest import run_cli  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def study_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def study_db(tmp_path_factory: pytest.TempPathFactory) -> str:
     return shared_study_db(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def data(study_db: Path) -> plots.PlotData:
+def data(study_db: str) -> plots.PlotData:
     return plots.load_plot_data(str(study_db), find_study(str(study_db), "digits-mlp"), 5)
 
 
@@ -78,7 +78,7 @@ def test_plots_without_diagnostics_are_skipped_with_a_note(data: plots.PlotData)
         assert any(n.startswith(f"skipped {skipped}: no ") for n in notes), notes
 
 
-def test_plot_command_writes_pngs(study_db: Path, tmp_path: Path) -> None:
+def test_plot_command_writes_pngs(study_db: str, tmp_path: Path) -> None:
     done = run_cli("plot", "digits-mlp", "--db", str(study_db), "--out", "figs", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     written = sorted(p.name for p in (tmp_path / "figs").iterdir())

@@ -1,4 +1,8 @@
-"""Reading results: `hpsearch sql` (read-only), `trials`, `export`, and the storage loaders."""
+"""Reading results: `hpsearch sql` (read-only), `trials`, `export`, and the storage loaders.
+
+The reading tests run on SQLite and on PostgreSQL (`study_db` is parametrized); the read-only
+suites of each backend are below, since each has its own ways to write.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +10,36 @@ import io
 import json
 import re
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from sqlalchemy import make_url
 
 import storage
-from tests._results_db import shared_study_db
-from tests.conftest import ROOT, run_cli
+from tests._results_db import SPEC, shared_study_db
+from tests.conftest import BACKENDS, ROOT, admin_sql, db_execute, db_rows, run_cli
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def study_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The shared study: an SQLite path or a PostgreSQL URL (both work as --db)."""
+    return shared_study_db(tmp_path_factory, request.param)
 
 
 @pytest.fixture(scope="module")
-def study_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_study_db(tmp_path_factory)
+def sqlite_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(shared_study_db(tmp_path_factory, "sqlite"))
 
 
-def sql_rows(db: Path, query: str) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(query).fetchall()
+def sql_rows(db: str | Path, query: str) -> list[tuple]:
+    return db_rows(str(db), query)
+
+
+def as_json(value: object) -> object:
+    """A JSON column as read back: text on SQLite, already parsed by psycopg on PostgreSQL."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def files_and_bytes(directory: Path) -> tuple[set[str], bytes]:
@@ -51,7 +67,8 @@ WRITES = [
 ]
 
 
-def test_every_kind_of_write_is_refused_and_the_file_is_unchanged(study_db: Path) -> None:
+def test_every_kind_of_write_is_refused_and_the_file_is_unchanged(sqlite_db: Path) -> None:
+    study_db = sqlite_db
     directory = study_db.parent
     storage.run_sql(str(study_db), "SELECT 1")  # a reader may leave the usual -wal/-shm files
     before = files_and_bytes(directory)
@@ -65,7 +82,8 @@ def test_every_kind_of_write_is_refused_and_the_file_is_unchanged(study_db: Path
     assert sql_rows(study_db, "SELECT count(*) FROM studies") == [(1,)]
 
 
-def test_cli_refuses_attach_and_journal_mode_with_one_line_and_exit_2(study_db: Path) -> None:
+def test_cli_refuses_attach_and_journal_mode_with_one_line_and_exit_2(sqlite_db: Path) -> None:
+    study_db = sqlite_db
     directory = study_db.parent
     storage.run_sql(str(study_db), "SELECT 1")
     before = files_and_bytes(directory)
@@ -84,10 +102,13 @@ def test_cli_refuses_attach_and_journal_mode_with_one_line_and_exit_2(study_db: 
     assert files_and_bytes(directory) == before
 
 
-def test_sql_error_is_the_database_message_on_one_line(study_db: Path) -> None:
-    done = run_cli("sql", "SELECT nope FROM trials", "--db", str(study_db), cwd=study_db.parent)
+def test_sql_error_is_the_database_message_on_one_line(study_db: str, tmp_path: Path) -> None:
+    done = run_cli("sql", "SELECT nope FROM trials", "--db", study_db, cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip() == "hpsearch: error: sql: no such column: nope"
+    assert done.stderr.strip() in (
+        "hpsearch: error: sql: no such column: nope",
+        'hpsearch: error: sql: column "nope" does not exist LINE 1: SELECT nope FROM trials ^',
+    )
 
 
 def test_missing_database_is_not_created(tmp_path: Path) -> None:
@@ -97,14 +118,14 @@ def test_missing_database_is_not_created(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_csv_and_json_parse_back_and_match_the_table(study_db: Path) -> None:
+def test_csv_and_json_parse_back_and_match_the_table(study_db: str, tmp_path: Path) -> None:
     query = (
         "SELECT trial_id, status, best_value, best_epoch, params FROM trial_results "
         "ORDER BY trial_id"
     )
     expected = sql_rows(study_db, query)
     outputs = {
-        form: run_cli("sql", query, "--db", str(study_db), "--format", form, cwd=study_db.parent)
+        form: run_cli("sql", query, "--db", study_db, "--format", form, cwd=tmp_path)
         for form in ("csv", "json", "table")
     }
     assert all(done.returncode == 0 for done in outputs.values()), outputs
@@ -116,7 +137,7 @@ def test_csv_and_json_parse_back_and_match_the_table(study_db: Path) -> None:
     for frame in (from_csv, from_json):
         assert list(frame["trial_id"]) == [r[0] for r in expected]
         assert list(frame["status"]) == [r[1] for r in expected]
-        assert [json.loads(p) for p in frame["params"]] == [json.loads(r[4]) for r in expected]
+        assert [json.loads(p) for p in frame["params"]] == [as_json(r[4]) for r in expected]
         values = [None if pd.isna(v) else v for v in frame["best_value"]]
         assert values == [r[2] for r in expected]
     table = outputs["table"].stdout
@@ -125,11 +146,10 @@ def test_csv_and_json_parse_back_and_match_the_table(study_db: Path) -> None:
         assert re.search(rf"│ {trial_id}\s+│ {status}\s+│", table), (trial_id, status)
 
 
-def test_trials_top_k_best_first_with_a_column_per_parameter(study_db: Path) -> None:
+def test_trials_top_k_best_first_with_a_column_per_parameter(study_db: str, tmp_path: Path) -> None:
     done = run_cli(
-        "trials", "digits-mlp", "--db", str(study_db), "--top", "3", "-f", "json",
-        cwd=study_db.parent,
-    )  # fmt: skip
+        "trials", "digits-mlp", "--db", study_db, "--top", "3", "-f", "json", cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
     best = sql_rows(
@@ -143,14 +163,15 @@ def test_trials_top_k_best_first_with_a_column_per_parameter(study_db: Path) -> 
     assert rows[0]["lr"] == lr[0][0] and isinstance(rows[0]["batch"], int)
 
 
-def test_trials_filters_by_stage_and_status(study_db: Path) -> None:
-    spec = study_db.parent / "study.toml"  # SPEC works as well as NAME
-    fine = run_cli("trials", str(spec), "--db", str(study_db), "--stage", "2", "-f", "csv",
-                   cwd=study_db.parent)  # fmt: skip
-    failed = run_cli("trials", "digits-mlp", "--db", str(study_db), "--status", "failed",
-                     "-f", "csv", cwd=study_db.parent)  # fmt: skip
-    bad = run_cli("trials", "digits-mlp", "--db", str(study_db), "--status", "done",
-                  cwd=study_db.parent)  # fmt: skip
+def test_trials_filters_by_stage_and_status(study_db: str, tmp_path: Path) -> None:
+    spec = tmp_path / "study.toml"  # SPEC works as well as NAME
+    spec.write_text(SPEC)
+    fine = run_cli("trials", str(spec), "--db", study_db, "--stage", "2", "-f", "csv",
+                   cwd=tmp_path)  # fmt: skip
+    failed = run_cli("trials", "digits-mlp", "--db", study_db, "--status", "failed",
+                     "-f", "csv", cwd=tmp_path)  # fmt: skip
+    bad = run_cli("trials", "digits-mlp", "--db", study_db, "--status", "done",
+                  cwd=tmp_path)  # fmt: skip
     fine_rows = pd.read_csv(io.StringIO(fine.stdout))
     assert set(fine_rows["stage_kind"]) == {"fine"} and len(fine_rows) == 4
     failed_rows = pd.read_csv(io.StringIO(failed.stdout))
@@ -159,12 +180,12 @@ def test_trials_filters_by_stage_and_status(study_db: Path) -> None:
     assert bad.returncode == 2 and "--status: must be one of" in bad.stderr
 
 
-def test_export_wide_csv_and_long_metrics_parquet(study_db: Path, tmp_path: Path) -> None:
+def test_export_wide_csv_and_long_metrics_parquet(study_db: str, tmp_path: Path) -> None:
     wide, long = tmp_path / "trials.csv", tmp_path / "metrics.parquet"
-    a = run_cli("export", "digits-mlp", "--db", str(study_db), "--out", str(wide), cwd=tmp_path)
-    b = run_cli("export", "digits-mlp", "--db", str(study_db), "--out", str(long), "--metrics",
+    a = run_cli("export", "digits-mlp", "--db", study_db, "--out", str(wide), cwd=tmp_path)
+    b = run_cli("export", "digits-mlp", "--db", study_db, "--out", str(long), "--metrics",
                 cwd=tmp_path)  # fmt: skip
-    c = run_cli("export", "digits-mlp", "--db", str(study_db), "--out", "x.xlsx", cwd=tmp_path)
+    c = run_cli("export", "digits-mlp", "--db", study_db, "--out", "x.xlsx", cwd=tmp_path)
     assert a.returncode == b.returncode == 0, (a.stderr, b.stderr)
     trials = pd.read_csv(wide)
     assert len(trials) == 16
@@ -185,19 +206,19 @@ def test_export_wide_csv_and_long_metrics_parquet(study_db: Path, tmp_path: Path
     assert c.returncode == 2 and "must end in .csv or .parquet" in c.stderr
 
 
-def test_loaders_match_sql(study_db: Path) -> None:
-    trials = storage.load_trials(str(study_db), "digits-mlp", stage=1)
+def test_loaders_match_sql(study_db: str) -> None:
+    trials = storage.load_trials(study_db, "digits-mlp", stage=1)
     assert len(trials) == 12 and trials["trial_id"].is_unique
     row = trials.set_index("trial_id").loc[1]
     (best,) = sql_rows(study_db, "SELECT best_value FROM trials WHERE trial_id = 1")[0]
     assert row["best_value"] == best and row["stage_kind"] == "coarse"
-    val = storage.load_metrics(str(study_db), "digits-mlp", names=["val_acc"], stage=2)
+    val = storage.load_metrics(study_db, "digits-mlp", names=["val_acc"], stage=2)
     assert set(val["name"]) == {"val_acc"} and set(val["stage_id"]) == {2}
     assert len(val) == 4 * 4
-    wide = storage.metrics_wide(storage.load_metrics(str(study_db), "digits-mlp"))
+    wide = storage.metrics_wide(storage.load_metrics(study_db, "digits-mlp"))
     assert {"val_acc", "train_acc", "update_ratio/W1", "act_std/h1"} <= set(wide.columns)
     with pytest.raises(storage.StorageError, match="no study named 'nope'"):
-        storage.load_trials(str(study_db), "nope")
+        storage.load_trials(study_db, "nope")
 
 
 def readme_sql_blocks() -> list[str]:
@@ -206,7 +227,8 @@ def readme_sql_blocks() -> list[str]:
     return re.findall(r"```sql\n(.*?)```", section, re.S)
 
 
-def test_readme_sql_examples_run_as_written(study_db: Path) -> None:
+def test_readme_sql_examples_run_as_written(sqlite_db: Path) -> None:
+    study_db = sqlite_db  # the README's examples use SQLite's functions
     blocks = readme_sql_blocks()
     assert len(blocks) >= 6
     for block in blocks:
@@ -215,7 +237,8 @@ def test_readme_sql_examples_run_as_written(study_db: Path) -> None:
         assert json.loads(done.stdout), f"no rows from README query:\n{block}"
 
 
-def test_other_schema_versions_and_foreign_files_are_named(study_db: Path, tmp_path: Path) -> None:
+def test_other_schema_versions_and_foreign_files_are_named(sqlite_db: Path, tmp_path: Path) -> None:
+    study_db = sqlite_db
     newer = tmp_path / "newer.db"
     newer.write_bytes(study_db.read_bytes())
     with sqlite3.connect(newer) as conn:
@@ -229,3 +252,176 @@ def test_other_schema_versions_and_foreign_files_are_named(study_db: Path, tmp_p
     with pytest.raises(storage.StorageError, match="not an hpsearch database"):
         storage.load_trials(str(foreign), "digits-mlp")
     assert foreign.read_bytes() == before
+
+
+# -- PostgreSQL: read-only for real ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def postgres_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return shared_study_db(tmp_path_factory, "postgresql")
+
+
+def server_state(db: str) -> dict[str, object]:
+    """A checksum of every table's rows, and the objects, roles and settings around them."""
+    tables = [t for (t,) in sql_rows(db, "SELECT tablename FROM pg_tables "
+                                         "WHERE schemaname = 'public' ORDER BY 1")]  # fmt: skip
+    state: dict[str, object] = {
+        table: sql_rows(
+            db,
+            f"SELECT count(*), md5(coalesce(string_agg(x::text, '|' "
+            f"ORDER BY x::text), '')) FROM {table} x",
+        )  # fmt: skip
+        for table in tables
+    }
+    state["objects"] = sql_rows(
+        db,
+        "SELECT n.nspname, c.relname, c.relkind FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2",
+    )
+    state["functions"] = sql_rows(db, "SELECT count(*) FROM pg_proc")
+    state["me"] = sql_rows(db, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    state["intruder"] = sql_rows(db, "SELECT count(*) FROM pg_roles WHERE rolname = 'intruder'")
+    state["large_objects"] = sql_rows(db, "SELECT count(*) FROM pg_largeobject_metadata")
+    state["sequences"] = sql_rows(db, "SELECT sequencename, last_value FROM pg_sequences "
+                                      "ORDER BY 1")  # fmt: skip
+    state["settings"] = sql_rows(db, "SELECT setconfig::text FROM pg_db_role_setting ORDER BY 1")
+    return state
+
+
+PG_WRITES = [
+    ("INSERT", "INSERT INTO studies (name) VALUES ('x')"),
+    ("UPDATE", "UPDATE trials SET status = 'completed'"),
+    ("DELETE", "DELETE FROM metrics"),
+    ("DROP", "DROP TABLE metrics"),
+    ("DROP", "DROP VIEW trial_results"),
+    ("CREATE", "CREATE TABLE notes (x int)"),
+    ("CREATE", "CREATE TEMP TABLE notes (x int)"),
+    ("CREATE", "CREATE INDEX i ON trials (seed)"),
+    ("CREATE", "CREATE ROLE intruder SUPERUSER LOGIN"),
+    ("ALTER", "ALTER TABLE trials ADD COLUMN z int"),
+    ("TRUNCATE", "TRUNCATE metrics"),
+    ("GRANT", "GRANT ALL ON trials TO PUBLIC"),
+    ("COPY", "COPY metrics FROM '/etc/hostname'"),
+    ("COPY", "COPY (SELECT 1) TO '/tmp/hpsearch-copy-test'"),
+    ("DO", "DO $$BEGIN DELETE FROM metrics; END$$"),
+    ("CALL", "CALL nothing()"),
+    ("VACUUM", "VACUUM metrics"),
+    ("LOAD", "LOAD 'plpgsql'"),
+    ("COMMIT", "COMMIT"),
+    ("SET", "SET default_transaction_read_only = off"),
+    ("more than one statement", "SELECT 1; COMMIT; DROP TABLE metrics"),
+    ("more than one statement", "SELECT 1; DELETE FROM metrics"),
+    ("more than one statement", "/* ; */ SELECT ';'; DELETE FROM metrics"),
+    ("a write inside WITH", "WITH x AS (DELETE FROM metrics RETURNING 1) SELECT count(*) FROM x"),
+    ("SELECT FOR UPDATE", "SELECT * FROM trials FOR UPDATE"),
+    ("DELETE", "EXPLAIN ANALYZE DELETE FROM metrics"),
+    ("function set_config", "SELECT set_config('default_transaction_read_only', 'off', false)"),
+    ("function pg_terminate_backend", "SELECT pg_terminate_backend({pid})"),
+    ("function pg_cancel_backend", "SELECT pg_catalog.pg_cancel_backend({pid})"),
+    ("function pg_terminate_backend", 'SELECT "pg_terminate_backend"({pid})'),
+    ("function lo_import", "SELECT lo_import('/etc/hostname')"),
+    ("function lo_export", "SELECT lo_export(1, '/tmp/hpsearch-lo-test')"),
+    ("function nextval", "SELECT nextval('trials_trial_id_seq')"),
+    ("function setval", "SELECT setval('trials_trial_id_seq', 1000)"),
+    ("function pg_reload_conf", "SELECT PG_RELOAD_CONF()"),
+    ("function pg_advisory_lock", "SELECT pg_advisory_lock(1)"),
+    ("function query_to_xml", "SELECT query_to_xml('DELETE FROM metrics', true, true, '')"),
+    ("a U& (Unicode-escaped) name or string", 'SELECT U&"pg_reload_conf"()'),
+]
+
+
+def test_postgres_refuses_every_kind_of_write_and_nothing_changes(postgres_db: str) -> None:
+    import psycopg
+
+    other = psycopg.connect(make_url(postgres_db).render_as_string(hide_password=False))
+    try:
+        pid = other.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+        before = server_state(postgres_db)
+        for word, statement in PG_WRITES:
+            with pytest.raises(storage.StorageError) as info:
+                storage.run_sql(postgres_db, statement.format(pid=pid))
+            assert str(info.value) == (
+                f"sql: read-only: {word} is not allowed (hpsearch sql never changes the database)"
+            ), statement
+        assert other.execute("SELECT 1").fetchone() == (1,)  # not terminated
+    finally:
+        other.close()
+    assert server_state(postgres_db) == before
+    assert not any(Path(f"/tmp/hpsearch-{name}-test").exists() for name in ("copy", "lo"))
+
+
+def test_postgres_reading_sql_still_works(postgres_db: str) -> None:
+    result = storage.run_sql(
+        postgres_db,
+        "WITH c AS (SELECT status, count(*) AS n FROM trials GROUP BY status) "
+        "SELECT '100%' AS pct, random() < 2 AS r, sum(n) AS n, round(0.125, 2) AS x, "
+        "'{\"a\": 1}'::jsonb AS j FROM c;",
+    )
+    assert result.rows == [("100%", True, 16.0, 0.13, '{"a": 1}')]
+    assert storage.run_sql(postgres_db, "SHOW transaction_read_only").rows == [("on",)]
+
+
+def test_postgres_cli_refusals_are_one_line_and_exit_2(postgres_db: str, tmp_path: Path) -> None:
+    before = server_state(postgres_db)
+    for statement, word in [
+        ("SELECT 1; COMMIT; DROP TABLE metrics", "more than one statement"),
+        ("select pg_terminate_backend(1)", "function pg_terminate_backend"),
+        ("insert into metrics values (1, 1, 99, 'x', 1.0)", "INSERT"),
+    ]:
+        done = run_cli("sql", statement, "--db", postgres_db, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip() == (
+            f"hpsearch: error: sql: read-only: {word} is not allowed "
+            "(hpsearch sql never changes the database)"
+        )
+        assert done.stdout == ""
+    assert server_state(postgres_db) == before
+
+
+def readme_reader_role_sql() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### A read-only role for readers", 1)[1].split("\n#", 1)[0]
+    return re.findall(r"```sql\n(.*?)```", section, re.S)[0]
+
+
+def test_a_read_only_role_from_the_readme_reads_everything(
+    postgres_db: str, tmp_path: Path
+) -> None:
+    url = make_url(postgres_db)
+    reader = f"reader_{uuid.uuid4().hex[:8]}"
+    setup = (
+        readme_reader_role_sql()
+        .replace("hpsearch_reader", reader)
+        .replace("DATABASE hpsearch", f'DATABASE "{url.database}"')
+        .replace("FOR ROLE hpsearch ", f"FOR ROLE {url.username} ")
+    )
+    statements = [s.strip() for s in setup.split(";") if s.strip()]
+    admin_sql(*statements, database=url.database)
+    reader_db = url.set(username=reader, password="change-me").render_as_string(hide_password=False)
+    try:
+        trials = run_cli("trials", "digits-mlp", "--db", reader_db, "-f", "csv", cwd=tmp_path)
+        show = run_cli("show", "digits-mlp", "--db", reader_db, cwd=tmp_path)
+        export = run_cli("export", "digits-mlp", "--db", reader_db, "--out", "m.parquet",
+                         "--metrics", cwd=tmp_path)  # fmt: skip
+        count = run_cli("sql", "SELECT count(*) FROM metrics", "--db", reader_db, "-f", "csv",
+                        cwd=tmp_path)  # fmt: skip
+        for done in (trials, show, export, count):
+            assert done.returncode == 0, done.stderr
+        assert len(pd.read_csv(io.StringIO(trials.stdout))) == 16
+        assert (
+            len(pd.read_parquet(tmp_path / "m.parquet"))
+            == sql_rows(postgres_db, "SELECT count(*) FROM metrics")[0][0]
+        )
+        assert storage.load_trials(reader_db, "digits-mlp").equals(
+            storage.load_trials(postgres_db, "digits-mlp")
+        )
+        with pytest.raises(Exception, match="permission denied for table metrics"):
+            # the role cannot write even when it turns its read-only default off
+            db_execute(reader_db, "SET TRANSACTION READ WRITE", "DELETE FROM metrics")
+        with pytest.raises(storage.StorageError, match="cannot execute INSERT in a read-only"):
+            storage.Store(reader_db).ensure_study("other", "noop", "val_acc", "max")
+    finally:
+        admin_sql(f"DROP OWNED BY {reader}", f"DROP ROLE {reader}", database=url.database)

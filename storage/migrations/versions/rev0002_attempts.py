@@ -6,12 +6,16 @@ attempt number 1..trials.attempts gets a row (version 1 numbered only attempts i
 the last one takes the trial's node, times, final status and error; the earlier ones (lost
 workers, or a driver stopped while they ran) keep only their number: version 1 recorded
 nothing else about them. Metrics rows need no change: they already carry their attempt.
+On PostgreSQL the `trial_results` view is made anew: version 1's gave numeric params as JSON
+strings.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
+from storage.migrations.versions.rev0001_v1_schema import _TRIAL_RESULTS
 
 revision = "0002"
 down_revision: str | None = "0001"
@@ -34,6 +38,8 @@ SELECT t.trial_id, numbers.n,
 FROM trials t JOIN numbers ON numbers.n <= t.attempts
 """
 _FINAL = "('completed', 'failed', 'diverged')"
+# Version 1's view turned numeric params into JSON strings on PostgreSQL (value::text).
+_PG_PARAMS_JSON = "json_object_agg(p.name, COALESCE(to_jsonb(p.value), to_jsonb(p.text)))"
 
 
 def upgrade() -> None:
@@ -53,6 +59,9 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text),
     )
     op.execute(_BACKFILL.format(final=_FINAL))
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP VIEW trial_results")
+        op.execute(_TRIAL_RESULTS.format(params_json=_PG_PARAMS_JSON))
     meta = sa.table("hpsearch_meta", sa.column("key"), sa.column("value"))
     op.execute(meta.update().where(meta.c.key == "schema_version").values(value="2"))
 
