@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from hpsearch.errors import SpecError
+from hpsearch.run_options import RunOptions
 from hpsearch.runtime.jobs import plan_job
 from hpsearch.spec import load_spec
-from storage import Store, describe, masked
+from storage import StageKind, Store, describe, masked
 from tests.conftest import run_cli
 
 SECRET = "secretpw"
@@ -111,10 +112,13 @@ def test_a_submitted_job_carries_the_password_in_its_environment_not_its_command
     spec: Path,
 ) -> None:
     """`jobs list` and the dashboard show the entrypoint to everyone who can reach the cluster."""
-    request = plan_job("coarse", spec, SECRET_URL, None, ["--quiet"])
+    options = RunOptions(trials=None, epochs=None, seed=None, address=None, cpus=None,
+                         cpus_per_trial=1.0, gpus_per_trial=0.0, max_retries=2, quiet=True,
+                         widen=False, from_stage=None, top=None)  # fmt: skip
+    request = plan_job(StageKind.COARSE, spec, SECRET_URL, None, options)
     assert SECRET not in request.entrypoint and "--db" not in request.entrypoint
     assert request.env_vars["HPSEARCH_DB"] == SECRET_URL
-    plain = plan_job("coarse", spec, "postgresql://u@db.internal/h", None, [])
+    plain = plan_job(StageKind.COARSE, spec, "postgresql://u@db.internal/h", None, options)
     assert "--db postgresql://u@db.internal/h" in plain.entrypoint
     assert "HPSEARCH_DB" not in plain.env_vars
 
