@@ -305,6 +305,11 @@ def table(rows: list[tuple[Problem, dict[str, Tally]]]) -> list[str]:
     for label, chosen, field in (
         ("inside problems: false alarms", [r for r in rows if not r[0].edge], "others"),
         ("edge problems: detected", [r for r in rows if r[0].edge], "hits"),
+        (
+            "10-parameter edges: detected",
+            [r for r in rows if r[0].edge and len(r[0].space.dimensions) == len(TEN_SPACE)],
+            "hits",
+        ),
         ("edge problems: stages with another flag", [r for r in rows if r[0].edge], "others"),
     ):
         if not chosen:

@@ -196,8 +196,8 @@ class _Evidence:
     ) -> _Evidence:
         band = [t > 1 - edge for t in toward]
         n, in_all, in_top = len(toward), sum(band), sum(band[:top])
-        rho = _pearson(_ranks(toward), list(goodness))
-        p_trend = 0.5 * math.erfc(rho * math.sqrt(n - 1) / math.sqrt(2))
+        rho = _pearson(_ranks(toward), _ranks(goodness))  # Spearman
+        p_trend = 0.5 * math.erfc(rho * math.sqrt(n - 1) / math.sqrt(2))  # normal approximation
         p_band = _hypergeometric_tail(in_top, n, in_all, top)
         # a band that few trials sampled cannot reach BAND_P: then all of them among the top
         # (the smallest chance attainable) is as much as the band can say
