@@ -1,7 +1,8 @@
 """Edge flags measured: false alarms on problems whose optimum is inside, detection on edges.
 
-    python benchmarks/flags.py                      # 30 seeds, 100-trial coarse stage
-    python benchmarks/flags.py --trials 60 --seeds 30 --first-seed 1000   # held-out seeds
+    python benchmarks/flags.py                            # 100 trials, seeds 0-29, sweep
+    python benchmarks/flags.py --trials 60 --beyond       # a 60-trial stage, no sweep
+    python benchmarks/flags.py --first-seed 30 --beyond   # the seeds the thresholds were tuned on
 
 Each seed samples one coarse stage with `hpsearch.space.Space.sample` (a seeded numpy
 Generator, as `hpsearch coarse` does), evaluates a synthetic function directly (no Ray, no
