@@ -7,7 +7,7 @@
 Each seed samples one coarse stage with `hpsearch.space.Space.sample` (a seeded numpy
 Generator, as `hpsearch coarse` does), evaluates a synthetic function directly (no Ray, no
 database; the observed value is f(x) plus Gaussian noise, as a short trial would report) and
-runs three rules on the same trials:
+runs four rules on the same trials:
 
   * new: `hpsearch.narrowing.analyze` with the defaults of `[fine]` (top 10, edge 0.1);
   * old: the rule hpsearch used before, reimplemented here: flag a side when the best trial's
@@ -16,7 +16,7 @@ runs three rules on the same trials:
     (at least 3); flag a side when the mean or the median of their values lies within 10% of
     the range's width of that bound, measured in raw values (hpf does so even for log
     parameters); its log-scale rule comes first and suppresses the boundary rule. A variant
-    computed in the sampling scale (`hpf-scale`) is shown too, for fairness to log params.
+    computed in the sampling scale, `hpf (sampling scale)`, is shown too (fair to log ranges).
 
 "Inside" problems have every optimum inside the ranges: any edge flag is a false alarm.
 "Edge" problems have one parameter whose optimum lies beyond one side: detection is a flag
