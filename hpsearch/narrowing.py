@@ -3,7 +3,11 @@
 Pure: trials in, flags and a proposal out; no Ray, no database. Everything is computed in
 the sampling scale (log10 for log types, linear otherwise):
 
-* position of the best trial's value in [low, high]; in the outer `edge` band -> flag low/high;
+* edge flags weigh evidence, for each side of each numeric parameter: the metric must improve
+  toward that side across all the stage's completed trials (Spearman rank correlation, one-sided,
+  Bonferroni over both sides of every numeric parameter), the top N must crowd the outer `edge`
+  band more than chance allows (hypergeometric tail against the band's share of all trials),
+  and the best trial must lie in or next to the band -> flag low/high;
 * proposal from the top N completed trials: the span of their values padded by `pad` times
   that span on each side (at least `edge` of the old width wide); unflagged sides never go past
   the old bounds; a flagged side moves outward past the old bound by `pad` times the old width;
@@ -16,6 +20,7 @@ the sampling scale (log10 for log types, linear otherwise):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +29,10 @@ from hpsearch.space import Choice, Numeric, Space
 from storage import FlagRecord, TrialRecord
 
 SCALE_DECADES = 1.5  # a linear range whose top values span more than this should be log
+# Edge-flag thresholds, tuned on benchmarks/flags.py (see BENCHMARKS.md, "Edge flags"):
+TREND_ALPHA = 0.05  # family-wise level of the trend test, split over 2 sides x numeric params
+BAND_P = 0.1  # the top N must crowd the band at least this unlikely by chance
+NEAR_BANDS = 2  # the best trial lies within this many band widths of the edge
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,8 @@ def analyze(
     if not order:
         return Analysis([], None, {}, 0, None)
     best, leaders = order[0], order[:top]
+    goodness = _goodness(order, mode)
+    tests = 2 * sum(isinstance(d, Numeric) for d in space.dimensions.values())
     flags: list[FlagRecord] = []
     proposal: dict[str, dict[str, Any]] = {}
     reasons: dict[str, str] = {}
@@ -77,11 +88,24 @@ def analyze(
         if not nums or name not in best.params:
             proposal[name], reasons[name] = dim.to_dict(), "no values among the top trials: kept"
             continue
+        stage = [(_number(t.params.get(name)), g) for t, g in zip(order, goodness, strict=True)]
+        with_value = [(v, g) for v, g in stage if v is not None]
+        edge_flags = _edge_flags(name, dim, with_value, min(top, len(with_value)), edge, tests)
         new_flags, proposal[name], reasons[name] = _numeric(
-            name, dim, float(best.params[name]), nums, edge, pad
+            name, dim, float(best.params[name]), nums, edge_flags, edge, pad
         )
         flags.extend(new_flags)
     return Analysis(flags, proposal, reasons, len(order), best)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _goodness(order: list[TrialRecord], mode: str) -> list[float]:
+    """Average ranks of the trials' values (best first in `order`): higher is better."""
+    sign = 1.0 if mode == "max" else -1.0
+    return _ranks([sign * (t.best_value or 0.0) for t in order])
 
 
 def _choice(dim: Choice, values: list[Any], n: int) -> tuple[dict[str, Any], str]:
@@ -94,9 +118,15 @@ def _choice(dim: Choice, values: list[Any], n: int) -> tuple[dict[str, Any], str
 
 
 def _numeric(
-    name: str, dim: Numeric, best: float, values: list[float], edge: float, pad: float
+    name: str,
+    dim: Numeric,
+    best: float,
+    values: list[float],
+    flags: list[FlagRecord],
+    edge: float,
+    pad: float,
 ) -> tuple[list[FlagRecord], dict[str, Any], str]:
-    flags = _edge_flags(name, dim, best, values, edge)
+    flags = list(flags)
     sides = {f.side for f in flags}
     scale_flag = _scale_flag(name, dim, best, values)
     if scale_flag is not None:
@@ -112,19 +142,80 @@ _SIDES = {"low": ("bottom", "min", "downward"), "high": ("top", "max", "upward")
 
 
 def _edge_flags(
-    name: str, dim: Numeric, best: float, values: list[float], edge: float
+    name: str,
+    dim: Numeric,
+    trials: list[tuple[float, float]],
+    top: int,
+    edge: float,
+    tests: int,
 ) -> list[FlagRecord]:
+    """Flag a side only when the stage's trials give evidence that the optimum lies past it.
+
+    `trials`: (value, goodness) of every completed trial, best first; the first `top` are the
+    top N. Under "this parameter does not matter", which trials make the top N is unrelated to
+    where their values lie, so the count of top trials in the band is hypergeometric given the
+    band's share of all trials (which also covers int rounding) and the rank correlation
+    between position and goodness is ~0."""
     lo, hi = dim.to_scale(dim.low), dim.to_scale(dim.high)
-    if hi <= lo:
+    if hi <= lo or len(trials) < 3:
         return []
-    positions = [(dim.to_scale(v) - lo) / (hi - lo) for v in values]
-    pos = (dim.to_scale(best) - lo) / (hi - lo)
-    if pos < edge:
-        side, count = "low", sum(p < edge for p in positions)
-    elif pos > 1 - edge:
-        side, count = "high", sum(p > 1 - edge for p in positions)
-    else:
-        return []
+    positions = [(dim.to_scale(v) - lo) / (hi - lo) for v, _ in trials]
+    goodness = [g for _, g in trials]
+    flags = []
+    for side in ("low", "high"):
+        toward = [p if side == "high" else 1 - p for p in positions]
+        evidence = _Evidence.weigh(toward, goodness, top, edge)
+        if evidence.holds(tests, edge):
+            flags.append(_edge_flag(name, dim, side, trials[0][0], positions[0], evidence, edge))
+    return flags
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """How strongly a stage's trials point past one side of a range."""
+
+    in_band: int  # top trials in the outer band
+    top: int
+    expected: float  # top trials expected in the band by chance
+    p_band: float  # chance of at least `in_band` of them there
+    crowded: bool  # p_band <= BAND_P, or every band trial (up to N) is among the top N
+    rho: float  # rank correlation of goodness with closeness to the side, all trials
+    p_trend: float  # one-sided chance of a correlation at least this large
+    best: float  # the best trial's closeness to the side, 1 = at the edge
+    trials: int
+
+    @classmethod
+    def weigh(
+        cls, toward: Sequence[float], goodness: Sequence[float], top: int, edge: float
+    ) -> _Evidence:
+        band = [t > 1 - edge for t in toward]
+        n, in_all, in_top = len(toward), sum(band), sum(band[:top])
+        rho = _pearson(_ranks(toward), _ranks(goodness))  # Spearman
+        p_trend = 0.5 * math.erfc(rho * math.sqrt(n - 1) / math.sqrt(2))  # normal approximation
+        p_band = _hypergeometric_tail(in_top, n, in_all, top)
+        # a band that few trials sampled cannot reach BAND_P: then all of them among the top
+        # (the smallest chance attainable) is as much as the band can say
+        p_floor = _hypergeometric_tail(min(top, in_all), n, in_all, top)
+        crowded = p_band <= max(BAND_P, p_floor) and in_top > 0
+        return cls(in_top, top, top * in_all / n, p_band, crowded, rho, p_trend, toward[0], n)
+
+    def holds(self, tests: int, edge: float) -> bool:
+        return (
+            self.p_trend < TREND_ALPHA / max(tests, 1)
+            and self.crowded
+            and self.best > 1 - NEAR_BANDS * edge
+        )
+
+
+def _edge_flag(
+    name: str,
+    dim: Numeric,
+    side: str,
+    best: float,
+    position: float,
+    evidence: _Evidence,
+    edge: float,
+) -> FlagRecord:
     word, limit_name, direction = _SIDES[side]
     limit = dim.minimum if side == "low" else dim.maximum
     if limit is not None and limit == getattr(dim, side):
@@ -132,12 +223,54 @@ def _edge_flags(
     else:
         advice = f"widen the range {direction}"
     scale = "log" if dim.is_log else "linear"
+    e = evidence
     message = (
-        f"{name}: best value {_fmt(best)} lies in the {word} {edge:.0%} of "
-        f"[{_fmt(dim.low)}, {_fmt(dim.high)}] ({scale} scale), with {count} of the "
-        f"top {len(values)} trials: {advice}"
+        f"{name}: {e.in_band} of the top {e.top} in the {word} {edge:.0%} of "
+        f"[{_fmt(dim.low)}, {_fmt(dim.high)}] ({scale} scale), {e.expected:.1f} expected by "
+        f"chance ({_fmt_p(e.p_band)}); the metric improves toward that end across all "
+        f"{e.trials} trials (rank correlation {e.rho:.2f}, {_fmt_p(e.p_trend)}); "
+        f"best value {_fmt(best)}: {advice}"
     )
-    return [FlagRecord(name, side, best, pos, message)]
+    return FlagRecord(name, side, best, position, message)
+
+
+def _ranks(xs: Sequence[float]) -> list[float]:
+    """Average ranks, 1-based (ties share their mean rank)."""
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    ranks = [0.0] * len(xs)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def _pearson(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Correlation; 0 when either side does not vary."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    sxx = sum((x - mx) ** 2 for x in xs)
+    syy = sum((y - my) ** 2 for y in ys)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else 0.0
+
+
+def _hypergeometric_tail(k: int, n: int, marked: int, drawn: int) -> float:
+    """P(at least k marked among `drawn` of n without replacement, `marked` of them marked)."""
+    total = math.comb(n, drawn)
+    hits = sum(
+        math.comb(marked, j) * math.comb(n - marked, drawn - j)
+        for j in range(k, min(drawn, marked) + 1)
+    )
+    return hits / total
+
+
+def _fmt_p(p: float) -> str:
+    return f"p={p:.2g}" if p >= 1e-4 else "p<0.0001"
 
 
 def _scale_flag(name: str, dim: Numeric, best: float, values: list[float]) -> FlagRecord | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from hpsearch.narrowing import analyze
 from hpsearch.space import Choice, Numeric, Space
 from storage import TrialRecord
@@ -47,10 +49,13 @@ def test_optimum_above_range_is_flagged_high_and_widened() -> None:
     assert set(flags) == {"reg"}
     assert flags["reg"].side == "high"
     assert flags["reg"].position == 1.0
-    assert (
-        "reg: best value 10 lies in the top 10% of [1e-05, 10] (log scale)" in flags["reg"].message
+    # the band holds reg = 10, 7 of the 49 trials; 3 of the top 5 lie there, 5 * 7/49 = 0.7
+    # expected; P(X >= 3) = (C(7,3) C(42,2) + C(7,4) C(42,1) + C(7,5)) / C(49,5) = 0.017
+    assert flags["reg"].message.startswith(
+        "reg: 3 of the top 5 in the top 10% of [1e-05, 10] (log scale), "
+        "0.7 expected by chance (p=0.017); the metric improves toward that end across all 49 trials"
     )
-    assert flags["reg"].message.endswith("widen the range upward")
+    assert flags["reg"].message.endswith("best value 10: widen the range upward")
     assert result.proposal is not None
     assert result.proposal["reg"]["high"] > 10.0
     assert result.proposal["reg"]["type"] == "loguniform"
@@ -153,3 +158,117 @@ def test_stored_proposal_round_trips_to_a_space() -> None:
     assert stored is not None and all("reason" in r for r in stored.values())
     space = Space.from_dict(stored)
     assert set(space.dimensions) == {"lr", "reg"}
+
+
+# -- edge flags weigh evidence ---------------------------------------------------------------
+
+SIX = Space(
+    {
+        "lr": Numeric("loguniform", 1e-6, 1e-3),  # matters: the optimum 10**-2.5 lies above
+        "reg": Numeric("loguniform", 1e-6, 1.0),
+        "dropout": Numeric("uniform", 0.0, 0.8),
+        "momentum": Numeric("uniform", 0.5, 0.99),
+        "layers": Numeric("randint", 1, 4),
+        "hidden": Numeric("lograndint", 16, 1024),
+    }
+)
+
+
+def stage_of(space: Space, value, n: int = 100, seed: int = 0) -> list[TrialRecord]:
+    """A coarse stage as `hpsearch coarse` samples it; `value(params, rng)` is maximised."""
+    rng = np.random.default_rng(seed)
+    configs = space.sample(n, rng)
+    return [trial(i, value(c, rng), **c) for i, c in enumerate(configs)]
+
+
+def lr_matters(params: dict, rng: np.random.Generator) -> float:
+    return -((math.log10(params["lr"]) + 2.5) ** 2) + 0.3 * float(rng.standard_normal())
+
+
+def nothing_matters(params: dict, rng: np.random.Generator) -> float:
+    return float(rng.standard_normal())
+
+
+def edge_flags(result) -> list[tuple[str, str]]:
+    """(param, side) of the edge flags; `scale` flags are another rule."""
+    return [(f.param, f.side) for f in result.flags if f.side in ("low", "high")]
+
+
+def test_one_parameter_at_its_edge_among_five_that_do_not_matter() -> None:
+    """Ten stages of 100 trials: lr is flagged in every one; of the 100 other (param, side)
+    tests, one fires (seed 0: 5 of the top 10 in reg's band, rank correlation 0.27 by chance),
+    in line with the 5% family-wise level of the trend test."""
+    false_alarms = []
+    for seed in range(10):
+        result = analyze(SIX, stage_of(SIX, lr_matters, seed=seed), "max")
+        flags = edge_flags(result)
+        assert ("lr", "high") in flags
+        false_alarms += [f for f in flags if f != ("lr", "high")]
+        assert result.proposal is not None and result.proposal["lr"]["high"] > 1e-3
+    assert len(false_alarms) <= 1
+    result = analyze(SIX, stage_of(SIX, lr_matters, seed=1), "max")
+    assert edge_flags(result) == [("lr", "high")]
+    assert result.flags[0].message.startswith(
+        "lr: 5 of the top 10 in the top 10% of [1e-06, 0.001] (log scale), 0.8 expected by chance"
+    )
+    assert result.flags[0].message.endswith(": widen the range upward")
+
+
+def test_no_flag_when_no_parameter_matters() -> None:
+    for seed in range(10):
+        assert edge_flags(analyze(SIX, stage_of(SIX, nothing_matters, seed=seed), "max")) == []
+
+
+def test_best_trial_in_the_band_by_chance_is_no_evidence() -> None:
+    """The old rule flagged whenever the best trial sat in an outer band."""
+    hits = 0
+    for seed in range(10):
+        result = analyze(SIX, stage_of(SIX, nothing_matters, seed=seed), "max")
+        assert result.best is not None
+        hits += any(_in_band(SIX.dimensions[p], v) for p, v in result.best.params.items())
+        assert edge_flags(result) == []
+    assert hits >= 5  # with 6 parameters, the best trial is in some band most of the time
+
+
+def _in_band(dim, value: float, edge: float = 0.1) -> bool:
+    lo, hi = dim.to_scale(dim.low), dim.to_scale(dim.high)
+    pos = (dim.to_scale(value) - lo) / (hi - lo)
+    return pos < edge or pos > 1 - edge
+
+
+def test_optimum_just_inside_the_edge_is_not_flagged() -> None:
+    """The metric improves toward the low end, but the top trials sit just inside the band."""
+    space = Space({"x": Numeric("uniform", 0.0, 1.0)})
+
+    def value(params: dict, rng: np.random.Generator) -> float:
+        return -((params["x"] - 0.2) ** 2) + 0.002 * float(rng.standard_normal())
+
+    result = analyze(space, stage_of(space, value), "max")
+    assert result.flags == []
+    assert result.proposal is not None and result.proposal["x"]["low"] >= 0.0
+
+
+def test_int_edge_counts_against_the_share_of_the_value_among_all_trials() -> None:
+    """randint 1..4: the band holds only the value 4, a quarter of the trials, not 10%."""
+    space = Space({"layers": Numeric("randint", 1, 4), "lr": Numeric("loguniform", 1e-4, 1.0)})
+
+    def value(params: dict, rng: np.random.Generator) -> float:
+        lr = math.log10(params["lr"]) + 2
+        return -(lr**2) - 0.5 * (params["layers"] - 6) ** 2 + 0.3 * float(rng.standard_normal())
+
+    trials = stage_of(space, value)
+    in_band = sum(t.params["layers"] == 4 for t in trials)
+    result = analyze(space, trials, "max")
+    assert edge_flags(result) == [("layers", "high")]
+    assert f"{10 * in_band / len(trials):.1f} expected by chance" in result.flags[0].message
+    assert result.proposal is not None and result.proposal["layers"]["high"] > 4
+
+
+def test_best_at_the_edge_without_a_trend_is_not_flagged() -> None:
+    """Ten trials, the best at x = 9 (the top of the range), the rest in no order."""
+    values = [5, 8, 2, 7, 1, 6, 3, 0, 4, 9]
+    trials = [trial(i, float(v), x=float(i)) for i, v in enumerate(values)]
+    space = Space({"x": Numeric("uniform", 0.0, 9.0)})
+    assert edge_flags(analyze(space, trials, "max", top=3)) == []
+    monotone = [trial(i, float(i), x=float(i)) for i in range(10)]
+    assert edge_flags(analyze(space, monotone, "max", top=3)) == [("x", "high")]
