@@ -1,0 +1,106 @@
+"""The dashboard's JSON documents, read through storage's read-only path (never Ray, never a
+writing connection). The study document has the shape of `hpsearch show --json`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hpsearch.narrowing import split_proposal
+from storage import read_only
+from storage._dashboard import (
+    ParamFilter,
+    curves,
+    live_update,
+    points,
+    stage_details,
+    studies_overview,
+    study_by_name,
+    study_stages,
+    top_trial_ids,
+    trials_page,
+)
+
+
+def studies(db: str) -> list[dict[str, Any]]:
+    with read_only(db) as reader:
+        return studies_overview(reader)
+
+
+def study(db: str, name: str) -> dict[str, Any]:
+    """{"study", "metric", "mode", "stages": [...]}: the document `hpsearch show --json` prints."""
+    with read_only(db) as reader:
+        record = study_by_name(reader, name)
+        stages = []
+        for stage in study_stages(reader, record):
+            details = stage_details(reader, record, stage)
+            proposal, reasons = split_proposal(stage.proposal)
+            stages.append(
+                {
+                    "id": stage.stage_id,
+                    "kind": stage.kind,
+                    "parent": stage.parent_stage_id,
+                    "status": stage.status,
+                    "trials": stage.n_trials,
+                    "epochs": stage.epochs,
+                    "seed": stage.seed,
+                    "ranges": stage.ranges,
+                    "counts": details["counts"],
+                    "best": details["best"],
+                    "flags": details["flags"],
+                    "proposal": proposal,
+                    "reasons": reasons,
+                }
+            )
+    return {"study": record.name, "metric": record.metric, "mode": record.mode, "stages": stages}
+
+
+def live(db: str, name: str, stage_id: int, after: tuple[str, int] | None) -> dict[str, Any]:
+    with read_only(db) as reader:
+        return live_update(reader, study_by_name(reader, name), stage_id, after)
+
+
+def trials(db: str, name: str, **query: Any) -> dict[str, Any]:
+    with read_only(db) as reader:
+        page = trials_page(reader, study_by_name(reader, name), **query)
+    return {"total": page.total, "columns": page.columns, "rows": page.rows}
+
+
+def scatter_points(db: str, name: str) -> dict[str, Any]:
+    """Finished trials columnar, with each stage's kind, ranges and flags (for the plots)."""
+    with read_only(db) as reader:
+        record = study_by_name(reader, name)
+        found = points(reader, record)
+        stages = []
+        for stage in study_stages(reader, record):
+            details = stage_details(reader, record, stage)
+            stages.append(
+                {
+                    "id": stage.stage_id,
+                    "kind": stage.kind,
+                    "parent": stage.parent_stage_id,
+                    "ranges": stage.ranges,
+                    "flags": details["flags"],
+                    "best": details["best"],
+                }
+            )
+    return {"metric": record.metric, "mode": record.mode, "stages": stages, **found}
+
+
+def learning_curves(db: str, name: str, top: int, picked: list[int]) -> dict[str, Any]:
+    with read_only(db) as reader:
+        record = study_by_name(reader, name)
+        ids = top_trial_ids(reader, record, top)
+        ids += [i for i in picked if i not in ids]
+        found = curves(reader, record, ids)
+    return {"metric": record.metric, "mode": record.mode, "picked": picked, "trials": found}
+
+
+__all__ = [
+    "ParamFilter",
+    "learning_curves",
+    "live",
+    "scatter_points",
+    "studies",
+    "study",
+    "trials",
+]
