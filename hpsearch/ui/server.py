@@ -268,13 +268,17 @@ def _param_filter(text: str) -> data.ParamFilter:
         raise HpsearchError(f"range: expected NAME:LOW:HIGH with numbers, got {text!r}") from None
 
 
+async def _no_content(_request: web.Request) -> web.Response:
+    return web.Response(status=204)
+
+
 def make_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[_token_guard(settings.token, settings.host), _errors])
     api = Api(settings)
     for route in PAGE_ROUTES:
         app.router.add_get(route, api.page)
     app.router.add_get("/static/{file}", api.static)
-    app.router.add_get("/favicon.ico", lambda _: web.Response(status=204))
+    app.router.add_get("/favicon.ico", _no_content)
     app.router.add_get("/api/studies", api.studies)
     app.router.add_get("/api/study/{name}", api.study)
     app.router.add_get("/api/study/{name}/live/{stage}", api.live)
