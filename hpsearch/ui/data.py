@@ -83,6 +83,10 @@ def scatter_points(db: str, name: str) -> dict[str, Any]:
                     "best": details["best"],
                 }
             )
+    order = [
+        n for n in dict.fromkeys(k for s in stages for k in s["ranges"]) if n in found["params"]
+    ]
+    found["params"] = {n: found["params"][n] for n in order}  # the spec's order
     return {"metric": record.metric, "mode": record.mode, "stages": stages, **found}
 
 

@@ -447,6 +447,7 @@ async function paramsView(name) {
       if (found >= 0) location.href = studyUrl(name, `/curves?trials=${d.trial_id[found]}`);
     });
     plot.canvas.dataset.param = pname;
+    plot.canvas.dataset.axis = cats ? "categories" : log ? "log" : "linear";
     return chartBox(`${d.metric} vs ${pname}`, plot.canvas);
   });
   const legend = el("p", { class: "legend" },
@@ -515,6 +516,7 @@ async function parallelView(name) {
     if (drag) { ctx.fillStyle = "rgba(255,193,7,.35)"; ctx.fillRect(drag.x - 8, Math.min(drag.y0, drag.y1), 16, Math.abs(drag.y1 - drag.y0)); }
     count.textContent = `${selected.length} of ${n} trials selected`;
     count.dataset.selected = selected.length;
+    canvas.dataset.brushes = JSON.stringify(brushes);
     const best = selected.sort((a, b) => (d.mode === "max" ? d.value[b] - d.value[a] : d.value[a] - d.value[b])).slice(0, 10);
     selectedTable.replaceChildren(el("tr", {}, ...["trial id", d.metric, ...Object.keys(d.params)].map((h) => el("th", {}, h))),
       ...best.map((i) => el("tr", { "data-trial": d.trial_id[i] },
