@@ -145,9 +145,14 @@ def _params_of(reader: Reader, trial_ids: Sequence[int]) -> dict[int, dict[str, 
 
 
 def live_update(
-    reader: Reader, study: StudyRecord, stage_id: int, after: tuple[str, int] | None
+    reader: Reader,
+    study: StudyRecord,
+    stage_id: int,
+    after: tuple[str, int] | None,
+    epochs_after: int | None = None,
 ) -> dict[str, Any]:
-    """A stage's counters plus the trials finished after the cursor (finished_at, trial_id).
+    """A stage's counters, the trials finished after the cursor (finished_at, trial_id), and
+    the metric's epochs recorded after the epoch cursor.
 
     The one writer stamps a batch's trials with one time and commits batches in time order,
     so (finished_at, trial_id) only grows in commit order: a reader never misses a trial.
@@ -173,17 +178,9 @@ def live_update(
         epochs_done += int(ep or 0)
         if st == Status.COMPLETED:
             best = value
-    where, params = "", dict[str, Any](s=stage_id)
-    if after is not None:
-        where = " AND (finished_at > :at OR (finished_at = :at AND trial_id > :id))"
-        params |= {"at": after[0], "id": after[1]}
-    new = reader.query(
-        "SELECT trial_id, number, status, best_value, finished_at FROM trials "
-        f"WHERE stage_id = :s AND finished_at IS NOT NULL{where} "
-        "ORDER BY finished_at, trial_id LIMIT 20000",
-        params,
-    ).rows
+    new = _finished_since(reader, stage_id, after)
     cursor = [str(new[-1][4]), new[-1][0]] if new else (list(after) if after else None)
+    epochs_cursor, new_epochs = _epochs_since(reader, study, stage_id, epochs_after)
     return {
         "stage": stage_id,
         "status": status,
@@ -197,7 +194,50 @@ def live_update(
         "best": best,
         "new": [[tid, num, st, _finite(v)] for tid, num, st, v, _ in new],
         "cursor": cursor,
+        "epochs_new": new_epochs,
+        "epochs_cursor": epochs_cursor,
     }
+
+
+def _finished_since(
+    reader: Reader, stage_id: int, after: tuple[str, int] | None
+) -> list[tuple[Any, ...]]:
+    """Trials finished after the cursor, oldest first; the latest 2,000 on a first call."""
+    columns = "trial_id, number, status, best_value, finished_at"
+    if after is None:
+        rows = reader.query(
+            f"SELECT {columns} FROM trials WHERE stage_id = :s AND finished_at IS NOT NULL "
+            "ORDER BY finished_at DESC, trial_id DESC LIMIT 2000",
+            {"s": stage_id},
+        ).rows
+        return rows[::-1]
+    return reader.query(
+        f"SELECT {columns} FROM trials WHERE stage_id = :s AND finished_at IS NOT NULL "
+        "AND (finished_at > :at OR (finished_at = :at AND trial_id > :id)) "
+        "ORDER BY finished_at, trial_id LIMIT 20000",
+        {"s": stage_id, "at": after[0], "id": after[1]},
+    ).rows
+
+
+def _epochs_since(
+    reader: Reader, study: StudyRecord, stage_id: int, after: int | None
+) -> tuple[int | None, list[list[Any]]]:
+    """The study metric's epochs of this stage recorded after the cursor: [trial_id, epoch,
+    value]. SQLite only: its rowid grows in commit order (one writer at a time, no deletes);
+    the first call only sets the cursor. Elsewhere: no epoch feed (None)."""
+    if reader.dialect != "sqlite":
+        return None, []
+    newest = reader.query("SELECT max(rowid) FROM metrics").rows[0][0] or 0
+    if after is None or after >= newest:
+        return newest, []
+    rows = reader.query(
+        "SELECT m.trial_id, m.epoch, m.value FROM metrics m "
+        "JOIN trials t ON t.trial_id = m.trial_id AND m.attempt = t.attempts "
+        "WHERE m.rowid > :lo AND m.rowid <= :hi AND m.name = :metric AND t.stage_id = :s "
+        "ORDER BY m.rowid",
+        {"lo": after, "hi": newest, "metric": study.metric, "s": stage_id},
+    ).rows
+    return newest, [[tid, epoch, _finite(v)] for tid, epoch, v in rows]
 
 
 def _finite(value: Any) -> Any:

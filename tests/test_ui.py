@@ -20,13 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests._ui import CHROMIUM, CHROMIUM_ARGS, UiServer, build_search, wait_for, write_spec
 from tests.conftest import ROOT, query, run_cli
-
-pytest.importorskip("playwright")  # the test extra installs it; .ci/run installs chromium
-
-from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
 
 STUDY = "digits-mlp"  # the study name of the README's example queries
 
@@ -323,6 +320,7 @@ def test_live_view_follows_a_stage_running_on_ray(
     finished = page.locator("#live-recent tr")
     assert finished.count() == 10
     assert int(page.inner_text("#live-updates")) >= 3
+    assert int(page.inner_text("#live-epochs")) > 0  # epochs streamed in since it opened
 
 
 def test_off_the_default_address_a_token_is_required(

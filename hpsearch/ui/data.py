@@ -54,9 +54,11 @@ def study(db: str, name: str) -> dict[str, Any]:
     return {"study": record.name, "metric": record.metric, "mode": record.mode, "stages": stages}
 
 
-def live(db: str, name: str, stage_id: int, after: tuple[str, int] | None) -> dict[str, Any]:
+def live(
+    db: str, name: str, stage_id: int, after: tuple[str, int] | None, epochs_after: int | None
+) -> dict[str, Any]:
     with read_only(db) as reader:
-        return live_update(reader, study_by_name(reader, name), stage_id, after)
+        return live_update(reader, study_by_name(reader, name), stage_id, after, epochs_after)
 
 
 def trials(db: str, name: str, **query: Any) -> dict[str, Any]:

@@ -219,7 +219,7 @@ async function liveView(name, stageId) {
       counter("live-completed", "completed"), counter("live-failed", "failed"),
       counter("live-diverged", "diverged"), counter("live-running", "running"),
       counter("live-best", `best ${study.metric}`), counter("live-rate", "trials / s"),
-      counter("live-eta", "ETA")),
+      counter("live-eta", "ETA"), counter("live-epochs", "epochs since opened")),
     chartSlot,
     el("h2", {}, "Latest finished trials"),
     el("table", {}, el("tr", {}, ...["trial", "status", study.metric].map((h) => el("th", {}, h))), recent),
@@ -227,7 +227,8 @@ async function liveView(name, stageId) {
       " · updates: ", el("span", { id: "live-updates" }, "0")));
   const finished = [];  // [order, value, status]
   const samples = [];  // [seconds, done]
-  let cursor = null, updates = 0;
+  const curves = new Map();  // trial id -> values per epoch (the metric), newest trials last
+  let cursor = null, epochCursor = null, updates = 0;
   const better = study.mode === "max" ? (a, b) => a > b : (a, b) => a < b;
   const draw = () => {
     const values = finished.map((f) => f[1]);
@@ -239,12 +240,31 @@ async function liveView(name, stageId) {
     plot.ctx.fillStyle = "rgba(31,119,180,.6)";
     finished.forEach(([i, v]) => { if (v !== null) plot.ctx.fillRect(plot.x(i) - 1.5, plot.y(v) - 1.5, 3, 3); });
     lines(plot, [{ values: bestLine, xs: finished.map((f) => f[0]), color: "#d62728", width: 2 }]);
-    chartSlot.replaceChildren(chartBox(`${study.metric} of each finished trial, best so far in red`, plot.canvas));
+    const boxes = [chartBox(`${study.metric} of each finished trial, best so far in red`, plot.canvas)];
+    if (curves.size) {
+      const list = [...curves.values()];
+      const [clo, chi] = extent(list.flat());
+      const cplot = frame(480, 260, { min: 1, max: Math.max(2, ...list.map((c) => c.length)) },
+        { min: clo, max: chi }, ["epoch", study.metric]);
+      lines(cplot, list.map((values, i) => ({ values, color: PALETTE[i % PALETTE.length] })));
+      boxes.push(chartBox(`epochs as they arrive (latest ${list.length} trials)`, cplot.canvas));
+    }
+    chartSlot.replaceChildren(...boxes);
   };
   const tick = async () => {
-    const query = cursor ? `?at=${enc(cursor[0])}&id=${cursor[1]}` : "";
-    const u = await api(`/api/study/${enc(name)}/live/${stageId}${query}`);
-    cursor = u.cursor; updates += 1;
+    const q = new URLSearchParams();
+    if (cursor) { q.set("at", cursor[0]); q.set("id", cursor[1]); }
+    if (epochCursor !== null) q.set("epoch", epochCursor);
+    const u = await api(`/api/study/${enc(name)}/live/${stageId}?${q}`);
+    cursor = u.cursor; epochCursor = u.epochs_cursor; updates += 1;
+    for (const [trialId, epoch, value] of u.epochs_new) {
+      const values = curves.get(trialId) || [];
+      curves.delete(trialId); curves.set(trialId, values);  // most recent last
+      values[epoch - 1] = value;
+      for (let i = 0; i < values.length; i++) if (values[i] === undefined) values[i] = null;
+    }
+    while (curves.size > 20) curves.delete(curves.keys().next().value);
+    document.getElementById("live-epochs").textContent = (Number(document.getElementById("live-epochs").textContent) || 0) + u.epochs_new.length;
     for (const [, number, status, value] of u.new) {
       finished.push([finished.length + 1, status === "completed" ? value : null, status]);
       recent.prepend(el("tr", {}, el("td", {}, number), el("td", {}, status), el("td", { class: "num" }, fmt(value))));
@@ -263,7 +283,7 @@ async function liveView(name, stageId) {
     set("live-best", fmt(u.best)); set("live-rate", samples.length > 1 ? fmt(rate) : "–");
     set("live-eta", left === 0 ? "done" : rate > 0 ? `${Math.ceil(left / rate)} s` : "–");
     set("live-updated", new Date().toLocaleTimeString()); set("live-updates", updates);
-    if (u.new.length || updates === 1) draw();
+    if (u.new.length || u.epochs_new.length || updates === 1) draw();
     return u.status;
   };
   const loop = async () => {
