@@ -27,7 +27,7 @@ def ui(
     ] = False,
     token: Annotated[
         str | None,
-        typer.Option(help="Token every request must carry (default: a new one off loopback)."),
+        typer.Option(help="Token every request must carry (default: new, off 127.0.0.1)."),
     ] = None,
     sql_timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds a query of the SQL box may run.")

@@ -107,7 +107,7 @@ const PAD = { left: 56, right: 12, top: 10, bottom: 36 };
 // A plot frame: x and y scales with ticks and labels; returns {canvas, ctx, x, y}.
 function frame(width, height, xs, ys, labels) {
   const [canvas, ctx] = makeCanvas(width, height);
-  const x = scale(xs.min, xs.max, xs.log, PAD.left, width - PAD.right);
+  const x = scale(xs.min, xs.max, xs.log, PAD.left, width - PAD.right, xs.categories ? 0 : 0.03);
   const y = scale(ys.min, ys.max, ys.log, height - PAD.bottom, PAD.top, 0.05);
   ctx.strokeStyle = "#999"; ctx.fillStyle = "#444";
   ctx.strokeRect(PAD.left, PAD.top, width - PAD.left - PAD.right, height - PAD.top - PAD.bottom);
