@@ -35,6 +35,7 @@ __all__ = [
     "trials_page",
 ]
 
+EPOCH_FEED_TRIALS = 20  # the live view draws the curves of the trials written last
 TRIAL_SORT_COLUMNS = ("trial_id", "stage_id", "number", "status", "best_value", "best_epoch")
 
 
@@ -223,8 +224,9 @@ def _epochs_since(
     reader: Reader, study: StudyRecord, stage_id: int, after: int | None
 ) -> tuple[int | None, list[list[Any]]]:
     """The study metric's epochs of this stage recorded after the cursor: [trial_id, epoch,
-    value]. SQLite only: its rowid grows in commit order (one writer at a time, no deletes);
-    the first call only sets the cursor. Elsewhere: no epoch feed (None)."""
+    value] of the EPOCH_FEED_TRIALS trials written last. SQLite only: its rowid grows in
+    commit order (one writer at a time, no deletes); the first call only sets the cursor.
+    Elsewhere: no epoch feed (None)."""
     if reader.dialect != "sqlite":
         return None, []
     newest = reader.query("SELECT max(rowid) FROM metrics").rows[0][0] or 0
@@ -237,7 +239,8 @@ def _epochs_since(
         "ORDER BY m.rowid",
         {"lo": after, "hi": newest, "metric": study.metric, "s": stage_id},
     ).rows
-    return newest, [[tid, epoch, _finite(v)] for tid, epoch, v in rows]
+    latest = set(list(dict.fromkeys(tid for tid, _, _ in reversed(rows)))[:EPOCH_FEED_TRIALS])
+    return newest, [[tid, epoch, _finite(v)] for tid, epoch, v in rows if tid in latest]
 
 
 def _finite(value: Any) -> Any:
@@ -337,45 +340,44 @@ def _order(sort: str, params: dict[str, Any]) -> tuple[str, str]:
     return "", f"t.{column}"
 
 
-def points(reader: Reader, study: StudyRecord) -> dict[str, Any]:
-    """Every finished trial with a value, columnar: ids, stages, values, one array per param.
+def points(reader: Reader, study: StudyRecord, names: Sequence[str]) -> dict[str, Any]:
+    """Every completed trial with a value as numpy columns: trial_id, stage_id, trial, value
+    and one float column per parameter in `names` (NaN when missing); a parameter whose values
+    are strings becomes indexes into `categories[name]`. SQL pivots; no Python loop per row."""
+    import numpy as np
 
-    String choices become indexes into `categories[name]`.
-    """
-    trials = reader.query(
-        "SELECT t.trial_id, t.stage_id, t.number, t.best_value FROM trials t "
-        "JOIN stages st ON st.stage_id = t.stage_id WHERE st.study_id = :s "
-        "AND t.status = 'completed' AND t.best_value IS NOT NULL ORDER BY t.trial_id",
-        {"s": study.study_id},
+    picks = "".join(
+        f", max(CASE WHEN p.name = :n{i} THEN COALESCE(p.text, p.value) END)"
+        for i in range(len(names))
+    )
+    rows = reader.query(
+        f"SELECT t.trial_id, t.stage_id, t.number, t.best_value{picks} FROM trials t "
+        "JOIN stages st ON st.stage_id = t.stage_id "
+        "LEFT JOIN params p ON p.trial_id = t.trial_id WHERE st.study_id = :s "
+        "AND t.status = 'completed' AND t.best_value IS NOT NULL "
+        "GROUP BY t.trial_id ORDER BY t.trial_id",
+        {"s": study.study_id, **{f"n{i}": n for i, n in enumerate(names)}},
     ).rows
-    index = {row[0]: i for i, row in enumerate(trials)}
-    columns: dict[str, list[Any]] = {}
-    categories: dict[str, list[str]] = {}
-    if trials:
-        rows = reader.query(
-            "SELECT trial_id, name, value, text FROM params WHERE trial_id BETWEEN :lo AND :hi",
-            {"lo": trials[0][0], "hi": trials[-1][0]},
-        ).rows
-        for trial_id, name, value, text in rows:
-            i = index.get(trial_id)
-            if i is None:
-                continue
-            column = columns.setdefault(name, [None] * len(trials))
-            if text is not None:
-                labels = categories.setdefault(name, [])
-                if text not in labels:
-                    labels.append(text)
-                column[i] = labels.index(text)
-            else:
-                column[i] = value
-    return {
-        "trial_id": [r[0] for r in trials],
-        "stage_id": [r[1] for r in trials],
-        "trial": [r[2] for r in trials],
-        "value": [_finite(r[3]) for r in trials],
-        "params": columns,
-        "categories": categories,
+    columns = list(zip(*rows, strict=True)) if rows else [()] * (4 + len(names))
+    out: dict[str, Any] = {
+        "trial_id": np.array(columns[0], dtype=np.int64),
+        "stage_id": np.array(columns[1], dtype=np.int64),
+        "trial": np.array(columns[2], dtype=np.int64),
+        "value": np.array(columns[3], dtype=np.float64),
+        "params": {},
+        "categories": {},
     }
+    for name, values in zip(names, columns[4:], strict=True):
+        try:
+            out["params"][name] = np.array(values, dtype=np.float64)
+        except ValueError:  # strings: a choice
+            labels = list(dict.fromkeys(v for v in values if v is not None))
+            index = {label: i for i, label in enumerate(labels)}
+            out["params"][name] = np.array(
+                [np.nan if v is None else index[v] for v in values], dtype=np.float64
+            )
+            out["categories"][name] = [str(label) for label in labels]
+    return out
 
 
 def top_trial_ids(reader: Reader, study: StudyRecord, k: int) -> list[int]:

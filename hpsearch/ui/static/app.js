@@ -410,6 +410,21 @@ async function curvesView(name) {
     el("div", { class: "charts" }, charts), el("h2", {}, "Trials shown (picked ones drawn thick)"), legend);
 }
 
+// ---------------------------------------------------------------- finished trials as columns
+// The server sends each column as base64 of little-endian numbers (NaN = missing).
+function decode(b64, Type) {
+  const text = atob(b64), bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return Array.from(new Type(bytes.buffer), (v) => (Number.isNaN(v) ? null : v));
+}
+async function loadPoints(name) {
+  const d = await api(`/api/study/${enc(name)}/points`);
+  const c = d.columns;
+  return { ...d, trial_id: decode(c.trial_id, Int32Array), stage_id: decode(c.stage_id, Int32Array),
+    trial: decode(c.trial, Int32Array), value: decode(c.value, Float64Array),
+    params: Object.fromEntries(Object.entries(d.params).map(([k, v]) => [k, decode(v, Float64Array)])) };
+}
+
 // ---------------------------------------------------------------- view 4: metric vs each parameter
 function paramType(stages, name) {
   const last = [...stages].reverse().find((s) => s.ranges[name]);
@@ -419,7 +434,7 @@ function jitter(id) { const s = Math.sin(id * 12.9898) * 43758.5453; return (s -
 async function paramsView(name) {
   const study = await api(`/api/study/${enc(name)}`);
   setCrumbs(name, "metric vs parameters"); setTabs(name, "/params", study);
-  const d = await api(`/api/study/${enc(name)}/points`);
+  const d = await loadPoints(name);
   const stageKind = Object.fromEntries(d.stages.map((s) => [s.id, kindOf(s)]));
   const bestIndex = d.value.reduce((b, v, i) => (b < 0 || (d.mode === "max" ? v > d.value[b] : v < d.value[b]) ? i : b), -1);
   const [ylo, yhi] = extent(d.value);
@@ -444,12 +459,15 @@ async function paramsView(name) {
       for (const edge of [r.low, r.high]) { ctx.beginPath(); ctx.moveTo(x(edge), 0); ctx.lineTo(x(edge), plot.height); ctx.stroke(); }
       ctx.setLineDash([]);
     }
-    for (let i = 0; i < xs.length; i++) {
-      const v = xs[i], val = d.value[i];
-      if (v === null || val === null || (log && !(v > 0))) continue;
-      ctx.fillStyle = COLORS[stageKind[d.stage_id[i]]] || "#555";
-      ctx.globalAlpha = 0.65;
-      ctx.fillRect(x(cats ? v + jitter(d.trial_id[i]) : v) - 2, y(val) - 2, 4, 4);
+    ctx.globalAlpha = Math.max(0.15, Math.min(0.7, 3000 / Math.max(1, xs.length)));
+    const size = xs.length > 20000 ? 2 : 4;
+    for (const kind of Object.keys(COLORS)) {  // one colour at a time: fast for 100,000 points
+      ctx.fillStyle = COLORS[kind];
+      for (let i = 0; i < xs.length; i++) {
+        const v = xs[i], val = d.value[i];
+        if (stageKind[d.stage_id[i]] !== kind || v === null || val === null || (log && !(v > 0))) continue;
+        ctx.fillRect(x(cats ? v + jitter(d.trial_id[i]) : v) - size / 2, y(val) - size / 2, size, size);
+      }
     }
     ctx.globalAlpha = 1;
     if (bestIndex >= 0 && xs[bestIndex] !== null) {
@@ -481,7 +499,7 @@ async function paramsView(name) {
 async function parallelView(name) {
   const study = await api(`/api/study/${enc(name)}`);
   setCrumbs(name, "parallel coordinates"); setTabs(name, "/parallel", study);
-  const d = await api(`/api/study/${enc(name)}/points`);
+  const d = await loadPoints(name);
   const axes = [...Object.keys(d.params), d.metric].map((axis) => {
     const values = axis in d.params ? d.params[axis] : d.value;
     const cats = d.categories[axis];
@@ -506,21 +524,26 @@ async function parallelView(name) {
     const v = a.values[i]; return v !== null && v >= b[0] && v <= b[1];
   });
   const [vlo, vhi] = extent(d.value);
-  const colorOf = (v) => { const t = (v - vlo) / (vhi - vlo || 1), q = d.mode === "max" ? t : 1 - t;
-    return `hsla(${240 - 200 * q}, 75%, 45%, .55)`; };
+  const BUCKETS = 12;  // one path per colour: 100,000 lines in a dozen strokes
+  const bucketOf = (v) => { const t = (v - vlo) / (vhi - vlo || 1), q = d.mode === "max" ? t : 1 - t;
+    return Math.min(BUCKETS - 1, Math.max(0, Math.floor(q * BUCKETS))); };
+  const alpha = Math.max(0.06, Math.min(0.6, 400 / Math.max(1, n)));
+  const ys = axes.map((a) => a.values.map((v) => (v === null || (a.log && !(v > 0)) ? bottom + 12 : a.y(v))));
   const draw = (drag) => {
     ctx.clearRect(0, 0, W, H);
     const selected = [];
-    for (const pass of [false, true]) {
-      for (let i = 0; i < n; i++) {
-        const on = inside(i); if (on !== pass) continue;
-        if (on) selected.push(i);
-        ctx.strokeStyle = on ? colorOf(d.value[i]) : "rgba(160,160,160,.15)";
-        ctx.beginPath();
-        axes.forEach((a, k) => { const v = a.values[i]; const py = v === null || (a.log && !(v > 0)) ? bottom + 12 : a.y(v);
-          if (k) ctx.lineTo(a.x, py); else ctx.moveTo(a.x, py); });
-        ctx.stroke();
-      }
+    const paths = Array.from({ length: BUCKETS + 1 }, () => new Path2D());
+    for (let i = 0; i < n; i++) {
+      const on = inside(i);
+      if (on) selected.push(i);
+      const path = paths[on ? bucketOf(d.value[i]) : BUCKETS];
+      path.moveTo(axes[0].x, ys[0][i]);
+      for (let k = 1; k < axes.length; k++) path.lineTo(axes[k].x, ys[k][i]);
+    }
+    ctx.lineWidth = 1;
+    ctx.strokeStyle = `rgba(160,160,160,${alpha / 2})`; ctx.stroke(paths[BUCKETS]);
+    for (let b = 0; b < BUCKETS; b++) {
+      ctx.strokeStyle = `hsla(${240 - (200 * (b + 0.5)) / BUCKETS}, 75%, 45%, ${alpha})`; ctx.stroke(paths[b]);
     }
     ctx.fillStyle = "#222"; ctx.textAlign = "center";
     for (const a of axes) {
