@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from storage._errors import StorageError
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 EPOCH_FEED_TRIALS = 20  # the live view draws the curves of the trials written last
+EPOCH_FEED_ROWS = 20_000  # ... found among this many newest metric rows
 TRIAL_SORT_COLUMNS = ("trial_id", "stage_id", "number", "status", "best_value", "best_epoch")
 
 
@@ -212,11 +214,14 @@ def _finished_since(
             {"s": stage_id},
         ).rows
         return rows[::-1]
+    at: str | datetime = after[0]
+    if reader.dialect != "sqlite":  # a timestamp column compares with a datetime
+        at = datetime.fromisoformat(after[0])
     return reader.query(
         f"SELECT {columns} FROM trials WHERE stage_id = :s AND finished_at IS NOT NULL "
         "AND (finished_at > :at OR (finished_at = :at AND trial_id > :id)) "
         "ORDER BY finished_at, trial_id LIMIT 20000",
-        {"s": stage_id, "at": after[0], "id": after[1]},
+        {"s": stage_id, "at": at, "id": after[1]},
     ).rows
 
 
@@ -224,20 +229,27 @@ def _epochs_since(
     reader: Reader, study: StudyRecord, stage_id: int, after: int | None
 ) -> tuple[int | None, list[list[Any]]]:
     """The study metric's epochs of this stage recorded after the cursor: [trial_id, epoch,
-    value] of the EPOCH_FEED_TRIALS trials written last. SQLite only: its rowid grows in
-    commit order (one writer at a time, no deletes); the first call only sets the cursor.
-    Elsewhere: no epoch feed (None)."""
+    value] of the EPOCH_FEED_TRIALS trials written last, looked for among the EPOCH_FEED_ROWS
+    newest metric rows (so a busy writer cannot make the answer slow). SQLite only: its rowid
+    grows in commit order (one writer at a time, no deletes); the first call only sets the
+    cursor. Elsewhere: no epoch feed (None)."""
     if reader.dialect != "sqlite":
         return None, []
     newest = reader.query("SELECT max(rowid) FROM metrics").rows[0][0] or 0
     if after is None or after >= newest:
         return newest, []
-    rows = reader.query(
-        "SELECT m.trial_id, m.epoch, m.value FROM metrics m "
-        "JOIN trials t ON t.trial_id = m.trial_id AND m.attempt = t.attempts "
-        "WHERE m.rowid > :lo AND m.rowid <= :hi AND m.name = :metric AND t.stage_id = :s "
+    rows = reader.query(  # only the newest rows can hold the trials written last
+        # CROSS JOIN keeps SQLite on the rowid range (else it walks the stage's trials)
+        "SELECT m.trial_id, m.epoch, m.value FROM metrics m CROSS JOIN trials t "
+        "WHERE m.rowid > :lo AND m.rowid <= :hi AND m.name = :metric "
+        "AND t.trial_id = m.trial_id AND m.attempt = t.attempts AND t.stage_id = :s "
         "ORDER BY m.rowid",
-        {"lo": after, "hi": newest, "metric": study.metric, "s": stage_id},
+        {
+            "lo": max(after, newest - EPOCH_FEED_ROWS),
+            "hi": newest,
+            "metric": study.metric,
+            "s": stage_id,
+        },
     ).rows
     latest = set(list(dict.fromkeys(tid for tid, _, _ in reversed(rows)))[:EPOCH_FEED_TRIALS])
     return newest, [[tid, epoch, _finite(v)] for tid, epoch, v in rows if tid in latest]
@@ -280,13 +292,13 @@ def trials_page(
     """One page of the study's trials, filtered and sorted in SQL; params as extra columns."""
     where, params = _trial_filters(study, status, stage, ranges)
     total = reader.query(f"SELECT count(*) FROM trials t {where}", params).rows[0][0]
-    join, order_by = _order(sort, params)
+    join, keys = _order(sort, params)
     direction = "DESC" if descending else "ASC"
-    nulls = f"CASE WHEN {order_by} IS NULL THEN 1 ELSE 0 END, "
+    order = ", ".join(f"CASE WHEN {k} IS NULL THEN 1 ELSE 0 END, {k} {direction}" for k in keys)
     rows = reader.query(
         "SELECT t.trial_id, t.stage_id, t.number, t.status, t.best_value, t.best_epoch, "
         f"t.epochs_run FROM trials t {join} {where} "
-        f"ORDER BY {nulls}{order_by} {direction}, t.trial_id LIMIT :limit OFFSET :offset",
+        f"ORDER BY {order}, t.trial_id LIMIT :limit OFFSET :offset",
         params | {"limit": int(limit), "offset": int(offset)},
     ).rows
     names = list(dict.fromkeys(n for s in study_stages(reader, study) for n in s.ranges))
@@ -324,20 +336,20 @@ def _trial_filters(
     return "WHERE " + " AND ".join(clauses), params
 
 
-def _order(sort: str, params: dict[str, Any]) -> tuple[str, str]:
-    """(JOIN, ORDER BY expression): a trial column, or `param:NAME` for a parameter."""
+def _order(sort: str, params: dict[str, Any]) -> tuple[str, list[str]]:
+    """(JOIN, ORDER BY keys): a trial column, or `param:NAME` for a parameter."""
     if sort.startswith("param:"):
         params["sort_name"] = sort[len("param:") :]
         return (
             "LEFT JOIN params ps ON ps.trial_id = t.trial_id AND ps.name = :sort_name",
-            "COALESCE(ps.value, ps.text)",
+            ["ps.value", "ps.text"],
         )
     column = "number" if sort == "trial" else sort
     if column not in TRIAL_SORT_COLUMNS:
         raise StorageError(
             f"sort: must be one of {', '.join(TRIAL_SORT_COLUMNS)} or param:NAME, got {sort!r}"
         )
-    return "", f"t.{column}"
+    return "", [f"t.{column}"]
 
 
 def points(reader: Reader, study: StudyRecord, names: Sequence[str]) -> dict[str, Any]:
@@ -346,8 +358,9 @@ def points(reader: Reader, study: StudyRecord, names: Sequence[str]) -> dict[str
     are strings becomes indexes into `categories[name]`. SQL pivots; no Python loop per row."""
     import numpy as np
 
-    picks = "".join(
-        f", max(CASE WHEN p.name = :n{i} THEN COALESCE(p.text, p.value) END)"
+    picks = "".join(  # value and text apart: one type per column on every database
+        f", max(CASE WHEN p.name = :n{i} THEN p.value END)"
+        f", max(CASE WHEN p.name = :n{i} THEN p.text END)"
         for i in range(len(names))
     )
     rows = reader.query(
@@ -358,7 +371,7 @@ def points(reader: Reader, study: StudyRecord, names: Sequence[str]) -> dict[str
         "GROUP BY t.trial_id ORDER BY t.trial_id",
         {"s": study.study_id, **{f"n{i}": n for i, n in enumerate(names)}},
     ).rows
-    columns = list(zip(*rows, strict=True)) if rows else [()] * (4 + len(names))
+    columns = list(zip(*rows, strict=True)) if rows else [()] * (4 + 2 * len(names))
     out: dict[str, Any] = {
         "trial_id": np.array(columns[0], dtype=np.int64),
         "stage_id": np.array(columns[1], dtype=np.int64),
@@ -367,16 +380,17 @@ def points(reader: Reader, study: StudyRecord, names: Sequence[str]) -> dict[str
         "params": {},
         "categories": {},
     }
-    for name, values in zip(names, columns[4:], strict=True):
-        try:
+    for i, name in enumerate(names):
+        values, texts = columns[4 + 2 * i], columns[5 + 2 * i]
+        labels = list(dict.fromkeys(t for t in texts if t is not None))
+        if not labels:
             out["params"][name] = np.array(values, dtype=np.float64)
-        except ValueError:  # strings: a choice
-            labels = list(dict.fromkeys(v for v in values if v is not None))
-            index = {label: i for i, label in enumerate(labels)}
-            out["params"][name] = np.array(
-                [np.nan if v is None else index[v] for v in values], dtype=np.float64
-            )
-            out["categories"][name] = [str(label) for label in labels]
+            continue
+        index = {label: k for k, label in enumerate(labels)}  # a choice of strings
+        out["params"][name] = np.array(
+            [np.nan if t is None else index[t] for t in texts], dtype=np.float64
+        )
+        out["categories"][name] = labels
     return out
 
 
