@@ -23,6 +23,7 @@ from storage._terms import Mode, Status
 
 __all__ = [
     "ParamFilter",
+    "Points",
     "TrialsPage",
     "curves",
     "live_update",
@@ -352,46 +353,96 @@ def _order(sort: str, params: dict[str, Any]) -> tuple[str, list[str]]:
     return "", [f"t.{column}"]
 
 
-def points(reader: Reader, study: StudyRecord, names: Sequence[str]) -> dict[str, Any]:
-    """Every completed trial with a value as numpy columns: trial_id, stage_id, trial, value
-    and one float column per parameter in `names` (NaN when missing); a parameter whose values
-    are strings becomes indexes into `categories[name]`. SQL pivots; no Python loop per row."""
-    import numpy as np
+@dataclass(frozen=True)
+class Points:
+    """A study's completed trials as numpy columns (trial_id, stage_id, trial, value, one float
+    column per parameter; NaN when missing; string choices as indexes into `labels[name]`), in
+    finish order, with the cursor (finished_at, trial_id) of the last one read."""
 
+    names: tuple[str, ...]
+    columns: dict[str, Any]
+    params: dict[str, Any]
+    labels: dict[str, dict[str, int]]
+    cursor: tuple[Any, int] | None
+
+    def __len__(self) -> int:
+        return len(self.columns["value"])
+
+
+def points(
+    reader: Reader, study: StudyRecord, names: Sequence[str], known: Points | None = None
+) -> Points:
+    """Every completed trial with a value; given `known`, only those finished after its cursor
+    are read and appended (a completed trial never changes). SQL pivots the parameters.
+
+    If the total then differs from a count (a second writer committed out of time order), it
+    reads everything again."""
+    if known is not None and known.names != tuple(names):
+        known = None
+    grown = _append(known, _completed_rows(reader, study, names, known), names)
+    total = reader.query(
+        "SELECT count(*) FROM trials t JOIN stages st ON st.stage_id = t.stage_id "
+        "WHERE st.study_id = :s AND t.status = 'completed' AND t.best_value IS NOT NULL",
+        {"s": study.study_id},
+    ).rows[0][0]
+    if known is not None and total != len(grown):
+        return points(reader, study, names, None)
+    return grown
+
+
+def _completed_rows(
+    reader: Reader, study: StudyRecord, names: Sequence[str], known: Points | None
+) -> list[tuple[Any, ...]]:
     picks = "".join(  # value and text apart: one type per column on every database
         f", max(CASE WHEN p.name = :n{i} THEN p.value END)"
         f", max(CASE WHEN p.name = :n{i} THEN p.text END)"
         for i in range(len(names))
     )
-    rows = reader.query(
-        f"SELECT t.trial_id, t.stage_id, t.number, t.best_value{picks} FROM trials t "
-        "JOIN stages st ON st.stage_id = t.stage_id "
+    params: dict[str, Any] = {"s": study.study_id, **{f"n{i}": n for i, n in enumerate(names)}}
+    after = ""
+    if known is not None and known.cursor is not None:
+        after = " AND (t.finished_at > :at OR (t.finished_at = :at AND t.trial_id > :id))"
+        params |= {"at": known.cursor[0], "id": known.cursor[1]}
+    return reader.query(
+        f"SELECT t.trial_id, t.stage_id, t.number, t.best_value, t.finished_at{picks} "
+        "FROM trials t JOIN stages st ON st.stage_id = t.stage_id "
         "LEFT JOIN params p ON p.trial_id = t.trial_id WHERE st.study_id = :s "
-        "AND t.status = 'completed' AND t.best_value IS NOT NULL "
-        "GROUP BY t.trial_id ORDER BY t.trial_id",
-        {"s": study.study_id, **{f"n{i}": n for i, n in enumerate(names)}},
+        f"AND t.status = 'completed' AND t.best_value IS NOT NULL{after} "
+        "GROUP BY t.trial_id, t.stage_id, t.number, t.best_value, t.finished_at "
+        "ORDER BY t.finished_at, t.trial_id",
+        params,
     ).rows
-    columns = list(zip(*rows, strict=True)) if rows else [()] * (4 + 2 * len(names))
-    out: dict[str, Any] = {
+
+
+def _append(known: Points | None, rows: list[tuple[Any, ...]], names: Sequence[str]) -> Points:
+    import numpy as np
+
+    columns = list(zip(*rows, strict=True)) if rows else [()] * (5 + 2 * len(names))
+    labels = {n: dict(v) for n, v in known.labels.items()} if known else {}
+    new = {
         "trial_id": np.array(columns[0], dtype=np.int64),
         "stage_id": np.array(columns[1], dtype=np.int64),
         "trial": np.array(columns[2], dtype=np.int64),
         "value": np.array(columns[3], dtype=np.float64),
-        "params": {},
-        "categories": {},
     }
+    params = {}
     for i, name in enumerate(names):
-        values, texts = columns[4 + 2 * i], columns[5 + 2 * i]
-        labels = list(dict.fromkeys(t for t in texts if t is not None))
-        if not labels:
-            out["params"][name] = np.array(values, dtype=np.float64)
+        values, texts = columns[5 + 2 * i], columns[6 + 2 * i]
+        if name not in labels and any(t is not None for t in texts):
+            labels[name] = {}
+        if name not in labels:
+            params[name] = np.array(values, dtype=np.float64)
             continue
-        index = {label: k for k, label in enumerate(labels)}  # a choice of strings
-        out["params"][name] = np.array(
-            [np.nan if t is None else index[t] for t in texts], dtype=np.float64
+        index = labels[name]  # a choice of strings: indexes, new labels appended
+        params[name] = np.array(
+            [np.nan if t is None else index.setdefault(t, len(index)) for t in texts],
+            dtype=np.float64,
         )
-        out["categories"][name] = labels
-    return out
+    if known is not None:
+        new = {k: np.concatenate([known.columns[k], v]) for k, v in new.items()}
+        params = {k: np.concatenate([known.params[k], v]) for k, v in params.items()}
+    cursor = (rows[-1][4], rows[-1][0]) if rows else (known.cursor if known else None)
+    return Points(tuple(names), new, params, labels, cursor)
 
 
 def top_trial_ids(reader: Reader, study: StudyRecord, k: int) -> list[int]:

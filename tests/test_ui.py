@@ -308,6 +308,7 @@ def test_live_view_follows_a_stage_running_on_ray(
             what="the live view to advance twice without a reload",
             every=0.1,
         )
+        partial = json.loads(urllib.request.urlopen(f"{server.base}/api/study/live/points").read())
         out, err = run.communicate(timeout=240)
         assert run.returncode == 0, err
     finally:
@@ -321,6 +322,13 @@ def test_live_view_follows_a_stage_running_on_ray(
     assert finished.count() == 10
     assert int(page.inner_text("#live-updates")) >= 3
     assert int(page.inner_text("#live-epochs")) > 0  # epochs streamed in since it opened
+    # the plots' data read mid-run grows by what finished since, to exactly what SQL counts
+    open_view(page, server, "/study/live/params")
+    completed = sql1(
+        db, f"SELECT count(*) FROM trials WHERE stage_id = {stage} AND status = 'completed'"
+    )
+    assert partial["count"] <= completed
+    assert f"({completed} finished trials)" in page.inner_text("h1")
 
 
 def test_off_the_default_address_a_token_is_required(

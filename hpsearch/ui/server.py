@@ -269,6 +269,14 @@ def _param_filter(text: str) -> data.ParamFilter:
         raise HpsearchError(f"range: expected NAME:LOW:HIGH with numbers, got {text!r}") from None
 
 
+def _warm(db: str) -> None:
+    """Read the plots' data of every study ahead of the first visit; errors show on visits."""
+    try:
+        data.warm(db)
+    except (StorageError, HpsearchError):
+        pass
+
+
 async def _no_content(_request: web.Request) -> web.Response:
     return web.Response(status=204)
 
@@ -306,6 +314,8 @@ async def serve(settings: Settings, on_ready: Callable[[str], None]) -> None:
             ) from None
         port = runner.addresses[0][1]
         on_ready(url_of(settings.host, port, settings.token))
+        warming = asyncio.create_task(asyncio.to_thread(_warm, settings.db))
         await asyncio.Event().wait()
+        warming.cancel()
     finally:
         await runner.cleanup()
