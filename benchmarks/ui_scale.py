@@ -196,7 +196,16 @@ def main() -> None:
             "parallel coordinates": "/study/big/parallel",
             "sql (per-stage example)": "/sql",
         }
+        from hpsearch.ui import data
+
+        t = time.perf_counter()
+        data.scatter_points(str(db), "big")
+        print(
+            f"plots' data, cold (what the server reads once at start): "
+            f"{time.perf_counter() - t:.2f} s"
+        )
         server = UiServer(db, cwd=Path(tmp))
+        time.sleep(10)  # the server's start-up read of every study's completed trials
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -230,9 +239,20 @@ def main() -> None:
                     ".map(e => [e.startTime, e.duration, e.encodedBodySize])"
                 )
                 shown = page.inner_text("#live-done")
+                after = {}  # the plots again, now with every trial completed
+                for name in ("metric vs parameters", "parallel coordinates"):
+                    times = []
+                    for _ in range(args.repeats):
+                        t = time.perf_counter()
+                        page.goto(server.base + views[name])
+                        page.wait_for_selector("body[data-ready='1']", timeout=120_000)
+                        times.append(time.perf_counter() - t)
+                    after[name] = (statistics.median(times), max(times), page.inner_text("h1"))
                 browser.close()
         finally:
             server.stop()
+    for name, (median, worst, heading) in after.items():
+        print(f"after the stage: {name}: median {median:.2f} s, max {worst:.2f} s ({heading})")
     durations = [e[1] for e in entries]
     sizes = [e[2] for e in entries]
     print(

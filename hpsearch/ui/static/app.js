@@ -432,9 +432,8 @@ function paramType(stages, name) {
 }
 function jitter(id) { const s = Math.sin(id * 12.9898) * 43758.5453; return (s - Math.floor(s) - 0.5) * 0.5; }
 async function paramsView(name) {
-  const study = await api(`/api/study/${enc(name)}`);
+  const [study, d] = await Promise.all([api(`/api/study/${enc(name)}`), loadPoints(name)]);
   setCrumbs(name, "metric vs parameters"); setTabs(name, "/params", study);
-  const d = await loadPoints(name);
   const stageKind = Object.fromEntries(d.stages.map((s) => [s.id, kindOf(s)]));
   const bestIndex = d.value.reduce((b, v, i) => (b < 0 || (d.mode === "max" ? v > d.value[b] : v < d.value[b]) ? i : b), -1);
   const [ylo, yhi] = extent(d.value);
@@ -497,9 +496,8 @@ async function paramsView(name) {
 
 // ---------------------------------------------------------------- view 5: parallel coordinates
 async function parallelView(name) {
-  const study = await api(`/api/study/${enc(name)}`);
+  const [study, d] = await Promise.all([api(`/api/study/${enc(name)}`), loadPoints(name)]);
   setCrumbs(name, "parallel coordinates"); setTabs(name, "/parallel", study);
-  const d = await loadPoints(name);
   const axes = [...Object.keys(d.params), d.metric].map((axis) => {
     const values = axis in d.params ? d.params[axis] : d.value;
     const cats = d.categories[axis];
