@@ -156,8 +156,9 @@ def test_trials_table_filters_and_sorts_on_the_server(
     )
 
 
-def test_parallel_coordinates_brush(page: Page, server: UiServer, db: Path) -> None:
-    open_view(page, server, f"/study/{STUDY}/parallel")
+@pytest.mark.parametrize("dense", ["", "?dense=1"])  # every line, or binned (> 20,000 trials)
+def test_parallel_coordinates_brush(page: Page, server: UiServer, db: Path, dense: str) -> None:
+    open_view(page, server, f"/study/{STUDY}/parallel{dense}")
     canvas = page.locator("canvas")
     axes = json.loads(canvas.get_attribute("data-axes") or "[]")
     assert [a[0] for a in axes] == ["lr", "reg", "dropout", "update", "val_acc"]
@@ -211,8 +212,9 @@ def test_learning_curves_of_top_k_and_a_picked_trial(
     assert page.locator(".chart canvas").count() >= 1
 
 
-def test_metric_against_each_parameter(page: Page, server: UiServer, db: Path) -> None:
-    open_view(page, server, f"/study/{STUDY}/params")
+@pytest.mark.parametrize("dense", ["", "?dense=1"])  # squares, or pixels (> 20,000 trials)
+def test_metric_against_each_parameter(page: Page, server: UiServer, db: Path, dense: str) -> None:
+    open_view(page, server, f"/study/{STUDY}/params{dense}")
     names = {r[0] for r in query(db, "SELECT DISTINCT name FROM params")}
     charts = page.locator("#param-charts canvas")
     axes = {c.get_attribute("data-param"): c.get_attribute("data-axis") for c in charts.all()}
