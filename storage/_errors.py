@@ -13,3 +13,7 @@ class SchemaVersionError(StorageError):
 
 class NotFoundError(StorageError):
     """The database or the study named on the command line does not exist."""
+
+
+class QueryTimeout(StorageError):
+    """A read-only query ran past its time limit and was stopped."""

@@ -42,7 +42,7 @@ from storage._engine import (
     reason,
     to_url,
 )
-from storage._errors import NotFoundError, StorageError
+from storage._errors import NotFoundError, QueryTimeout, StorageError
 from storage._models import Meta
 from storage._schema import HEAD, check_readable, stored_version
 
@@ -124,7 +124,7 @@ class _Stop:
         if self.interrupted:
             raise KeyboardInterrupt
         if self.expired or (server_timed_out and self.timeout):
-            raise StorageError(
+            raise QueryTimeout(
                 f"sql: the query ran longer than --timeout {self.timeout:g} s and was stopped: "
                 "narrow it (a LIMIT, a WHERE) or raise --timeout (0: no limit)"
             )
