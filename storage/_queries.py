@@ -6,7 +6,7 @@ Fast on large studies (no ORM objects): a million metric rows load in about a se
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from storage._errors import NotFoundError
@@ -48,24 +48,31 @@ SELECT t.trial_id, t.stage_id, st.kind AS stage_kind, t.number AS trial, t.statu
        t.started_at, t.finished_at
 FROM trials t JOIN stages st ON st.stage_id = t.stage_id
 WHERE st.study_id = :study_id{where}
-ORDER BY t.stage_id, t.number
+ORDER BY {order}
 """
 _PARAMS_SQL = """
 SELECT p.trial_id, p.name, p.value, p.text
 FROM params p JOIN trials t ON t.trial_id = p.trial_id JOIN stages st ON st.stage_id = t.stage_id
 WHERE st.study_id = :study_id{where}
 """
-_TRIAL_KEYS_SQL = """
-SELECT t.trial_id, t.stage_id, t.number AS trial, t.attempts
+_PARAMS_OF_SQL = "SELECT trial_id, name, value, text FROM params WHERE trial_id IN ({ids})"
+_TRIAL_BOUNDS_SQL = """
+SELECT min(t.trial_id), max(t.trial_id)
 FROM trials t JOIN stages st ON st.stage_id = t.stage_id
 WHERE st.study_id = :study_id{where}
 """
-# By trial_id range (the primary key's prefix), no join: the study's trials are picked in pandas.
+# Each trial's rows are found through the primary key (trial_id, attempt, ...): by the
+# selected trial ids, or by the id range of the study's trials (joined, so other studies'
+# trials inside that range are dropped in SQL, never loaded).
 _METRICS_SQL = """
-SELECT trial_id, attempt, epoch, name, value FROM metrics
-WHERE trial_id BETWEEN :lo AND :hi{where}
-ORDER BY trial_id, attempt, epoch, name
+SELECT m.trial_id, t.stage_id, t.number AS trial, m.attempt, m.epoch, m.name, m.value
+FROM metrics m
+JOIN trials t ON t.trial_id = m.trial_id{latest}
+JOIN stages st ON st.stage_id = t.stage_id
+WHERE st.study_id = :study_id AND {trials}{where}
+ORDER BY m.trial_id, m.attempt, m.epoch, m.name
 """
+CHUNK_ROWS = 100_000
 
 
 def _study(reader: Reader, name: str) -> StudyRecord:
@@ -208,9 +215,12 @@ def _filters(
     if status is not None:
         where, params["status"] = where + " AND t.status = :status", status
     if trial_ids is not None:
-        ids = ", ".join(str(int(i)) for i in trial_ids) or "NULL"
-        where += f" AND t.trial_id IN ({ids})"
+        where += f" AND t.trial_id IN ({_id_list(trial_ids)})"
     return where, params
+
+
+def _id_list(trial_ids: Sequence[int]) -> str:
+    return ", ".join(str(int(i)) for i in trial_ids) or "NULL"
 
 
 def _frame(reader: Reader, sql: str, params: dict[str, Any], columns: list[str]) -> pd.DataFrame:
@@ -252,35 +262,57 @@ def _int_params(rows: list[tuple[Any, ...]]) -> set[str]:
 
 
 def load_trials(
-    db: str, study: str, *, stage: int | None = None, status: str | None = None
+    db: str,
+    study: str,
+    *,
+    stage: int | None = None,
+    status: str | None = None,
+    top: int | None = None,
 ) -> pd.DataFrame:
     """One row per trial: its stage, status, best value and epoch, and one column per parameter.
 
-    Parameter columns whose names clash with a trial column get a `param_` prefix.
+    With `top`, only the best `top` completed trials, best first (ranked in SQL: only they are
+    read). Parameter columns whose names clash with a trial column get a `param_` prefix.
     """
     import pandas as pd
 
-    where, params = _filters(stage, status, None)
     with read_only(db) as reader:
-        params["study_id"] = _study(reader, study).study_id
-        trials = _frame(reader, _TRIALS_SQL.format(where=where), params, TRIAL_COLUMNS)
-        values = _frame(
-            reader, _PARAMS_SQL.format(where=where), params, ["trial_id", "name", "value", "text"]
-        )
-        reader_ranges = reader.query(
+        record = _study(reader, study)
+        trials, values = _trial_rows(reader, record, stage, status, top)
+        ranges = reader.query(
             "SELECT ranges FROM stages WHERE study_id = :study_id ORDER BY stage_id",
-            {"study_id": params["study_id"]},
+            {"study_id": record.study_id},
         ).rows
     for column in ("started_at", "finished_at"):
         trials[column] = pd.to_datetime(trials[column], errors="coerce")
     trials["best_value"] = trials["best_value"].astype(float)
     trials["best_epoch"] = trials["best_epoch"].astype("Int64")
-    wide = _wide_params(values, _ranges_order(reader_ranges))
-    for name in _int_params(reader_ranges):
+    wide = _wide_params(values, _ranges_order(ranges))
+    for name in _int_params(ranges):
         if name in wide and pd.api.types.is_numeric_dtype(wide[name]):
             wide[name] = wide[name].round().astype("Int64")
     wide.columns = [f"param_{c}" if c in TRIAL_COLUMNS else c for c in wide.columns]
     return trials.join(wide, on="trial_id")
+
+
+def _trial_rows(
+    reader: Reader, study: StudyRecord, stage: int | None, status: str | None, top: int | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The trials' rows and their params' rows (of the best `top` only, when given)."""
+    where, params = _filters(stage, status, None)
+    params["study_id"] = study.study_id
+    order = "t.stage_id, t.number"
+    if top is not None:
+        where += f" AND t.status = '{Status.COMPLETED}' AND t.best_value IS NOT NULL"
+        order = f"t.best_value {Mode(study.mode).sql_order}, {order} LIMIT {int(top)}"
+    trials = _frame(reader, _TRIALS_SQL.format(where=where, order=order), params, TRIAL_COLUMNS)
+    param_columns = ["trial_id", "name", "value", "text"]
+    if top is None:
+        values = _frame(reader, _PARAMS_SQL.format(where=where), params, param_columns)
+    else:
+        ids = _id_list(list(trials["trial_id"]))
+        values = _frame(reader, _PARAMS_OF_SQL.format(ids=ids), {}, param_columns)
+    return trials, values
 
 
 def load_metrics(
@@ -294,43 +326,65 @@ def load_metrics(
 ) -> pd.DataFrame:
     """The long per-epoch table: trial_id, stage_id, trial, attempt, epoch, name, value.
 
-    Only each trial's latest attempt unless `all_attempts`; `names` keeps only those metrics.
+    Only each trial's latest attempt unless `all_attempts`; `names` keeps only those metrics;
+    `trial_ids` reads exactly those trials' rows.
     """
     import pandas as pd
 
-    where, params = _filters(stage, None, trial_ids)
-    name_filter, keys = "", {}
+    chunks = iter_metrics(
+        db, study, stage=stage, names=names, trial_ids=trial_ids, all_attempts=all_attempts
+    )
+    frame = pd.concat(chunks, ignore_index=True)
+    frame["name"] = frame["name"].astype("category")
+    return frame
+
+
+def iter_metrics(
+    db: str,
+    study: str,
+    *,
+    stage: int | None = None,
+    names: Sequence[str] | None = None,
+    trial_ids: Sequence[int] | None = None,
+    all_attempts: bool = False,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """`load_metrics` in frames of at most `chunk_rows` rows, read as they are consumed."""
+    where, params = _filters(stage, None, None)
     if names is not None:
         keys = {f"n{i}": n for i, n in enumerate(names)}
-        name_filter = f" AND name IN ({', '.join(':' + k for k in keys) or 'NULL'})"
+        where += f" AND m.name IN ({', '.join(':' + k for k in keys) or 'NULL'})"
+        params.update(keys)
+    latest = "" if all_attempts else " AND m.attempt = t.attempts"
     with read_only(db) as reader:
         params["study_id"] = _study(reader, study).study_id
-        trials = _frame(
-            reader,
-            _TRIAL_KEYS_SQL.format(where=where),
-            params,
-            ["trial_id", "stage_id", "trial", "attempts"],
-        ).set_index("trial_id")
-        if trials.empty:
-            return pd.DataFrame({c: [] for c in METRIC_COLUMNS})
-        bounds = {"lo": int(trials.index.min()), "hi": int(trials.index.max()), **keys}
-        frame = _frame(
-            reader,
-            _METRICS_SQL.format(where=name_filter),
-            bounds,
-            METRIC_COLUMNS[:1] + METRIC_COLUMNS[3:],
-        )
-    return _attach_trials(frame, trials, all_attempts)
+        if trial_ids is not None:
+            selected = f"m.trial_id IN ({_id_list(trial_ids)})"
+        else:
+            lo, hi = _trial_bounds(reader, params) or (0, -1)
+            selected = "m.trial_id BETWEEN :lo AND :hi"
+            params.update(lo=lo, hi=hi)
+        sql = _METRICS_SQL.format(latest=latest, trials=selected, where=where)
+        empty = True
+        for rows in reader.chunks(sql, params, chunk_rows):
+            empty = False
+            yield _metrics_frame(rows)
+    if empty:
+        yield _metrics_frame([])
 
 
-def _attach_trials(frame: pd.DataFrame, trials: pd.DataFrame, all_attempts: bool) -> pd.DataFrame:
-    keep = frame["trial_id"].isin(trials.index)
-    if not all_attempts:
-        keep &= frame["attempt"] == frame["trial_id"].map(trials["attempts"])
-    frame = frame[keep].reset_index(drop=True)
-    frame.insert(1, "stage_id", frame["trial_id"].map(trials["stage_id"]))
-    frame.insert(2, "trial", frame["trial_id"].map(trials["trial"]))
-    frame["name"] = frame["name"].astype("category")
+def _trial_bounds(reader: Reader, params: dict[str, Any]) -> tuple[int, int] | None:
+    """The smallest and largest id of the study's (or the stage's) trials; None if none."""
+    where = " AND t.stage_id = :stage" if "stage" in params else ""
+    keys: dict[str, Any] = {k: params[k] for k in ("study_id", "stage") if k in params}
+    ((lo, hi),) = reader.query(_TRIAL_BOUNDS_SQL.format(where=where), keys).rows
+    return None if lo is None else (int(lo), int(hi))
+
+
+def _metrics_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(rows, columns=METRIC_COLUMNS)
     frame["value"] = frame["value"].astype(float)
     return frame
 

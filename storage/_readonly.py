@@ -309,6 +309,29 @@ class Reader:
         except (SQLAlchemyError, sqlite3.Error) as exc:
             raise self._error(exc) from None
 
+    def chunks(
+        self, sql: str, params: Mapping[str, Any], size: int = 100_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of one query in lists of at most `size`, fetched as they are consumed."""
+        try:
+            if self.dialect == "sqlite":
+                raw = self.conn.connection.driver_connection
+                cursor = raw.cursor()  # type: ignore[union-attr]
+                try:
+                    cursor.execute(sql, dict(params))
+                    while rows := cursor.fetchmany(size):
+                        yield rows
+                finally:
+                    cursor.close()
+                return
+            result = self.conn.execution_options(stream_results=True).execute(
+                text(sql), dict(params)
+            )
+            for part in result.partitions(size):
+                yield [tuple(r) for r in part]
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise self._error(exc) from None
+
     def _query_sqlite(self, sql: str, params: Mapping[str, Any] | None) -> QueryResult:
         """The sqlite3 cursor directly: no per-row objects, ~4x faster on a million rows."""
         raw = self.conn.connection.driver_connection

@@ -25,7 +25,6 @@ from hpsearch.cli.options import Format, FormatOpt, ResultsDbOpt, StageOpt, Stud
 from hpsearch.cli.report import err, fmt, out
 from hpsearch.errors import HpsearchError
 from hpsearch.lookup import study_from_arg
-from hpsearch.ranking import top_completed
 from storage import (
     DEFAULT_DB,
     TRIAL_COLUMNS,
@@ -33,7 +32,7 @@ from storage import (
     Reader,
     Status,
     check_query,
-    load_metrics,
+    iter_metrics,
     load_trials,
     read_only,
 )
@@ -234,10 +233,8 @@ def trials(
     """One row per trial with its best value and one column per parameter."""
     _check_status(status)
     record = study_from_arg(db, study)
-    frame = load_trials(db, record.name, stage=stage, status=status)
+    frame = load_trials(db, record.name, stage=stage, status=status, top=top)
     params = [c for c in frame.columns if c not in TRIAL_COLUMNS]
-    if top is not None:
-        frame = top_completed(frame, record.mode, top)
     title = f"{record.name}: {len(frame)} trials ({record.metric}, {record.mode})"
     emit(frame_result(frame[TRIAL_VIEW + params]), form, title)
 
@@ -261,24 +258,51 @@ def export(
         raise HpsearchError(f"--out {path}: directory {path.parent} does not exist")
     record = study_from_arg(db, study)
     if metrics:
-        frame = load_metrics(db, record.name, stage=stage)
+        frames = iter_metrics(db, record.name, stage=stage)
     else:
-        frame = load_trials(db, record.name, stage=stage)
-    _write(frame, path, suffix)
+        frames = iter([load_trials(db, record.name, stage=stage)])
+    rows = _write(frames, path, suffix)
     what = "metric rows" if metrics else "trials"
-    err.print(f"wrote {len(frame)} {what} of {record.name} to {path}", markup=False)
+    err.print(f"wrote {rows} {what} of {record.name} to {path}", markup=False)
 
 
-def _write(frame: pd.DataFrame, path: Path, suffix: str) -> None:
+def _write(frames: Iterator[pd.DataFrame], path: Path, suffix: str) -> int:
+    """Write the frames one after another into one CSV or Parquet file; returns the row count."""
     try:
         if suffix == ".csv":
-            frame.to_csv(path, index=False)
-        else:
-            frame.to_parquet(path, index=False)
+            return _write_csv(frames, path)
+        return _write_parquet(frames, path)
     except ImportError as exc:
         raise HpsearchError(f"--out {path}: parquet needs pyarrow: pip install pyarrow") from exc
     except OSError as exc:
         raise HpsearchError(f"--out {path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _write_csv(frames: Iterator[pd.DataFrame], path: Path) -> int:
+    rows = 0
+    with path.open("w", newline="") as file:
+        for frame in frames:
+            frame.to_csv(file, index=False, header=rows == 0)
+            rows += len(frame)
+    return rows
+
+
+def _write_parquet(frames: Iterator[pd.DataFrame], path: Path) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows, writer = 0, None
+    try:
+        for frame in frames:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table.cast(writer.schema))
+            rows += len(frame)
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
 
 
 def register(app: typer.Typer) -> None:
