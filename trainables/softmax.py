@@ -36,8 +36,9 @@ def train(
     ``beta1`` (0.9), ``beta2`` (0.999), ``eps`` (1e-8), ``anneal`` (``"none"``; step, exp,
     inv_t, plateau), ``anneal_k`` (0.1), ``anneal_every`` (5), ``anneal_factor`` (0.5),
     ``patience`` (1), ``avg_decay`` (0.0: off; e.g. 0.999 keeps a running average of
-    the weights, reported as ``val_acc_avg``/``val_loss_avg`` and used by ``predict``), ``data`` (``"digits"``; cifar10, synthetic), ``data_dir`` (""),
-    ``data_seed`` (0), ``rows`` (20000), ``features`` (100), ``classes`` (10),
+    the weights, reported as ``val_acc_avg``/``val_loss_avg`` and used by ``predict``),
+    ``data`` (``"digits"``; cifar10, synthetic), ``data_dir`` (""), ``data_seed`` (0),
+    ``rows`` (20000), ``features`` (100), ``classes`` (10),
     ``train_rows`` (0 = all). Unknown keys raise ValueError.
 
     Raises FloatingPointError when the loss becomes non-finite or exceeds 3x its initial value.
