@@ -5,8 +5,9 @@ Knows nothing of Ray, the CLI or the search driver.
 
 from __future__ import annotations
 
+from storage._artifacts import ArtifactStore, StoredFile, default_location
 from storage._engine import DEFAULT_DB, describe, to_url
-from storage._errors import SchemaVersionError, StorageError
+from storage._errors import ArtifactError, SchemaVersionError, StorageError
 from storage._models import SCHEMA_VERSION
 from storage._queries import (
     METRIC_COLUMNS,
@@ -29,6 +30,10 @@ from storage._store import Store, now
 from storage._terms import FINAL_STATUSES, Mode, StageKind, StageStatus, Status
 
 __all__ = [
+    "ArtifactError",
+    "ArtifactStore",
+    "StoredFile",
+    "default_location",
     "DEFAULT_DB",
     "FINAL_STATUSES",
     "SCHEMA_VERSION",

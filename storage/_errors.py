@@ -9,3 +9,7 @@ class StorageError(Exception):
 
 class SchemaVersionError(StorageError):
     """The database was written by an hpsearch with another schema version."""
+
+
+class ArtifactError(StorageError):
+    """A checkpoint file is missing, changed on disk, or cannot be written."""
