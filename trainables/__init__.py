@@ -25,8 +25,6 @@ grad_norm/<W>     L2 norm of the gradient of weight matrix ``<W>`` at the epoch'
 update_ratio/<W>  ``|update| / |W|`` at the epoch's last step (the recipe wants ~1e-3)
 act_mean/h<i>     mean of hidden layer ``i``'s ReLU output on the validation split (mlp only)
 act_std/h<i>      its standard deviation (collapsing towards 0 = bad init, e.g. std 0.01)
-first_layer_tv    mean total variation of the first layer's weights as images, each scaled
-                  to [0, 1] (image data only): ~0.1 smooth templates, 0.3+ noise
 val_acc_avg       accuracy of the running average of the weights (``avg_decay`` > 0 only)
 val_loss_avg      its data loss
 ================  ==========================================================================
@@ -53,7 +51,6 @@ __all__ = [
     "checkpoint",
     "checks",
     "data",
-    "filters",
     "mlp",
     "models",
     "optim",

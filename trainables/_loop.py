@@ -13,8 +13,7 @@ import numpy as np
 from trainables import checkpoint
 from trainables._params import parse_hidden, resolve
 from trainables.checkpoint import Average, TrainState
-from trainables.data import Dataset, load
-from trainables.filters import first_layer_images, total_variation
+from trainables.data import Dataset, as_images, load
 from trainables.models import Net
 from trainables.optim import Optimizer
 from trainables.schedules import Annealer
@@ -78,7 +77,7 @@ def fit(
             start, lr = time.perf_counter(), state.annealer.lr
             metrics = _epoch(net, state, X, y, cfg, lr, epoch)
             _check_divergence(metrics["train_loss"], state.initial_loss, epoch)
-            metrics.update(_evaluate(net, X_val, y_val, data.name))
+            metrics.update(_evaluate(net, X_val, y_val))
             if state.average is not None:
                 metrics.update(_evaluate_average(net, state.average, X_val, y_val))
             state.annealer.end_epoch(metrics["val_acc"])
@@ -150,7 +149,7 @@ def _check_divergence(train_loss: float, initial: float, epoch: int) -> None:
         )
 
 
-def _evaluate(net: Net, X: np.ndarray, y: np.ndarray, data_name: str) -> dict[str, float]:
+def _evaluate(net: Net, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
     fwd = net.forward(X)
     loss = net.data_loss(fwd.scores, y)[0]
     out = {"val_loss": float(loss), "val_acc": float((fwd.scores.argmax(axis=1) == y).mean())}
@@ -158,9 +157,6 @@ def _evaluate(net: Net, X: np.ndarray, y: np.ndarray, data_name: str) -> dict[st
         h = np.maximum(z, 0.0)
         out[f"act_mean/h{i}"] = float(h.mean())
         out[f"act_std/h{i}"] = float(h.std())
-    images = first_layer_images(net, data_name)
-    if images is not None:
-        out["first_layer_tv"] = total_variation(images)
     return out
 
 
@@ -241,7 +237,7 @@ def first_layer_net(
     data = load_data(cfg)
     net = build_net(cfg, data, hidden=hidden, loss_kind=loss_kind, rng=np.random.default_rng(0))
     net.params = checkpoint.load_weights(checkpoint_dir)
-    images = first_layer_images(net, data.name)
+    images = as_images(net.params[net.weight_names[0]].T, data.name)
     if images is None:
         raise ValueError(f"data {data.name!r}: its features are not images")
     return images
