@@ -6,8 +6,9 @@ Knows nothing of Ray, the CLI or the search driver.
 from __future__ import annotations
 
 from storage._admin import SchemaStatus, Upgrade, schema_status, upgrade_schema
+from storage._artifacts import ArtifactStore, StoredFile, default_location
 from storage._engine import DEFAULT_DB, describe, masked, parse_url, to_url
-from storage._errors import NotFoundError, SchemaVersionError, StorageError
+from storage._errors import ArtifactError, NotFoundError, SchemaVersionError, StorageError
 from storage._models import SCHEMA_VERSION
 from storage._queries import (
     METRIC_COLUMNS,
@@ -42,6 +43,10 @@ from storage._terms import (
 )
 
 __all__ = [
+    "ArtifactError",
+    "ArtifactStore",
+    "StoredFile",
+    "default_location",
     "AttemptOutcome",
     "DEFAULT_DB",
     "FINAL_STATUSES",

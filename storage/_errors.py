@@ -17,3 +17,7 @@ class NotFoundError(StorageError):
 
 class QueryTimeout(StorageError):
     """A read-only query ran past its time limit and was stopped."""
+
+
+class ArtifactError(StorageError):
+    """A checkpoint file is missing, changed on disk, or cannot be written."""

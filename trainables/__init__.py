@@ -25,7 +25,16 @@ grad_norm/<W>     L2 norm of the gradient of weight matrix ``<W>`` at the epoch'
 update_ratio/<W>  ``|update| / |W|`` at the epoch's last step (the recipe wants ~1e-3)
 act_mean/h<i>     mean of hidden layer ``i``'s ReLU output on the validation split (mlp only)
 act_std/h<i>      its standard deviation (collapsing towards 0 = bad init, e.g. std 0.01)
+val_acc_avg       accuracy of the running average of the weights (``avg_decay`` > 0 only)
+val_loss_avg      its data loss
 ================  ==========================================================================
+
+Checkpoints: ``train(params, epochs=..., seed=..., checkpoint_dir=DIR)`` writes each epoch's
+checkpoint into ``DIR`` (``model.npz`` + ``state.json``, no pickles) before yielding that
+epoch's metrics; ``restore_dir=DIR`` continues from such a checkpoint, from the epoch after
+it, exactly as if training had not stopped. ``predict(params, checkpoint_dir=DIR,
+split="val"|"test")`` returns class probabilities and labels, ``first_layer(params,
+checkpoint_dir=DIR)`` the first layer's weights as images ``(units, H, W[, C])``.
 
 Weight names: ``W`` for the linear models, ``W1 .. W{L+1}`` for an mlp with ``L`` hidden
 layers (``W{L+1}`` feeds the scores); hidden layers are ``h1 .. hL``.
@@ -38,4 +47,15 @@ Sanity checks before training (gradient check, initial loss, overfitting 20 exam
 :func:`trainables.checks.run_checks`, also ``hpsearch check TRAINABLE --param k=v``.
 """
 
-__all__ = ["checks", "data", "mlp", "models", "optim", "schedules", "softmax", "svm", "synthetic"]
+__all__ = [
+    "checkpoint",
+    "checks",
+    "data",
+    "mlp",
+    "models",
+    "optim",
+    "schedules",
+    "softmax",
+    "svm",
+    "synthetic",
+]

@@ -28,6 +28,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "anneal_every": 5,  # step
     "anneal_factor": 0.5,  # step and plateau
     "patience": 1,  # plateau
+    "avg_decay": 0.0,  # running average of the weights per step (e.g. 0.999); 0 = off
 }
 
 UNTYPED = frozenset({"init", "hidden"})

@@ -46,6 +46,15 @@ class Dataset:
         return int(max(self.y_train.max(), self.y_val.max(), self.y_test.max()) + 1)
 
 
+def as_images(rows: np.ndarray, name: str) -> np.ndarray | None:
+    """Flat rows of a data set's features as images ``(n, H, W[, C])``; None if not images."""
+    if name == "digits":
+        return rows.reshape(len(rows), 8, 8)
+    if name == "cifar10":  # stored channel-first, as the python batches are
+        return rows.reshape(len(rows), 3, 32, 32).transpose(0, 2, 3, 1)
+    return None
+
+
 def preprocess(
     name: str, train: tuple, val: tuple, test: tuple, scale: float | None = None
 ) -> Dataset:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from trainables._loop import train_net
-from trainables._params import DATA_DEFAULTS, TRAIN_DEFAULTS, parse_hidden, resolve
+from trainables._loop import NetModel
+from trainables._params import DATA_DEFAULTS, TRAIN_DEFAULTS
 
 DEFAULTS: dict[str, Any] = {
     **DATA_DEFAULTS,
@@ -21,7 +21,17 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def train(params: dict[str, Any], *, epochs: int, seed: int) -> Iterator[dict[str, float]]:
+MODEL = NetModel("mlp", DEFAULTS, has_hidden=True)
+
+
+def train(
+    params: dict[str, Any],
+    *,
+    epochs: int,
+    seed: int,
+    checkpoint_dir: str | None = None,
+    restore_dir: str | None = None,
+) -> Iterator[dict[str, float]]:
     """Train a fully connected ReLU net; yield metrics per epoch.
 
     Params (default): ``hidden`` (100: width of every hidden layer, or a list / ``"100,50"``
@@ -32,6 +42,10 @@ def train(params: dict[str, Any], *, epochs: int, seed: int) -> Iterator[dict[st
     :func:`trainables.softmax.train` with the same defaults. Unknown keys raise ValueError;
     a hopeless trial raises FloatingPointError.
     """
-    cfg = resolve("mlp", params, DEFAULTS)
-    hidden = parse_hidden(cfg["hidden"], cfg["depth"])
-    yield from train_net(cfg, hidden=hidden, loss_kind="softmax", epochs=epochs, seed=seed)
+    yield from MODEL.train(
+        params, epochs=epochs, seed=seed, checkpoint_dir=checkpoint_dir, restore_dir=restore_dir
+    )
+
+
+predict = MODEL.predict
+first_layer = MODEL.first_layer

@@ -37,8 +37,8 @@ class Optimizer:
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
-    _state: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
-    _steps: dict[str, int] = field(default_factory=dict, repr=False)
+    slots: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    steps: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.rule not in UPDATE_RULES:
@@ -47,7 +47,7 @@ class Optimizer:
             )
 
     def update(self, name: str, dx: np.ndarray, lr: float) -> np.ndarray:
-        state = self._state.setdefault(name, {})
+        state = self.slots.setdefault(name, {})
         step = getattr(self, f"_{self.rule}")
         result: np.ndarray = step(state, dx, lr, name)
         return result
@@ -86,7 +86,7 @@ class Optimizer:
     def _adam(self, state: dict, dx: np.ndarray, lr: float, name: str) -> np.ndarray:
         m = self._zeros(state, "m", dx)
         v = self._zeros(state, "v", dx)
-        t = self._steps[name] = self._steps.get(name, 0) + 1
+        t = self.steps[name] = self.steps.get(name, 0) + 1
         m *= self.beta1
         m += (1 - self.beta1) * dx
         v *= self.beta2

@@ -58,6 +58,15 @@ class Annealer:
             return self._plateau_lr
         return self.lr0
 
+    def progress(self) -> dict[str, float]:
+        """The state that changes while training (for checkpoints)."""
+        return {"t": self.t, "plateau_lr": self._plateau_lr, "best": self._best, "bad": self._bad}
+
+    def resume(self, progress: dict[str, float]) -> None:
+        """Continue from a state saved by :meth:`progress`."""
+        self.t, self._bad = int(progress["t"]), int(progress["bad"])
+        self._plateau_lr, self._best = float(progress["plateau_lr"]), float(progress["best"])
+
     def end_epoch(self, val_acc: float) -> None:
         """Advance one epoch; ``val_acc`` drives the plateau rule."""
         self.t += 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from trainables._loop import train_net
-from trainables._params import DATA_DEFAULTS, TRAIN_DEFAULTS, resolve
+from trainables._loop import NetModel
+from trainables._params import DATA_DEFAULTS, TRAIN_DEFAULTS
 
 DEFAULTS: dict[str, Any] = {
     **DATA_DEFAULTS,
@@ -17,7 +17,17 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def train(params: dict[str, Any], *, epochs: int, seed: int) -> Iterator[dict[str, float]]:
+MODEL = NetModel("softmax", DEFAULTS)
+
+
+def train(
+    params: dict[str, Any],
+    *,
+    epochs: int,
+    seed: int,
+    checkpoint_dir: str | None = None,
+    restore_dir: str | None = None,
+) -> Iterator[dict[str, float]]:
     """Train a linear softmax classifier with minibatch updates; yield metrics per epoch.
 
     Params (default): ``lr`` (0.5), ``reg`` (1e-4, L2 ``0.5*reg*sum(W**2)``), ``init``
@@ -25,11 +35,18 @@ def train(params: dict[str, Any], *, epochs: int, seed: int) -> Iterator[dict[st
     also momentum, nesterov, adagrad, rmsprop, adam), ``mu`` (0.9), ``decay_rate`` (0.99),
     ``beta1`` (0.9), ``beta2`` (0.999), ``eps`` (1e-8), ``anneal`` (``"none"``; step, exp,
     inv_t, plateau), ``anneal_k`` (0.1), ``anneal_every`` (5), ``anneal_factor`` (0.5),
-    ``patience`` (1), ``data`` (``"digits"``; cifar10, synthetic), ``data_dir`` (""),
-    ``data_seed`` (0), ``rows`` (20000), ``features`` (100), ``classes`` (10),
+    ``patience`` (1), ``avg_decay`` (0.0: off; e.g. 0.999 keeps a running average of
+    the weights, reported as ``val_acc_avg``/``val_loss_avg`` and used by ``predict``),
+    ``data`` (``"digits"``; cifar10, synthetic), ``data_dir`` (""), ``data_seed`` (0),
+    ``rows`` (20000), ``features`` (100), ``classes`` (10),
     ``train_rows`` (0 = all). Unknown keys raise ValueError.
 
     Raises FloatingPointError when the loss becomes non-finite or exceeds 3x its initial value.
     """
-    cfg = resolve("softmax", params, DEFAULTS)
-    yield from train_net(cfg, hidden=(), loss_kind="softmax", epochs=epochs, seed=seed)
+    yield from MODEL.train(
+        params, epochs=epochs, seed=seed, checkpoint_dir=checkpoint_dir, restore_dir=restore_dir
+    )
+
+
+predict = MODEL.predict
+first_layer = MODEL.first_layer

@@ -1,0 +1,75 @@
+"""First-layer weights as pictures, and how smooth they are (the recipe's §3.5 check).
+
+Smooth, distinct filters say training went well; noisy, "muddy" ones say the learning rate or
+the regularization is off. The score is the mean total variation of each filter after
+scaling it to [0, 1] on its own: about 0.1 for smooth templates, 0.3 and more for noise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+SCORE_METRIC = "first_layer_tv"
+
+
+def normalized(filters: np.ndarray) -> np.ndarray:
+    """Each filter scaled to [0, 1] by its own minimum and maximum (a flat filter becomes 0)."""
+    flat = filters.reshape(len(filters), -1)
+    low = flat.min(axis=1)
+    span = flat.max(axis=1) - low
+    span[span == 0] = 1.0
+    shape = (len(filters),) + (1,) * (filters.ndim - 1)
+    return (filters - low.reshape(shape)) / span.reshape(shape)
+
+
+def total_variation(filters: np.ndarray) -> float:
+    """Mean absolute difference between neighbouring pixels of the normalized filters."""
+    if len(filters) == 0:
+        return math.nan
+    images = normalized(filters)
+    down = np.abs(np.diff(images, axis=1)).mean()
+    right = np.abs(np.diff(images, axis=2)).mean()
+    return float((down + right) / 2)
+
+
+def tile(filters: np.ndarray, gap: int = 1) -> np.ndarray:
+    """The normalized filters side by side in a near-square grid, `gap` pixels apart (NaN)."""
+    n, height, width = filters.shape[:3]
+    columns = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    shape = (rows * (height + gap) - gap, columns * (width + gap) - gap, *filters.shape[3:])
+    grid = np.full(shape, np.nan)
+    for i, image in enumerate(normalized(filters)):
+        top, left = (i // columns) * (height + gap), (i % columns) * (width + gap)
+        grid[top : top + height, left : left + width] = image
+    return grid
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One trial's first layer, with the caption it is shown under."""
+
+    filters: np.ndarray
+    caption: str
+
+
+def first_layer_figure(panels: list[Panel]) -> Figure:
+    """The panels side by side (the recipe's "good vs bad" picture), each with its score."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.5 * len(panels), 5))
+    for i, panel in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, len(panels), i)
+        grid = tile(panel.filters)
+        ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest")
+        score = total_variation(panel.filters)
+        ax.set_title(f"{panel.caption}\n{SCORE_METRIC} {score:.3f}", fontsize="small")
+        ax.set_axis_off()
+    return fig
