@@ -26,7 +26,8 @@ def normalized(filters: np.ndarray) -> np.ndarray:
     span = flat.max(axis=1) - low
     span[span == 0] = 1.0
     shape = (len(filters),) + (1,) * (filters.ndim - 1)
-    return (filters - low.reshape(shape)) / span.reshape(shape)
+    scaled: np.ndarray = (filters - low.reshape(shape)) / span.reshape(shape)
+    return scaled
 
 
 def total_variation(filters: np.ndarray) -> float:

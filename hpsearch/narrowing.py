@@ -52,7 +52,7 @@ class Analysis:
         return {p: {**r, "reason": self.reasons.get(p, "")} for p, r in self.proposal.items()}
 
 
-def split_proposal(stored: dict[str, Any] | None) -> tuple[dict | None, dict[str, str]]:
+def split_proposal(stored: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """Inverse of `Analysis.stored_proposal`: (ranges, reasons)."""
     if stored is None:
         return None, {}

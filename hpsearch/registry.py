@@ -68,4 +68,4 @@ def checked(func: object, ref: str) -> Trainable:
             f"trainable {ref!r}: {name} must be a generator function that yields one "
             "dict of metrics per epoch"
         )
-    return func  # type: ignore[no-any-return]
+    return func

@@ -97,7 +97,7 @@ def studies_overview(reader: Reader) -> list[dict[str, Any]]:
 def stage_details(reader: Reader, study: StudyRecord, stage: StageRecord) -> dict[str, Any]:
     """What `hpsearch show` prints of a stage, read-only: counts, best trial, flags."""
     counts = dict(
-        reader.query(  # type: ignore[arg-type]
+        reader.query(
             "SELECT status, count(*) FROM trials WHERE stage_id = :s GROUP BY status",
             {"s": stage.stage_id},
         ).rows

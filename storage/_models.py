@@ -7,6 +7,7 @@ create and change the tables, the models only read and write them (a test compar
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -59,11 +60,11 @@ class Stage(Base):
     seed: Mapped[int] = mapped_column(Integer)
     epochs: Mapped[int] = mapped_column(Integer)
     n_trials: Mapped[int] = mapped_column(Integer)
-    ranges: Mapped[dict] = mapped_column(
+    ranges: Mapped[dict[str, Any]] = mapped_column(
         JSON(none_as_null=True)
     )  # the exact ranges this stage samples from
-    fixed: Mapped[dict] = mapped_column(JSON(none_as_null=True))
-    proposal: Mapped[dict | None] = mapped_column(
+    fixed: Mapped[dict[str, Any]] = mapped_column(JSON(none_as_null=True))
+    proposal: Mapped[dict[str, Any] | None] = mapped_column(
         JSON(none_as_null=True)
     )  # ranges proposed for the next stage
     created_at: Mapped[datetime] = mapped_column(DateTime)

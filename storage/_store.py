@@ -16,13 +16,13 @@ from storage._engine import describe, open_engine, session_scope
 from storage._errors import StorageError
 from storage._models import Attempt, Flag, Metric, Param, Stage, Study, Trial, table
 from storage._records import (
-    FINAL_STATUSES,
     Batch,
     FlagRecord,
     StageRecord,
     StudyRecord,
     TrialRecord,
 )
+from storage._terms import FINAL_STATUSES
 
 
 def now() -> datetime:

@@ -34,7 +34,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 UNTYPED = frozenset({"init", "hidden"})
 
 
-def resolve(where: str, params: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict:
+def resolve(where: str, params: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults overlaid with ``params``; unknown keys and wrong types raise ValueError."""
     unknown = sorted(set(params) - set(defaults))
     if unknown:

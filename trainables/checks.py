@@ -130,7 +130,9 @@ def run_checks(name_or_model: str | Net, params: dict[str, Any]) -> list[CheckRe
     return results
 
 
-def _build(name_or_model: str | Net, params: dict[str, Any], seed: int) -> tuple[dict, Net]:
+def _build(
+    name_or_model: str | Net, params: dict[str, Any], seed: int
+) -> tuple[dict[str, Any], Net]:
     if isinstance(name_or_model, Net):
         net = name_or_model
         from trainables.mlp import DEFAULTS
@@ -175,7 +177,7 @@ def _like(net: Net, init: str | float, dropout: float, data: Dataset, seed: int)
     )
 
 
-def _gradient_checks(net: Net, data: Dataset, cfg: dict, seed: int) -> list[CheckResult]:
+def _gradient_checks(net: Net, data: Dataset, cfg: dict[str, Any], seed: int) -> list[CheckResult]:
     X = data.X_train[:GRAD_EXAMPLES].astype(np.float64)
     y = data.y_train[:GRAD_EXAMPLES]
     rng = np.random.default_rng(seed)
@@ -224,7 +226,9 @@ def _gradient_checks(net: Net, data: Dataset, cfg: dict, seed: int) -> list[Chec
     return results
 
 
-def _initial_loss_checks(net: Net, data: Dataset, cfg: dict, seed: int) -> list[CheckResult]:
+def _initial_loss_checks(
+    net: Net, data: Dataset, cfg: dict[str, Any], seed: int
+) -> list[CheckResult]:
     small = _like(net, SMALL_STD, 0.0, data, seed)
     X, y = data.X_train.astype(np.float64), data.y_train
     C = data.n_classes
@@ -246,7 +250,7 @@ def _initial_loss_checks(net: Net, data: Dataset, cfg: dict, seed: int) -> list[
     ]
 
 
-def _overfit_check(net: Net, data: Dataset, cfg: dict, seed: int) -> CheckResult:
+def _overfit_check(net: Net, data: Dataset, cfg: dict[str, Any], seed: int) -> CheckResult:
     fresh = _like(net, cfg["init"], 0.0, data, seed)
     X = data.X_train[:OVERFIT_EXAMPLES].astype(np.float64)
     y = data.y_train[:OVERFIT_EXAMPLES]

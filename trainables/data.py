@@ -16,6 +16,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,8 @@ CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST_FILE = "test_batch"
 DATASETS = ("digits", "cifar10", "synthetic")
 
-_CACHE: dict[tuple, Dataset] = {}
+_CACHE: dict[tuple[Any, ...], Dataset] = {}
+Split = tuple[Any, Any]  # (features, labels) of one split, before preprocessing
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def as_images(rows: np.ndarray, name: str) -> np.ndarray | None:
 
 
 def preprocess(
-    name: str, train: tuple, val: tuple, test: tuple, scale: float | None = None
+    name: str, train: Split, val: Split, test: Split, scale: float | None = None
 ) -> Dataset:
     """Flatten, divide by ``scale``, subtract the training mean, freeze as float32.
 
@@ -77,7 +79,7 @@ def preprocess(
 
 def _split(
     X: np.ndarray, y: np.ndarray, n_val: int, n_test: int, seed: int
-) -> tuple[tuple, tuple, tuple]:
+) -> tuple[Split, Split, Split]:
     from sklearn.model_selection import train_test_split
 
     X_rest, X_test, y_rest, y_test = train_test_split(

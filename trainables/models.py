@@ -34,7 +34,7 @@ def softmax_loss(scores: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
 def svm_margins(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Weston–Watkins margins ``s_j - s_y + 1``, with 0 at the correct class."""
     rows = np.arange(len(y))
-    margins = scores - scores[rows, y][:, None] + 1.0
+    margins: np.ndarray = scores - scores[rows, y][:, None] + 1.0
     margins[rows, y] = 0.0
     return margins
 

@@ -57,33 +57,47 @@ class Optimizer:
             state[key] = np.zeros_like(like)
         return state[key]
 
-    def _sgd(self, state: dict, dx: np.ndarray, lr: float, name: str) -> np.ndarray:
+    def _sgd(
+        self, state: dict[str, np.ndarray], dx: np.ndarray, lr: float, name: str
+    ) -> np.ndarray:
         return -lr * dx
 
-    def _momentum(self, state: dict, dx: np.ndarray, lr: float, name: str) -> np.ndarray:
+    def _momentum(
+        self, state: dict[str, np.ndarray], dx: np.ndarray, lr: float, name: str
+    ) -> np.ndarray:
         v = self._zeros(state, "v", dx)
         v *= self.mu
         v -= lr * dx
         return v.copy()
 
-    def _nesterov(self, state: dict, dx: np.ndarray, lr: float, name: str) -> np.ndarray:
+    def _nesterov(
+        self, state: dict[str, np.ndarray], dx: np.ndarray, lr: float, name: str
+    ) -> np.ndarray:
         v_prev = self._zeros(state, "v", dx)
         v = self.mu * v_prev - lr * dx
         state["v"] = v
         return -self.mu * v_prev + (1 + self.mu) * v
 
-    def _adagrad(self, state: dict, dx: np.ndarray, lr: float, name: str) -> np.ndarray:
+    def _adagrad(
+        self, state: dict[str, np.ndarray], dx: np.ndarray, lr: float, name: str
+    ) -> np.ndarray:
         cache = self._zeros(state, "cache", dx)
         cache += dx**2
-        return -lr * dx / (np.sqrt(cache) + self.eps)
+        update: np.ndarray = -lr * dx / (np.sqrt(cache) + self.eps)
+        return update
 
-    def _rmsprop(self, state: dict, dx: np.ndarray, lr: float, name: str) -> np.ndarray:
+    def _rmsprop(
+        self, state: dict[str, np.ndarray], dx: np.ndarray, lr: float, name: str
+    ) -> np.ndarray:
         cache = self._zeros(state, "cache", dx)
         cache *= self.decay_rate
         cache += (1 - self.decay_rate) * dx**2
-        return -lr * dx / (np.sqrt(cache) + self.eps)
+        update: np.ndarray = -lr * dx / (np.sqrt(cache) + self.eps)
+        return update
 
-    def _adam(self, state: dict, dx: np.ndarray, lr: float, name: str) -> np.ndarray:
+    def _adam(
+        self, state: dict[str, np.ndarray], dx: np.ndarray, lr: float, name: str
+    ) -> np.ndarray:
         m = self._zeros(state, "m", dx)
         v = self._zeros(state, "v", dx)
         t = self.steps[name] = self.steps.get(name, 0) + 1

@@ -80,10 +80,12 @@ def expected_val_acc(params: Mapping[str, Any], epoch: int) -> float:
     """Noise-free validation accuracy after ``epoch`` epochs."""
     cfg = resolve("synthetic", params, DEFAULTS)
     progress = 1.0 - math.exp(-epoch / cfg["tau"])
-    return FLOOR + (cfg["peak"] - FLOOR) * quality(params) * progress
+    return float(FLOOR + (cfg["peak"] - FLOOR) * quality(params) * progress)
 
 
-def optimum(params: Mapping[str, Any] | None = None, *, epochs: int) -> tuple[dict, float]:
+def optimum(
+    params: Mapping[str, Any] | None = None, *, epochs: int
+) -> tuple[dict[str, Any], float]:
     """The best param values and the best noise-free ``val_acc`` reachable in ``epochs``.
 
     ``params`` may override ``opt_*``, ``peak`` and ``tau``; regret of a trial is

@@ -175,6 +175,7 @@ class RayExecutor:
 
     def _ready(self, ray: Any) -> list[Any]:
         gens = list(self._inflight)
+        ready: list[Any]
         ready, rest = ray.wait(gens, num_returns=1, timeout=1.0)
         if ready and rest:
             more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
