@@ -8,13 +8,8 @@ scaling it to [0, 1] on its own: about 0.1 for smooth templates, 0.3 and more fo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 SCORE_METRIC = "first_layer_tv"
 
@@ -51,26 +46,3 @@ def tile(filters: np.ndarray, gap: int = 1) -> np.ndarray:
         top, left = (i // columns) * (height + gap), (i % columns) * (width + gap)
         grid[top : top + height, left : left + width] = image
     return grid
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One trial's first layer, with the caption it is shown under."""
-
-    filters: np.ndarray
-    caption: str
-
-
-def first_layer_figure(panels: list[Panel]) -> Figure:
-    """The panels side by side (the recipe's "good vs bad" picture), each with its score."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.5 * len(panels), 5))
-    for i, panel in enumerate(panels, start=1):
-        ax = fig.add_subplot(1, len(panels), i)
-        grid = tile(panel.filters)
-        ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest")
-        score = total_variation(panel.filters)
-        ax.set_title(f"{panel.caption}\n{SCORE_METRIC} {score:.3f}", fontsize="small")
-        ax.set_axis_off()
-    return fig

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from hpsearch.first_layer import SCORE_METRIC, tile, total_variation
 from hpsearch.ranking import top_completed
 from hpsearch.space import Numeric, dimension_from_dict
 from storage import StageRecord, StudyRecord, load_metrics, load_stages, load_trials
@@ -212,3 +214,24 @@ def save_figures(figures: dict[str, Any], out: Path) -> list[Path]:
         fig.savefig(path, dpi=100, bbox_inches="tight")
         written.append(path)
     return written
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One trial's first layer, with the caption it is shown under."""
+
+    filters: np.ndarray
+    caption: str
+
+
+def first_layer_figure(panels: list[Panel]) -> Figure:
+    """The panels side by side (the recipe's "good vs bad" picture), each with its score."""
+    fig = Figure(figsize=(4.5 * len(panels), 5))
+    for i, panel in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, len(panels), i)
+        grid = tile(panel.filters)
+        ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest")
+        score = total_variation(panel.filters)
+        ax.set_title(f"{panel.caption}\n{SCORE_METRIC} {score:.3f}", fontsize="small")
+        ax.set_axis_off()
+    return fig

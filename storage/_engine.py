@@ -19,7 +19,6 @@ from storage._models import Meta
 from storage._schema import check_writable, stored_version
 
 BUSY_TIMEOUT_MS = 30_000
-DEFAULT_DB = "hpsearch.db"  # when neither --db nor HPSEARCH_DB names one
 
 
 # `postgresql://` (and libpq's `postgres://`) without a driver name means psycopg 3, the driver

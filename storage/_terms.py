@@ -12,6 +12,8 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+DEFAULT_DB = "hpsearch.db"  # when neither --db nor HPSEARCH_DB names one
+
 
 class Status(StrEnum):
     """A trial's status; the last three are final."""

@@ -9,7 +9,8 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from hpsearch.first_layer import Panel, first_layer_figure, normalized, tile, total_variation  # noqa: E402
+from hpsearch.first_layer import normalized, tile, total_variation  # noqa: E402
+from hpsearch.plots import Panel, first_layer_figure  # noqa: E402
 
 
 def test_tile_places_each_normalized_filter_in_a_near_square_grid() -> None:
