@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Engine, create_engine, event, inspect, text
+from sqlalchemy import URL, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -139,15 +139,14 @@ def open_engine(db: str) -> Engine:
     engine = new_engine(db, url_text)
     try:
         # An existing database is checked before anything (a pragma too) is written to it.
-        with _schema_lock(engine):
-            new = _needs_schema(engine, name)
-            if engine.dialect.name == "sqlite":
-                engine.dispose()
-                event.listen(engine, "connect", sqlite_pragmas)
-            if new:
-                from storage._migrate import create_schema  # Alembic only for a new database
+        new = _needs_schema(engine, name)
+        if engine.dialect.name == "sqlite":
+            engine.dispose()
+            event.listen(engine, "connect", sqlite_pragmas)
+        if new:
+            from storage._migrate import create_schema  # Alembic only for a new database
 
-                create_schema(url_text, name)
+            create_schema(url_text, name)
     except SQLAlchemyError as exc:
         engine.dispose()
         raise StorageError(f"{name}: cannot open database: {reason(exc)}") from None
@@ -172,26 +171,6 @@ def reason(exc: SQLAlchemyError) -> str:
 
 
 # Any constant: the key of the PostgreSQL advisory lock held while one process creates tables.
-_SCHEMA_LOCK_KEY = 0x68707365  # "hpse"
-
-
-@contextmanager
-def _schema_lock(engine: Engine) -> Iterator[None]:
-    """On PostgreSQL, one process at a time checks and creates the schema: two drivers starting
-    on an empty database would otherwise both create it (one failing on duplicate types)."""
-    if engine.dialect.name != "postgresql":
-        yield
-        return
-    with engine.connect() as conn:
-        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
-        conn.commit()
-        try:
-            yield
-        finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK_KEY})
-            conn.commit()
-
-
 def _needs_schema(engine: Engine, db: str) -> bool:
     """True for a new, empty database; an hpsearch database must have this hpsearch's version."""
     with engine.connect() as conn:

@@ -66,6 +66,12 @@ def _begin_immediate(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock first: no other writer interleaves
 
 
+def _one_at_a_time(conn: Connection) -> None:
+    """PostgreSQL: hold the migration lock until the transaction ends (re-entrant)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK})")
+
+
 def migrate(conn: Connection, version: int | None, db: str, *, to: int = HEAD) -> None:
     """Bring the database of `conn`, inside its transaction, from `version` (None: new) to `to`
     (an older target only for tests)."""
@@ -76,8 +82,7 @@ def migrate(conn: Connection, version: int | None, db: str, *, to: int = HEAD) -
             f"hpsearch is broken: its newest migration is {script.get_current_head()}, "
             f"its models are {revision_id(HEAD)}: reinstall hpsearch"
         )
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK})")
+    _one_at_a_time(conn)
     current = MigrationContext.configure(conn).get_current_revision()
     expected = revision_id(version) if version is not None else None
     if current is None and expected is not None:  # hpsearch 0.1 had no alembic_version
@@ -104,6 +109,7 @@ def create_schema(url_text: str, db: str) -> None:
     engine = migration_engine(url_text)
     try:
         with engine.begin() as conn:
+            _one_at_a_time(conn)  # two drivers on an empty database: the second only checks
             version = version_in_transaction(conn, db)
             if version is None:
                 migrate(conn, None, db)
