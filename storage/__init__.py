@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
     )
     from storage._engine import (
         describe as describe,
-        masked as masked,
         parse_url as parse_url,
         to_url as to_url,
     )
@@ -32,11 +31,10 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
         NotFoundError as NotFoundError,
         SchemaVersionError as SchemaVersionError,
         StorageError as StorageError,
+        masked as masked,
     )
     from storage._models import SCHEMA_VERSION as SCHEMA_VERSION
     from storage._queries import (
-        METRIC_COLUMNS as METRIC_COLUMNS,
-        TRIAL_COLUMNS as TRIAL_COLUMNS,
         find_study as find_study,
         iter_metrics as iter_metrics,
         load_metrics as load_metrics,
@@ -46,7 +44,6 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
         metrics_wide as metrics_wide,
     )
     from storage._readonly import (
-        QueryResult as QueryResult,
         QueryRows as QueryRows,
         Reader as Reader,
         check_query as check_query,
@@ -54,8 +51,11 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
         run_sql as run_sql,
     )
     from storage._records import (
+        METRIC_COLUMNS as METRIC_COLUMNS,
+        TRIAL_COLUMNS as TRIAL_COLUMNS,
         Batch as Batch,
         FlagRecord as FlagRecord,
+        QueryResult as QueryResult,
         StageRecord as StageRecord,
         StageSummary as StageSummary,
         StudyRecord as StudyRecord,
@@ -83,7 +83,7 @@ _MODULE_OF = {
     "StoredFile": "_artifacts",
     "default_location": "_artifacts",
     "describe": "_engine",
-    "masked": "_engine",
+    "masked": "_errors",
     "parse_url": "_engine",
     "to_url": "_engine",
     "ArtifactError": "_errors",
@@ -91,8 +91,8 @@ _MODULE_OF = {
     "SchemaVersionError": "_errors",
     "StorageError": "_errors",
     "SCHEMA_VERSION": "_models",
-    "METRIC_COLUMNS": "_queries",
-    "TRIAL_COLUMNS": "_queries",
+    "METRIC_COLUMNS": "_records",
+    "TRIAL_COLUMNS": "_records",
     "find_study": "_queries",
     "iter_metrics": "_queries",
     "load_metrics": "_queries",
@@ -100,7 +100,7 @@ _MODULE_OF = {
     "load_summary": "_queries",
     "load_trials": "_queries",
     "metrics_wide": "_queries",
-    "QueryResult": "_readonly",
+    "QueryResult": "_records",
     "QueryRows": "_readonly",
     "Reader": "_readonly",
     "check_query": "_readonly",

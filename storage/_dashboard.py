@@ -14,8 +14,8 @@ from typing import Any
 
 from storage._errors import QueryTimeout, StorageError
 from storage._queries import _stage, _study
-from storage._readonly import QueryResult, Reader, check_query, read_only
-from storage._records import StageRecord, StudyRecord
+from storage._readonly import Reader, check_query, read_only
+from storage._records import QueryResult, StageRecord, StudyRecord
 from storage._terms import Mode, Status
 
 __all__ = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage._errors import StorageError
+from storage._errors import StorageError, masked
 from storage._models import Meta
 from storage._schema import check_writable, stored_version
 
@@ -39,15 +38,6 @@ def to_url(db: str) -> str:
         if db.startswith(plain):
             return with_driver + db[len(plain) :]
     return db
-
-
-# `scheme://user:password@`, the password as SQLAlchemy's URL parser delimits it.
-_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
-
-
-def masked(text: str) -> str:
-    """`text` with the password of every database URL in it replaced by `***`."""
-    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 def parse_url(db: str) -> URL:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class StorageError(Exception):
     """The database cannot be opened, read or written as asked."""
@@ -21,3 +23,12 @@ class QueryTimeout(StorageError):
 
 class ArtifactError(StorageError):
     """A checkpoint file is missing, changed on disk, or cannot be written."""
+
+
+# `scheme://user:password@`, the password as SQLAlchemy's URL parser delimits it.
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+
+
+def masked(text: str) -> str:
+    """`text` with the password of every database URL in it replaced by `***`."""
+    return _URL_PASSWORD.sub(r"\1***@", text)

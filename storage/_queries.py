@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from storage._errors import NotFoundError
 from storage._readonly import Reader, read_only
 from storage._records import (
+    METRIC_COLUMNS,
+    TRIAL_COLUMNS,
     FlagRecord,
     StageRecord,
     StageSummary,
@@ -23,24 +25,6 @@ from storage._terms import Mode, Status
 
 if TYPE_CHECKING:  # pandas is imported where used: it costs ~0.3 s at CLI start
     import pandas as pd
-
-TRIAL_COLUMNS = [
-    "trial_id",
-    "stage_id",
-    "stage_kind",
-    "trial",
-    "status",
-    "best_value",
-    "best_epoch",
-    "epochs_run",
-    "attempts",
-    "seed",
-    "node_id",
-    "error",
-    "started_at",
-    "finished_at",
-]
-METRIC_COLUMNS = ["trial_id", "stage_id", "trial", "attempt", "epoch", "name", "value"]
 
 _TRIALS_SQL = """
 SELECT t.trial_id, t.stage_id, st.kind AS stage_kind, t.number AS trial, t.status,

@@ -36,14 +36,14 @@ from storage._engine import (
     BUSY_TIMEOUT_MS,
     describe,
     driver_error,
-    masked,
     new_engine,
     parse_url,
     reason,
     to_url,
 )
-from storage._errors import NotFoundError, QueryTimeout, StorageError
+from storage._errors import NotFoundError, QueryTimeout, StorageError, masked
 from storage._models import Meta
+from storage._records import QueryResult
 from storage._schema import HEAD, check_readable, stored_version
 
 NEVER_CHANGES = "(hpsearch sql never changes the database)"
@@ -82,12 +82,6 @@ _READING_PRAGMAS = {
 _WRITING_PRAGMAS = {"wal_checkpoint", "optimize", "incremental_vacuum", "shrink_memory"}
 _SCHEMA_TABLES = {"sqlite_master", "sqlite_temp_master", "sqlite_schema"}
 _COMMENT = re.compile(r"\s*(--[^\n]*(\n|$)|/\*.*?\*/)", re.S)
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    columns: list[str]
-    rows: list[tuple[Any, ...]]
 
 
 @dataclass(frozen=True)

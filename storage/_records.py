@@ -143,3 +143,29 @@ class Batch:
                 "finished_at": at,
             }
         )
+
+
+# The columns of `load_trials` (before one column per parameter) and of `load_metrics`.
+TRIAL_COLUMNS = [
+    "trial_id",
+    "stage_id",
+    "stage_kind",
+    "trial",
+    "status",
+    "best_value",
+    "best_epoch",
+    "epochs_run",
+    "attempts",
+    "seed",
+    "node_id",
+    "error",
+    "started_at",
+    "finished_at",
+]
+METRIC_COLUMNS = ["trial_id", "stage_id", "trial", "attempt", "epoch", "name", "value"]
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from hpsearch.api import StageResult
+from typing import TYPE_CHECKING
+
 from hpsearch.cli.report import err, out
-from hpsearch.spec import StudySpec
-from storage import DEFAULT_DB, StageKind, describe
+from storage import DEFAULT_DB, StageKind
+
+if TYPE_CHECKING:
+    from hpsearch.api import StageResult
+    from hpsearch.spec import StudySpec
 
 
 def db_suffix(db: str) -> str:
     """` --db X` unless X is the default database (as named by `Store.db`)."""
+    from storage import describe
+
     try:
         default = describe(DEFAULT_DB)
     except OSError:  # the working directory is gone (e.g. a finished Ray job's copy)

@@ -6,8 +6,7 @@ import typer
 
 from hpsearch.cli.options import DbOpt, ResultsDbOpt
 from hpsearch.cli.report import out
-from storage import DEFAULT_DB, revision_id, schema_status, upgrade_schema
-from storage._schema import upgrade_command
+from storage import DEFAULT_DB
 
 db_app = typer.Typer(
     help="The database's schema: its version, and upgrading it to this hpsearch's.",
@@ -18,6 +17,9 @@ db_app = typer.Typer(
 @db_app.command()
 def version(db: ResultsDbOpt = DEFAULT_DB) -> None:
     """Print the database's schema version and whether this hpsearch writes it as it is."""
+    from storage import schema_status
+    from storage._schema import upgrade_command
+
     status = schema_status(db)
     revision = status.revision or "none: written before migrations"
     line = f"{status.db}: schema version {status.version} (alembic revision {revision})"
@@ -33,6 +35,8 @@ def version(db: ResultsDbOpt = DEFAULT_DB) -> None:
 @db_app.command()
 def upgrade(db: DbOpt = DEFAULT_DB) -> None:
     """Migrate the database in place to this hpsearch's schema (SQLite: keeps NAME.bak first)."""
+    from storage import revision_id, upgrade_schema
+
     done = upgrade_schema(db)
     if done.before == done.after:
         line = f"{done.db}: schema version {done.after} is current: nothing to do"

@@ -27,7 +27,6 @@ from hpsearch.cli.options import (
 from hpsearch.cli.report import err, out
 from hpsearch.run_options import RunOptions
 from hpsearch.runtime import jobs
-from hpsearch.spec import load_spec
 from storage import DEFAULT_DB, StageKind, masked
 
 JobsAddressOpt = Annotated[
@@ -77,6 +76,8 @@ def submit(
         from_stage=from_stage,
         top=top,
     )
+    from hpsearch.spec import load_spec
+
     load_spec(spec)  # a bad spec fails here, not minutes later in the job
     request = jobs.plan_job(stage, spec, db, working_dir, options)
     client = jobs.connect(address)

@@ -10,7 +10,6 @@ import typer
 from hpsearch.cli.options import ResultsDbOpt, StudyArg
 from hpsearch.cli.report import err, out
 from hpsearch.errors import HpsearchError
-from hpsearch.lookup import study_from_arg
 from storage import DEFAULT_DB
 
 
@@ -32,6 +31,8 @@ def plot(
         from hpsearch import plots
     except ImportError as exc:
         raise HpsearchError(f"plot needs matplotlib: pip install matplotlib ({exc})") from None
+    from hpsearch.lookup import study_from_arg
+
     record = study_from_arg(db, study)
     figures, notes = plots.build_figures(plots.load_plot_data(db, record, top))
     try:

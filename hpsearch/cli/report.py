@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -19,9 +19,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from hpsearch.api import StageResult
-from hpsearch.driver import Progress as StageProgress
 from storage import Status, TrialRecord
+
+if TYPE_CHECKING:  # the API and the driver import SQLAlchemy: not for `--help`
+    from hpsearch.api import StageResult
+    from hpsearch.driver import Progress as StageProgress
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)

@@ -24,21 +24,12 @@ from rich.table import Table
 from hpsearch.cli.options import Format, FormatOpt, ResultsDbOpt, StageOpt, StudyArg
 from hpsearch.cli.report import err, fmt, out
 from hpsearch.errors import HpsearchError
-from hpsearch.lookup import study_from_arg
-from storage import (
-    DEFAULT_DB,
-    TRIAL_COLUMNS,
-    QueryResult,
-    Reader,
-    Status,
-    check_query,
-    iter_metrics,
-    load_trials,
-    read_only,
-)
+from storage import DEFAULT_DB, TRIAL_COLUMNS, QueryResult, Status
 
-if TYPE_CHECKING:  # pandas is imported where used: it costs ~0.3 s at CLI start
+if TYPE_CHECKING:  # pandas and SQLAlchemy are imported where used: they cost ~0.5 s at start
     import pandas as pd
+
+    from storage import Reader
 
 STATUSES = tuple(Status)
 TABLE_ROWS = 10_000  # a table needs every row for its widths: sql shows at most these
@@ -48,9 +39,8 @@ TRIAL_VIEW = TRIAL_COLUMNS[: TRIAL_COLUMNS.index("epochs_run") + 1]  # the outco
 
 def plain(value: Any) -> Any:
     """A JSON/CSV-friendly Python value: NaN/inf and missing become None, times ISO strings."""
-    import pandas as pd
-
-    if value is None or value is pd.NaT or value is pd.NA:
+    pd = sys.modules.get("pandas")  # its missing values only come from frames: once it is loaded
+    if value is None or (pd is not None and (value is pd.NaT or value is pd.NA)):
         return None
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -153,6 +143,8 @@ def sql(
     Rows stream to the output (a table shows the first 10000); Ctrl-C stops the query.
     """
     query = sys.stdin.read() if query == "-" else comment_line_breaks(query)
+    from storage import check_query, read_only
+
     check_query(query)
     try:
         with read_only(db) as reader, _interrupt_on_ctrl_c(reader):
@@ -232,6 +224,9 @@ def trials(
 ) -> None:
     """One row per trial with its best value and one column per parameter."""
     _check_status(status)
+    from hpsearch.lookup import study_from_arg
+    from storage import load_trials
+
     record = study_from_arg(db, study)
     frame = load_trials(db, record.name, stage=stage, status=status, top=top)
     params = [c for c in frame.columns if c not in TRIAL_COLUMNS]
@@ -256,6 +251,9 @@ def export(
         raise HpsearchError(f"--out {path}: must end in .csv or .parquet, got {suffix or 'none'!r}")
     if not path.parent.is_dir():
         raise HpsearchError(f"--out {path}: directory {path.parent} does not exist")
+    from hpsearch.lookup import study_from_arg
+    from storage import iter_metrics, load_trials
+
     record = study_from_arg(db, study)
     if metrics:
         frames = iter_metrics(db, record.name, stage=stage)

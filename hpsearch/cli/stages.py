@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from hpsearch.api import Study, best_json, flag_json
 from hpsearch.cli.advice import print_advice
 from hpsearch.cli.options import (
     AddressOpt,
@@ -31,33 +30,29 @@ from hpsearch.cli.options import (
     WidenOpt,
 )
 from hpsearch.cli.report import Timer, err, fmt, out, progress_bar, summary_line, top_table
-from hpsearch.driver import Progress, ProgressCallback
-from hpsearch.lookup import study_name_from_arg
-from hpsearch.narrowing import split_proposal
-from hpsearch.planner import StageRequest
 from hpsearch.run_options import RunOptions
-from hpsearch.runtime.executor import RayOptions
-from hpsearch.spec import StageSettings, StudySpec
-from storage import (
-    DEFAULT_DB,
-    StageKind,
-    StageStatus,
-    StageSummary,
-    Status,
-    StudySummary,
-    describe,
-    load_summary,
-)
+from storage import DEFAULT_DB, StageKind, StageStatus, StageSummary, Status, StudySummary
+
+if TYPE_CHECKING:  # the API, planner and driver import numpy and SQLAlchemy: not for `--help`
+    from hpsearch.api import Study
+    from hpsearch.driver import Progress, ProgressCallback
+    from hpsearch.planner import StageRequest
+    from hpsearch.runtime.executor import RayOptions
+    from hpsearch.spec import StageSettings, StudySpec
 
 
 def open_study(spec_path: Path, db: str, address: str | None) -> Study:
     """Validate everything a stage needs before Ray starts: spec, trainable, cluster address,
     database; a bad address fails before the database is created or opened."""
+    from hpsearch.api import Study
+
     return Study.from_spec(spec_path, db, address=address)
 
 
 def ray_options(options: RunOptions) -> RayOptions:
     """The run options the executor uses."""
+    from hpsearch.runtime.executor import RayOptions
+
     return RayOptions(
         options.address,
         options.cpus,
@@ -69,6 +64,8 @@ def ray_options(options: RunOptions) -> RayOptions:
 
 def stage_request(kind: StageKind, settings: StageSettings, options: RunOptions) -> StageRequest:
     """What the planner is asked for: trials and epochs default to the spec's stage settings."""
+    from hpsearch.planner import StageRequest
+
     options.check(kind)
     return StageRequest(
         kind,
@@ -189,6 +186,9 @@ def fine(
 
 def show(study: StudyArg, db: ResultsDbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     """A study's stages in order: ranges, trials by status, best trial, flags, proposal."""
+    from hpsearch.lookup import study_name_from_arg
+    from storage import describe, load_summary
+
     summary = study_summary(load_summary(db, study_name_from_arg(study)))
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -206,6 +206,9 @@ def study_summary(summary: StudySummary) -> dict[str, Any]:
 
 def _stage_summary(summary: StageSummary) -> dict[str, Any]:
     stage, best = summary.stage, summary.best
+    from hpsearch.api import best_json, flag_json
+    from hpsearch.narrowing import split_proposal
+
     proposal, reasons = split_proposal(stage.proposal)
     return {
         "id": stage.stage_id,

@@ -10,8 +10,8 @@ import typer
 
 from hpsearch.cli.options import ResultsDbOpt
 from hpsearch.cli.report import err
-from hpsearch.ui.server import DEFAULT_HOST, DEFAULT_PORT, Settings, check_host, serve, settle_token
-from storage import DEFAULT_DB, describe, read_only
+from hpsearch.ui import DEFAULT_HOST, DEFAULT_PORT
+from storage import DEFAULT_DB
 
 
 def ui(
@@ -34,6 +34,9 @@ def ui(
     ] = 10.0,
 ) -> None:
     """Serve a live web dashboard of the results (read-only) until Ctrl-C."""
+    from hpsearch.ui.server import Settings, check_host, serve, settle_token
+    from storage import describe, read_only
+
     check_host(host)
     with read_only(db):  # a missing or foreign database fails here, before listening
         pass

@@ -23,12 +23,10 @@ from typing import Any
 from aiohttp import web
 
 from hpsearch.errors import HpsearchError
-from hpsearch.ui import data
+from hpsearch.ui import DEFAULT_HOST, DEFAULT_PORT, data
 from storage import StorageError
 from storage._dashboard import run_sql_limited
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8700
 SQL_SHOWN_ROWS = 5000
 PAGE_ROUTES = (
     "/",
