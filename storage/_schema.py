@@ -55,8 +55,8 @@ def version_in_transaction(conn: Connection, db: str) -> int | None:
 def _parsed(found: object, db: str) -> int:
     if not isinstance(found, str) or not found.strip().isdigit():
         raise StorageError(
-            f"{db}: {Meta.__tablename__} has no schema_version ({found!r}): "
-            "not a database hpsearch wrote; pick another --db"
+            f"{db}: unreadable schema version {found!r} in {Meta.__tablename__}: "
+            "not written by hpsearch, or damaged: pick another --db"
         )
     return int(found)
 
