@@ -152,8 +152,9 @@ def _ensure_schema(engine: Engine, db: str) -> None:
 def _check_or_create_schema(engine: Engine, db: str) -> None:
     tables = set(inspect(engine).get_table_names())
     if not tables:
-        _create_schema(engine)
-        return
+        if _create_schema(engine):
+            return
+        tables = set(inspect(engine).get_table_names())  # another process created it meanwhile
     if Meta.__tablename__ not in tables:
         raise StorageError(
             f"{db}: not an hpsearch database (it has tables but no {Meta.__tablename__}): "
@@ -162,13 +163,21 @@ def _check_or_create_schema(engine: Engine, db: str) -> None:
     check_version(engine, db)
 
 
-def _create_schema(engine: Engine) -> None:
+def _create_schema(engine: Engine) -> bool:
+    """Create the schema unless another process just did; False if it did."""
     with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            # pysqlite runs DDL outside transactions: without this a second driver starting
+            # at the same moment sees tables without the schema version row, or creates twice
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if inspect(conn).get_table_names():
+            return False
         Base.metadata.create_all(conn)
         conn.execute(text(trial_results_view_sql(engine.dialect.name)))
         conn.execute(
             table(Meta).insert(), [{"key": "schema_version", "value": str(SCHEMA_VERSION)}]
         )
+    return True
 
 
 def check_version(engine: Engine, db: str) -> None:
