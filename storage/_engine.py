@@ -160,7 +160,6 @@ def reason(exc: SQLAlchemyError) -> str:
     return masked(" ".join(message.split()))
 
 
-# Any constant: the key of the PostgreSQL advisory lock held while one process creates tables.
 def _needs_schema(engine: Engine, db: str) -> bool:
     """True for a new, empty database; an hpsearch database must have this hpsearch's version."""
     with engine.connect() as conn:

@@ -7,6 +7,7 @@ Ray's token authentication as `ray start` sets it up; the CLI runs inside the na
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -20,9 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from sqlalchemy import make_url
 
-from tests.conftest import query
+import storage
+from tests.conftest import db_rows, query, run_cli
 
 CLUSTER_SH = r"""
 set -u
@@ -373,3 +377,39 @@ def test_worker_node_killed_mid_stage(cluster: Cluster, tmp_path: Path) -> None:
         assert query(db, kept)[0][0] >= 1, "the lost attempt's rows are gone"
         final = query(db, f"SELECT attempts, node_id FROM trials WHERE trial_id = {trial_id}")
         assert final[0][0] > attempt and final[0][1] == cluster.head_node
+
+
+def socket_url(url: str) -> str:
+    """The same database by the server's Unix socket: the cluster's own network namespace has
+    no route to the host's 127.0.0.1, but shares its file system."""
+    parts = make_url(url)
+    directory = db_rows(url, "SHOW unix_socket_directories")[0][0].split(",")[0].strip()
+    return (
+        f"postgresql://{parts.username}:{parts.password}@/{parts.database}"
+        f"?host={directory}&port={parts.port or 5432}"
+    )
+
+
+def test_submit_with_a_postgres_db_is_read_from_the_users_side(
+    cluster: Cluster, tmp_path: Path, pg_url: str
+) -> None:
+    study(tmp_path / "project", "pg-submitted", trials=6, epochs=2, sleep=0.0)
+    client_dir = tmp_path / "client"
+    client_dir.mkdir()
+    result = cluster.run(
+        "submit", "../project/study.toml", "coarse", "--address", "http://127.0.0.1:8265",
+        "--db", socket_url(pg_url), "--trials", "6", cwd=client_dir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "coarse stage 1: 6 trials (6 completed)" in result.stdout
+    assert not list(client_dir.iterdir())  # no database file anywhere near the client
+    # the user's side: the host, over TCP, with its own URL for the same database
+    trials = run_cli("trials", "pg-submitted", "--db", pg_url, "-f", "csv", cwd=tmp_path)
+    assert trials.returncode == 0, trials.stderr
+    rows = pd.read_csv(io.StringIO(trials.stdout))
+    assert list(rows["status"]) == ["completed"] * 6
+    nodes = {node for (node,) in db_rows(pg_url, "SELECT DISTINCT node_id FROM trials")}
+    assert nodes and nodes <= {cluster.head_node, cluster.worker_node}
+    assert db_rows(pg_url, "SELECT count(*) FROM metrics") == [(6 * 2 * 3,)]
+    metrics = storage.load_metrics(pg_url, "pg-submitted", names=["shipped"])
+    assert set(metrics["value"]) == {1.0}  # the trainable came from the uploaded working dir

@@ -101,8 +101,8 @@ def best_quality(store: Store, stage: StageRecord) -> float:
     return quality(ranked(store.trials(stage.stage_id), "max")[0].params)
 
 
-def test_edge_flag_widens_and_fine_gets_closer_to_the_optimum(tmp_path: Path) -> None:
-    spec, store = write_spec(tmp_path), Store(str(tmp_path / "h.db"))
+def test_edge_flag_widens_and_fine_gets_closer_to_the_optimum(tmp_path: Path, db_url: str) -> None:
+    spec, store = write_spec(tmp_path), Store(db_url)
     first = coarse(store, spec)
     flags = {f.param: f for f in store.flags(first.stage_id)}
     assert set(flags) == {"reg"} and flags["reg"].side == "high"
@@ -124,9 +124,9 @@ def test_edge_flag_widens_and_fine_gets_closer_to_the_optimum(tmp_path: Path) ->
     assert best_quality(store, second) > best_quality(store, first)
 
 
-def test_fine_stage_reruns_the_best_coarse_configs_first(tmp_path: Path) -> None:
+def test_fine_stage_reruns_the_best_coarse_configs_first(tmp_path: Path, db_url: str) -> None:
     space = LR_REG + 'hidden = { type = "lograndint", low = 8, high = 1024 }\n'
-    spec, store = write_spec(tmp_path, space=space), Store(str(tmp_path / "h.db"))
+    spec, store = write_spec(tmp_path, space=space), Store(db_url)
     first = coarse(store, spec)
     plan = next_plan(store, spec, "fine", trials=spec.fine.trials, epochs=spec.fine.epochs)
     assert len(plan.keep) == 3 and all(type(c["hidden"]) is int for c in plan.keep)
@@ -139,8 +139,8 @@ def test_fine_stage_reruns_the_best_coarse_configs_first(tmp_path: Path) -> None
     )
 
 
-def test_keep_zero_samples_every_fine_config(tmp_path: Path) -> None:
-    spec, store = write_spec(tmp_path), Store(str(tmp_path / "h.db"))
+def test_keep_zero_samples_every_fine_config(tmp_path: Path, db_url: str) -> None:
+    spec, store = write_spec(tmp_path), Store(db_url)
     spec = replace(spec, fine=replace(spec.fine, keep=0))
     first = coarse(store, spec)
     assert next_plan(store, spec, "fine", trials=5, epochs=2).keep == ()
@@ -149,8 +149,8 @@ def test_keep_zero_samples_every_fine_config(tmp_path: Path) -> None:
     assert list(kept) == [t.params for t in ranked(store.trials(first.stage_id), "max")[:2]]
 
 
-def test_top_k_recomputes_the_proposal(tmp_path: Path) -> None:
-    spec, store = write_spec(tmp_path), Store(str(tmp_path / "h.db"))
+def test_top_k_recomputes_the_proposal(tmp_path: Path, db_url: str) -> None:
+    spec, store = write_spec(tmp_path), Store(db_url)
     first = coarse(store, spec)
     plan = next_plan(store, spec, "fine", trials=5, epochs=2, top=1)
     assert plan.parent_stage_id == first.stage_id
@@ -160,9 +160,9 @@ def test_top_k_recomputes_the_proposal(tmp_path: Path) -> None:
     assert math.log10(one.high / one.low) < math.log10(stored["high"] / stored["low"])
 
 
-def test_choice_only_space_keeps_the_choices_of_the_top_trials(tmp_path: Path) -> None:
+def test_choice_only_space_keeps_the_choices_of_the_top_trials(tmp_path: Path, db_url: str) -> None:
     space = 'update = { type = "choice", values = ["sgd", "adagrad", "adam"] }'
-    spec, store = write_spec(tmp_path, space=space), Store(str(tmp_path / "h.db"))
+    spec, store = write_spec(tmp_path, space=space), Store(db_url)
     first = coarse(store, spec)  # adam is best; sgd and adagrad tie below it
     assert store.flags(first.stage_id) == []
     assert first.proposal is not None
@@ -179,18 +179,18 @@ def train(params, *, epochs, seed):
 """
 
 
-def test_all_trials_failed_gives_no_proposal_and_a_clear_error(tmp_path: Path) -> None:
+def test_all_trials_failed_gives_no_proposal_and_a_clear_error(tmp_path: Path, db_url: str) -> None:
     (tmp_path / "broken_cf.py").write_text(textwrap.dedent(FAILING))
     spec = write_spec(tmp_path, trainable="broken_cf:train")
-    store = Store(str(tmp_path / "h.db"))
+    store = Store(db_url)
     first = coarse(store, spec)
     assert first.status == "finished" and first.proposal is None
     with pytest.raises(NoProposalError, match=r"no trial completed \(40 failed\): nothing to"):
         next_plan(store, spec, "fine", trials=5, epochs=2)
 
 
-def test_one_completed_trial_is_enough_for_a_proposal(tmp_path: Path) -> None:
-    spec, store = write_spec(tmp_path), Store(str(tmp_path / "h.db"))
+def test_one_completed_trial_is_enough_for_a_proposal(tmp_path: Path, db_url: str) -> None:
+    spec, store = write_spec(tmp_path), Store(db_url)
     plan = StageRequest(StageKind.COARSE, 1, 2)
     first = run(store, spec, plan)
     if first.proposal is None:  # the one trial diverged (lr > 10**0.5): try another seed
@@ -201,8 +201,8 @@ def test_one_completed_trial_is_enough_for_a_proposal(tmp_path: Path) -> None:
         assert first.proposal[name]["low"] < params[name] < first.proposal[name]["high"]
 
 
-def test_fine_without_a_coarse_stage_is_refused(tmp_path: Path) -> None:
-    spec, store = write_spec(tmp_path), Store(str(tmp_path / "h.db"))
+def test_fine_without_a_coarse_stage_is_refused(tmp_path: Path, db_url: str) -> None:
+    spec, store = write_spec(tmp_path), Store(db_url)
     with pytest.raises(NoProposalError, match="no stages yet .* run `hpsearch coarse"):
         next_plan(store, spec, "fine", trials=5, epochs=2)
 

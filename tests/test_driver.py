@@ -1,9 +1,9 @@
-"""The stage driver with the in-process executor: outcomes, batching, resume."""
+"""The stage driver with the in-process executor: outcomes, batching, resume (SQLite and
+PostgreSQL)."""
 
 from __future__ import annotations
 
 import re
-import sqlite3
 import textwrap
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from hpsearch.runtime.executor import InProcessExecutor, Workload
 from hpsearch.runtime.worker import EpochDone, Event, Lost, Started
 from hpsearch.spec import StudySpec, load_spec
 from storage import Batch, Mode, StageKind, Store
+from tests.conftest import db_rows
 
 TRAINABLE = """
 import os
@@ -70,9 +71,9 @@ def executor(spec: StudySpec) -> InProcessExecutor:
     return InProcessExecutor(Workload(spec.trainable, spec.metric, spec.directory))
 
 
-def test_completed_failed_and_diverged_side_by_side(tmp_path: Path) -> None:
+def test_completed_failed_and_diverged_side_by_side(tmp_path: Path, db_url: str) -> None:
     spec = make_study(tmp_path)
-    store = Store(str(tmp_path / "h.db"))
+    store = Store(db_url)
     _, stage, resumed = start_or_resume(store, spec, coarse_plan(spec))
     assert not resumed
     counts = run_stage(store, spec, stage, executor(spec))
@@ -90,11 +91,11 @@ def test_completed_failed_and_diverged_side_by_side(tmp_path: Path) -> None:
         s: len(by_kind[k])
         for k, s in (("ok", "completed"), ("raise", "failed"), ("nan", "diverged"))
     }
-    conn = sqlite3.connect(tmp_path / "h.db")
-    rows = dict(
-        conn.execute(
+    rows: dict[str, int] = dict(
+        db_rows(  # type: ignore[arg-type]
+            db_url,
             "SELECT t.status, count(*) FROM metrics m "
-            "JOIN trials t USING (trial_id) GROUP BY t.status"
+            "JOIN trials t USING (trial_id) GROUP BY t.status",
         )
     )
     assert rows["completed"] == len(by_kind["ok"]) * 3 * 3  # epochs x metrics
@@ -106,10 +107,10 @@ def test_completed_failed_and_diverged_side_by_side(tmp_path: Path) -> None:
 
 
 def test_stage_resumes_only_unfinished_trials_as_a_new_attempt(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str
 ) -> None:
     spec = make_study(tmp_path, kinds='["ok"]')
-    store = Store(str(tmp_path / "h.db"))
+    store = Store(db_url)
     _, stage, _ = start_or_resume(store, spec, coarse_plan(spec))
     monkeypatch.setenv("HPSEARCH_TEST_INTERRUPT", "1")
     with pytest.raises(KeyboardInterrupt):
@@ -117,8 +118,7 @@ def test_stage_resumes_only_unfinished_trials_as_a_new_attempt(
     first = {t.trial_id: t for t in store.trials(stage.stage_id)}
     done_before = {i for i, t in first.items() if t.status == "completed"}
     assert 0 < len(done_before) < 30
-    conn = sqlite3.connect(tmp_path / "h.db")
-    rows_before = conn.execute("SELECT * FROM metrics ORDER BY 1, 2, 3, 4").fetchall()
+    rows_before = db_rows(db_url, "SELECT * FROM metrics ORDER BY 1, 2, 3, 4")
 
     monkeypatch.delenv("HPSEARCH_TEST_INTERRUPT")
     _, again, resumed = start_or_resume(store, spec, coarse_plan(spec))
@@ -127,7 +127,7 @@ def test_stage_resumes_only_unfinished_trials_as_a_new_attempt(
     after = {t.trial_id: t for t in store.trials(stage.stage_id)}
     assert {t.status for t in after.values()} == {"completed"}
     assert {i: t.params for i, t in after.items()} == {i: t.params for i, t in first.items()}
-    rows_after = conn.execute("SELECT * FROM metrics ORDER BY 1, 2, 3, 4").fetchall()
+    rows_after = db_rows(db_url, "SELECT * FROM metrics ORDER BY 1, 2, 3, 4")
     assert set(rows_before) <= set(rows_after)  # nothing recorded before changed
     interrupted = [i for i, t in first.items() if t.status == "running"]
     assert interrupted and all(after[i].attempts == 2 for i in interrupted)
@@ -135,9 +135,11 @@ def test_stage_resumes_only_unfinished_trials_as_a_new_attempt(
     assert len(rows_after) == 30 * 3 * 3 + 3  # plus epoch 1 of the interrupted attempt
 
 
-def test_finished_stage_is_not_resumed_and_next_stage_samples_anew(tmp_path: Path) -> None:
+def test_finished_stage_is_not_resumed_and_next_stage_samples_anew(
+    tmp_path: Path, db_url: str
+) -> None:
     spec = make_study(tmp_path, kinds='["ok"]')
-    store = Store(str(tmp_path / "h.db"))
+    store = Store(db_url)
     _, first, _ = start_or_resume(store, spec, coarse_plan(spec))
     run_stage(store, spec, first, executor(spec))
     store.finish_stage(first.stage_id)
@@ -148,11 +150,11 @@ def test_finished_stage_is_not_resumed_and_next_stage_samples_anew(tmp_path: Pat
     assert xs(first) != xs(second)
 
 
-def test_same_seed_same_trials_in_another_database(tmp_path: Path) -> None:
+def test_same_seed_same_trials_in_another_database(tmp_path: Path, db_url: str) -> None:
     spec = make_study(tmp_path, kinds='["ok"]')
     params = []
-    for name in ("a.db", "b.db"):
-        store = Store(str(tmp_path / name))
+    for db in (str(tmp_path / "a.db"), db_url):  # SQLite, then SQLite or PostgreSQL
+        store = Store(db)
         _, stage, _ = start_or_resume(store, spec, coarse_plan(spec))
         params.append([(t.params, t.seed) for t in store.trials(stage.stage_id)])
     assert params[0] == params[1]

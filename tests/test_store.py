@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import sqlite3
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from sqlalchemy import event, inspect
 
 from hpsearch.space import Space
 from storage import Batch, SchemaVersionError, StorageError, Store
-from tests.conftest import db_execute, db_rows
+from tests.conftest import db_execute, db_rows, drop_pg_database, new_pg_database
 
 
 def new_stage(store: Store, n: int = 3) -> tuple[int, int]:
@@ -193,3 +195,30 @@ def test_study_with_other_metric_is_refused(db_url: str) -> None:
     assert store.ensure_study("s", "noop", "val_acc", "max").name == "s"
     with pytest.raises(StorageError, match="study 's' was run with metric=val_acc"):
         store.ensure_study("s", "noop", "val_loss", "min")
+
+
+def _open_at(db: str, start: float) -> str:
+    while time.time() < start:
+        pass
+    try:
+        Store(db).close()
+        return "ok"
+    except StorageError as exc:
+        return str(exc)
+
+
+def test_two_processes_creating_one_new_database_at_once(pg_url: str) -> None:
+    """Two drivers started together on an empty database: both open it, one schema.
+
+    PostgreSQL only: on SQLite a rare "database is locked" remains at this exact moment.
+    """
+    dbs = [pg_url] + [new_pg_database() for _ in range(3)]
+    try:
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            for db in dbs:
+                start = time.time() + 0.5
+                assert pool.starmap(_open_at, [(db, start), (db, start)]) == ["ok", "ok"], db
+                assert db_rows(db, "SELECT count(*) FROM hpsearch_meta") == [(1,)]
+    finally:
+        for db in dbs[1:]:
+            drop_pg_database(db)
