@@ -176,10 +176,11 @@ def test_a_lost_attempt_reaches_the_batch_instead_of_being_dropped(tmp_path: Pat
     assert len(batch) == 2 + 1 + 1 and not batch.finished
     assert tracker.best == {}  # the new attempt starts afresh
     store.record(batch)
-    rows = sqlite3.connect(tmp_path / "h.db").execute(
-        "SELECT attempt, node_id, outcome, reason FROM attempts WHERE trial_id = 7 ORDER BY 1"
+    rows = db_rows(
+        str(tmp_path / "h.db"),
+        "SELECT attempt, node_id, outcome, reason FROM attempts WHERE trial_id = 7 ORDER BY 1",
     )
-    assert list(rows) == [
+    assert rows == [
         (1, "node-a", "lost", "worker lost: the node died"),
         (2, "node-b", None, None),
     ]
