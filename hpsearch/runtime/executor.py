@@ -333,11 +333,8 @@ def _connect(options: RayOptions, search_path: Path) -> local_ray.Lease | None:
 
 def _worker_sys_path(search_path: Path) -> list[str]:
     """The spec's directory, the current one and PYTHONPATH: what workers import from."""
-    import hpsearch
-
-    package_root = str(Path(hpsearch.__file__).resolve().parent.parent)
     given = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    paths = [str(search_path), os.getcwd(), *given, package_root]
+    paths = [str(search_path), os.getcwd(), *given, local_ray.source_root()]
     return list(dict.fromkeys(p for p in paths if p))
 
 

@@ -249,12 +249,22 @@ def use_warm_token() -> None:
         sys.modules["ray._raylet"].AuthenticationTokenLoader.instance().reset_cache()
 
 
-def _owner_env() -> dict[str, str]:
+def source_root() -> str | None:
+    """The directory to put on sys.path for `import hpsearch` when it is not installed."""
+    import sysconfig
+
     import hpsearch
 
+    root = str(Path(hpsearch.__file__).resolve().parent.parent)
+    installed = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+    return None if root in installed else root
+
+
+def _owner_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    paths = [source_root(), *env.get("PYTHONPATH", "").split(os.pathsep)]
     env.update(
-        PYTHONPATH=str(Path(hpsearch.__file__).resolve().parent.parent),  # the owner only
+        PYTHONPATH=os.pathsep.join(p for p in paths if p),  # the owner's own; not for workers
         RAY_USAGE_STATS_ENABLED="0",
         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
         RAY_AUTH_MODE="token",
