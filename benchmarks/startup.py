@@ -10,7 +10,9 @@ plus `hpsearch --help` and `hpsearch sql "SELECT count(*) FROM trials"` on a one
 start) minus the moment the command was launched. Medians of --runs runs; everything runs under
 a temporary HPSEARCH_HOME whose warm Ray is stopped at the end.
 
-    python benchmarks/startup.py [--runs 5] [--cpus 2]
+    python benchmarks/startup.py [--runs 5] [--cpus 2] [--only cold,first,warm,help,sql]
+
+With `--only cold,help,sql` it also measures a checkout without the warm Ray (PYTHONPATH=it).
 """
 
 from __future__ import annotations
@@ -69,48 +71,58 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--only", default=",".join(KINDS), help="comma-separated: %(default)s")
     options = parser.parse_args()
+    kinds = [k for k in KINDS if k in options.only.split(",")]
     with tempfile.TemporaryDirectory(prefix="hpsearch-startup-") as tmp:
         workdir = Path(tmp)
         (workdir / "spec.toml").write_text(SPEC)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "HPSEARCH_"))}
         path = os.pathsep.join(p for p in (str(ROOT), base.get("PYTHONPATH", "")) if p)
         base |= {"PYTHONPATH": path, "RAY_USAGE_STATS_ENABLED": "0"}
+        base |= {"HPSEARCH_REUSE_RAY": "0"}  # a checkout without the warm Ray ignores it
         base |= {"HPSEARCH_HOME": str(workdir / "home")}
         cpus = ["--cpus", str(options.cpus)]
         load_before = os.getloadavg()[0]
         try:
-            figures = measure(workdir, base, options.runs, cpus)
+            figures = measure(workdir, base, options.runs, cpus, kinds)
         finally:
-            run(["ray", "stop"], base, workdir)
+            if {"first", "warm"} & set(kinds):
+                run(["ray", "stop"], base, workdir)
         report(figures, options, load_before)
 
 
+KINDS = ("cold", "first", "warm", "help", "sql")
+
+
 def measure(
-    workdir: Path, base: dict[str, str], runs: int, cpus: list[str]
+    workdir: Path, base: dict[str, str], runs: int, cpus: list[str], kinds: list[str]
 ) -> dict[str, tuple[float, ...]]:
     figures: dict[str, tuple[float, ...]] = {}
     cold = base | {"HPSEARCH_REUSE_RAY": "0"}
     warm = base | {"HPSEARCH_REUSE_RAY": "1"}
-    figures["help"] = (median_wall(["--help"], base, workdir, runs),)
-    db = workdir / "sql.db"
-    run(["coarse", "spec.toml", "--db", str(db), "-q", *cpus], cold, workdir)
-    sql = ["sql", "SELECT count(*) FROM trials", "--db", str(db)]
-    figures["sql"] = (median_wall(sql, base, workdir, runs),)
-    cold_runs = [stage_with(workdir, cold, "cold", cpus) for _ in range(runs)]
-    figures["cold"] = _medians(cold_runs)
-    first_runs = []
-    for _ in range(runs):
-        first_runs.append(stage_with(workdir, warm, "first", cpus))
-        run(["ray", "stop"], base, workdir)
-    figures["first"] = _medians(first_runs)
-    stage_with(workdir, warm, "warmup", cpus)  # leaves the warm Ray
-    time.sleep(5)  # the warm Ray prestarts the next command's workers after each command
-    warm_runs = []
-    for _ in range(runs):
-        warm_runs.append(stage_with(workdir, warm, "warm", cpus))
-        time.sleep(5)
-    figures["warm"] = _medians(warm_runs)
+    if "help" in kinds:
+        figures["help"] = (median_wall(["--help"], base, workdir, runs),)
+    if "sql" in kinds:
+        db = workdir / "sql.db"
+        run(["coarse", "spec.toml", "--db", str(db), "-q", *cpus], cold, workdir)
+        sql = ["sql", "SELECT count(*) FROM trials", "--db", str(db)]
+        figures["sql"] = (median_wall(sql, base, workdir, runs),)
+    if "cold" in kinds:
+        figures["cold"] = _medians([stage_with(workdir, cold, "cold", cpus) for _ in range(runs)])
+    if "first" in kinds:
+        first_runs = []
+        for _ in range(runs):
+            first_runs.append(stage_with(workdir, warm, "first", cpus))
+            run(["ray", "stop"], base, workdir)
+        figures["first"] = _medians(first_runs)
+    if "warm" in kinds:
+        stage_with(workdir, warm, "warmup", cpus)  # leaves the warm Ray
+        warm_runs = []
+        for _ in range(runs):
+            time.sleep(5)  # after each command the warm Ray prestarts the next one's workers
+            warm_runs.append(stage_with(workdir, warm, "warm", cpus))
+        figures["warm"] = _medians(warm_runs)
     return figures
 
 
@@ -141,11 +153,12 @@ def report(figures: dict[str, tuple[float, ...]], options: argparse.Namespace, l
         "first": "stage, starting the warm Ray",
         "warm": "stage, warm Ray running",
     }
+    names["help"] = "`hpsearch --help`"
+    names["sql"] = '`hpsearch sql "SELECT count(*) FROM trials"` (1 trial)'
     for key, label in names.items():
-        first, total = figures[key]
-        print(f"| {label} | {first:.2f} | {total:.2f} |")
-    print(f"| `hpsearch --help` | | {figures['help'][0]:.2f} |")
-    print(f'| `hpsearch sql "SELECT count(*) FROM trials"` (1 trial) | | {figures["sql"][0]:.2f} |')
+        if key in figures:
+            cells = [f"{x:.2f}" for x in figures[key]]
+            print(f"| {label} | {' | '.join(([''] + cells)[-2:])} |")
 
 
 if __name__ == "__main__":
