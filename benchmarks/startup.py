@@ -78,7 +78,7 @@ def main() -> None:
         workdir = Path(tmp)
         (workdir / "spec.toml").write_text(SPEC)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "HPSEARCH_"))}
-        path = os.pathsep.join(p for p in (str(ROOT), base.get("PYTHONPATH", "")) if p)
+        path = os.pathsep.join(p for p in (base.get("PYTHONPATH", ""), str(ROOT)) if p)
         base |= {"PYTHONPATH": path, "RAY_USAGE_STATS_ENABLED": "0"}
         base |= {"HPSEARCH_REUSE_RAY": "0"}  # a checkout without the warm Ray ignores it
         base |= {"HPSEARCH_HOME": str(workdir / "home")}
