@@ -80,6 +80,18 @@ class WarmRay:
     started: float
     idle_seconds: float
     node_manager_port: int
+    python: str = ""  # the interpreter of the owner and of every worker
+    ray_version: str = ""
+
+    def serves(self, cpus: int) -> bool:
+        """Whether a command of this interpreter asking for `cpus` CPUs can join it."""
+        return (self.cpus, self.python, self.ray_version) == (cpus, sys.executable, _ray_version())
+
+
+def _ray_version() -> str:
+    from importlib.metadata import version
+
+    return version("ray")
 
 
 def _state_path() -> Path:
@@ -214,7 +226,8 @@ class Lease:
 
 
 def acquire(cpus: int) -> Lease | None:
-    """A lease on the warm Ray with `cpus` CPUs, started if none runs; None if it has others."""
+    """A lease on the warm Ray, started if none runs; None if it has other CPUs, another
+    Python or another Ray version than this command (which then starts a private Ray)."""
     fd = os.open(ray_dir() / "lease", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)  # waits while an owner is stopping
@@ -224,7 +237,7 @@ def acquire(cpus: int) -> Lease | None:
     except BaseException:
         os.close(fd)
         raise
-    if state.cpus != cpus:
+    if not state.serves(cpus):
         os.close(fd)
         return None
     return Lease(state, fd)
@@ -352,6 +365,8 @@ class _Owner:
             started=time.time(),
             idle_seconds=self.idle,
             node_manager_port=node.node_manager_port,
+            python=sys.executable,
+            ray_version=ray.__version__,
         )
         _write_state(state)
         try:
