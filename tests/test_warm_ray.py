@@ -204,3 +204,16 @@ def test_opting_out_or_other_cpus_runs_a_private_ray_that_ends_with_the_command(
     assert query(tmp_path / "h.db", "SELECT count(*) FROM trials WHERE status = 'completed'") == [
         (4,)
     ]
+
+
+def test_a_bad_idle_timeout_is_one_line_and_starts_nothing(
+    tmp_path: Path, home: dict[str, str]
+) -> None:
+    env = {**home, "HPSEARCH_RAY_IDLE_SECONDS": "soon"}
+    spec, db = tmp_path / "study.toml", tmp_path / "h.db"
+    result = run_cli("coarse", str(spec), "--db", str(db), "-q", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "hpsearch: error: HPSEARCH_RAY_IDLE_SECONDS='soon': expected a number of seconds"
+    )
+    assert not status(tmp_path, home)["running"]
