@@ -98,6 +98,28 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def hpsearch_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private HPSEARCH_HOME for the suite; local commands start a private Ray by default.
+
+    tests/test_warm_ray.py turns the warm local Ray on where it tests it; whatever warm Ray a
+    test leaves is stopped here, so none outlives the suite or lands in the user's home.
+    """
+    home = tmp_path_factory.mktemp("hpsearch-home")
+    saved = {k: os.environ.get(k) for k in ("HPSEARCH_HOME", "HPSEARCH_REUSE_RAY")}
+    os.environ["HPSEARCH_HOME"] = str(home)
+    os.environ["HPSEARCH_REUSE_RAY"] = "0"
+    try:
+        yield home
+    finally:
+        run_cli("ray", "stop", cwd=home, env={"HPSEARCH_HOME": str(home)})
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def ray_address() -> Iterator[str]:
     """A local Ray on 127.0.0.1 that every end-to-end CLI run joins (one start for the suite)."""

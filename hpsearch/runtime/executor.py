@@ -19,7 +19,9 @@ from typing import Any, Protocol
 
 from hpsearch.errors import ClusterError
 from hpsearch.registry import Trainable, resolve
+from hpsearch.runtime import local_ray
 from hpsearch.runtime.cluster import UPLOAD_EXCLUDES, check_cluster, cluster_address, first_line
+from hpsearch.runtime.local_ray import loopback_only
 from hpsearch.runtime.worker import Ended, Event, Lost, Started, TrialTask, run_bundle
 from storage import Status
 
@@ -92,16 +94,70 @@ def _pin_blas_threads(n: int) -> None:
         _pinned_threads = n
 
 
+@dataclass(frozen=True)
+class DriverContext:
+    """What a worker of the warm local Ray takes from the command it serves (once per worker).
+
+    A private local Ray inherits the command's environment and directory; the warm one was
+    started by an earlier command, so its workers adopt this command's before the first trial.
+    """
+
+    cwd: str
+    env: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def here(cls) -> DriverContext:
+        env = tuple((k, v) for k, v in os.environ.items() if not _ray_managed(k))
+        return cls(os.getcwd(), env)
+
+    def enter(self) -> None:
+        env = dict(self.env)
+        for key in [k for k in os.environ if k not in env and not _ray_managed(k)]:
+            del os.environ[key]
+        os.environ.update(env)
+        os.chdir(self.cwd)
+
+
+def _ray_managed(key: str) -> bool:
+    """Variables Ray sets for each worker (or this machine's Ray setup), kept as Ray set them."""
+    return key.startswith("RAY_") or key in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "PWD")
+
+
+_trainables: dict[tuple[str, Path | None], Trainable] = {}  # per worker process (one job)
+
+
+def _trainable(workload: Workload, search_path: Path | None) -> Trainable:
+    """The workload's trainable, imported once per worker process, not once per bundle (a
+    function object travels with the workload: it is never cached under its name)."""
+    if workload.function is not None:
+        return workload.function
+    key = (workload.trainable, search_path)
+    if key not in _trainables:
+        _trainables[key] = resolve(*key)
+    return _trainables[key]
+
+
+_entered: DriverContext | None = None
+
+
 def _bundle_task(
-    workload: Workload, tasks: list[TrialTask], threads: int, flush_seconds: float
+    workload: Workload,
+    tasks: list[TrialTask],
+    threads: int,
+    flush_seconds: float,
+    driver: DriverContext | None = None,
 ) -> Iterator[list[Event]]:
     import ray
 
+    global _entered
+    if driver is not None and _entered is None:
+        driver.enter()
+        _entered = driver
     context = ray.get_runtime_context()
     # on a cluster the spec's directory arrives as the working_dir (cwd, on sys.path): import
     # from that copy, not from a driver path that may not exist (or differ) on this node
     shipped = bool((context.runtime_env or {}).get("working_dir"))
-    fn = workload.resolve(None if shipped else workload.search_path)
+    fn = _trainable(workload, None if shipped else workload.search_path)
     _pin_blas_threads(threads)
     node_id = context.get_node_id()
     yield from run_bundle(fn, tasks, workload.metric, node_id, flush_seconds)
@@ -116,15 +172,16 @@ class RayExecutor:
         self.workload = workload
         self.options = options
         self._owns_ray = not ray.is_initialized()  # an API caller may have started Ray
+        self._lease: local_ray.Lease | None = None
         if self._owns_ray:
-            _connect(options, workload.search_path)
+            self._lease = _connect(options, workload.search_path)
+        self._driver = DriverContext.here() if self._lease else None
         try:
             self.slots = _slots(ray, options)
         except ClusterError:
-            if self._owns_ray:
-                ray.shutdown()
+            self._disconnect(ray)
             raise
-        self._remote = ray.remote(_bundle_task).options(
+        self._remote: Any = ray.remote(_bundle_task).options(
             num_returns="streaming",
             num_cpus=options.cpus_per_trial,
             num_gpus=options.gpus_per_trial,
@@ -153,7 +210,9 @@ class RayExecutor:
     def _submit(self, queue: deque[TrialTask]) -> None:
         while queue and len(self._inflight) < self.slots * IN_FLIGHT_PER_SLOT:
             bundle = self._take_bundle(queue)
-            gen = self._remote.remote(self._workload_ref, bundle, self._threads, FLUSH_SECONDS)
+            gen = self._remote.remote(
+                self._workload_ref, bundle, self._threads, FLUSH_SECONDS, self._driver
+            )
             self._inflight[gen] = {t.trial_id: t for t in bundle}
 
     def _take_bundle(self, queue: deque[TrialTask]) -> list[TrialTask]:
@@ -252,8 +311,14 @@ class RayExecutor:
             except Exception:  # already finished or its worker is gone
                 pass
         self._inflight.clear()
+        self._disconnect(ray)
+
+    def _disconnect(self, ray: Any) -> None:
         if self._owns_ray:
             ray.shutdown()
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
 
 
 def _in_ray_job() -> bool:
@@ -268,39 +333,80 @@ def _task_error(exc: Exception) -> str:
     return str(exc).strip().splitlines()[-1]
 
 
-def _connect(options: RayOptions, search_path: Path) -> None:
+def _connect(options: RayOptions, search_path: Path) -> local_ray.Lease | None:
+    """Join the cluster, else the warm local Ray (its lease), else start a private local Ray."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = cluster_address(options.address)
-    env_vars = {"RAY_USAGE_STATS_ENABLED": "0"}
     if address:
-        _join(address, search_path, env_vars)
-        return
+        _join(address, search_path, {"RAY_USAGE_STATS_ENABLED": "0"})
+        return None
+    explicit_local = (options.address or os.environ.get("RAY_ADDRESS")) == "local"
+    if local_ray.reuse_enabled() and not explicit_local:
+        lease = local_ray.acquire(options.cpus or os.cpu_count() or 1)
+        if lease is not None:  # None: the warm Ray has another number of CPUs
+            try:
+                _attach(lease.state.address, search_path)
+            except BaseException:
+                lease.release()
+                raise
+            return lease
+    _start_private(options, search_path)
+    return None
+
+
+def _worker_sys_path(search_path: Path) -> list[str]:
+    """The spec's directory, the current one and PYTHONPATH: what workers import from."""
+    given = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    paths = [str(search_path), os.getcwd(), *given, local_ray.source_root()]
+    return list(dict.fromkeys(p for p in paths if p))
+
+
+def _attach(address: str, search_path: Path) -> None:
+    """Join the warm local Ray; no runtime_env, so its prestarted workers can take our tasks."""
+    loopback_only()
+    local_ray.use_warm_token()
+    import ray
+    from ray.job_config import JobConfig
+
+    try:
+        ray.init(
+            address=address,
+            job_config=JobConfig(_py_driver_sys_path=_worker_sys_path(search_path)),
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+        )
+    except (ConnectionError, RuntimeError, ray.exceptions.RayError) as exc:
+        raise ClusterError(
+            f"cannot join the local Ray at {address}: {first_line(exc)} "
+            f"(`hpsearch ray stop` ends it; the next command starts a new one)"
+        ) from None
+
+
+def _start_private(options: RayOptions, search_path: Path) -> None:
+    """A local Ray for this command alone; it ends with the command.
+
+    Its workers inherit this process's environment, PYTHONPATH included; without a
+    runtime_env the workers Ray prestarts can take the first trials (a runtime_env with
+    env_vars made every worker start anew, after the runtime-env agent's round trip).
+    """
+    loopback_only()
     import ray
 
-    _loopback_only()
-    python_path = os.pathsep.join(
-        p for p in (str(search_path), os.getcwd(), os.environ.get("PYTHONPATH", "")) if p
-    )
-    ray.init(
-        address="local",
-        num_cpus=options.cpus,
-        include_dashboard=False,
-        runtime_env={"env_vars": {**env_vars, "PYTHONPATH": python_path}},
-        logging_level=logging.ERROR,
-        log_to_driver=False,
-    )
-
-
-def _loopback_only() -> None:
-    """Make the local Ray bind and advertise 127.0.0.1 only, not every interface.
-
-    Ray reads this switch once, when it is imported (measured: setting only the environment
-    variable after the import leaves gcs_server and raylet listening on all interfaces).
-    """
-    from ray._private import ray_constants
-
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # for Ray's child processes
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(_worker_sys_path(search_path))
+    try:
+        ray.init(
+            address="local",
+            num_cpus=options.cpus,
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+        )
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
 
 
 def _join(address: str, search_path: Path, env_vars: dict[str, str]) -> None:
