@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -15,12 +16,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
 import storage
 from storage import SCHEMA_VERSION, SchemaVersionError, Store, revision_id
 from storage._migrate import migrate, migration_engine, script_directory
 from storage._models import Base
-from tests.conftest import ROOT, query, run_cli
+from tests.conftest import ROOT, db_rows, query, run_cli
 
 ASSET = ROOT / "tests" / "assets" / "v1"
 V1_DB = "hpsearch-v1.db"
@@ -259,3 +261,46 @@ def test_the_package_ships_every_revision() -> None:
     shipped = (ROOT / "storage" / "migrations").rglob("*")
     assert {p.suffix for p in shipped if p.is_file() and "__pycache__" not in p.parts} == {".py"}
     assert len(script_directory().get_revisions("heads")) == 1
+
+
+JSON_COLUMNS = {"ranges", "fixed", "proposal"}
+
+
+def test_a_version_1_postgres_database_upgrades_through_the_cli(pg_url: str) -> None:
+    """The v1 asset's rows, in a PostgreSQL database made by revision 0001, upgrade to head."""
+    from sqlalchemy import MetaData, text
+
+    engine = migration_engine(storage.to_url(pg_url))
+    with engine.begin() as conn:
+        migrate(conn, None, pg_url, to=1)
+        tables = MetaData()
+        tables.reflect(conn, only=V1_TABLES[1:])
+        for name in V1_TABLES[1:]:  # parents first; hpsearch_meta has its row already
+            columns = [c.name for c in tables.tables[name].columns]
+            rows = query(ASSET / V1_DB, f"SELECT {', '.join(columns)} FROM {name}")
+            values = [
+                {
+                    c: json.loads(v) if c in JSON_COLUMNS and v else v
+                    for c, v in zip(columns, r, strict=True)
+                }
+                for r in rows
+            ]
+            conn.execute(tables.tables[name].insert(), values)
+    counts = {name: db_rows(pg_url, f"SELECT count(*) FROM {name}")[0][0] for name in V1_TABLES[1:]}
+    assert counts["metrics"] > 0 and counts["trials"] > 0
+    engine.dispose()
+
+    done = run_cli("db", "upgrade", "--db", pg_url, cwd=ASSET)
+    assert done.returncode == 0, done.stderr
+    assert "upgraded schema version 1 -> 2 (revision 0002)" in one_line(done.stdout)
+    assert f":{make_url(pg_url).password}@" not in done.stdout  # the password stays hidden
+    for name, count in counts.items():
+        assert db_rows(pg_url, f"SELECT count(*) FROM {name}")[0][0] == count, name
+    attempts = db_rows(pg_url, "SELECT count(*), (SELECT sum(attempts) FROM trials) FROM attempts")
+    assert attempts[0][0] == attempts[0][1]  # one row per attempt of every trial
+    kinds = db_rows(pg_url, "SELECT DISTINCT json_typeof(params->'lr') FROM trial_results")
+    assert kinds == [("number",)]  # version 1's view gave numbers as strings here
+    assert run_cli("trials", "v1-asset", "--db", pg_url, cwd=ASSET).returncode == 0
+    with create_engine(storage.to_url(pg_url)).connect() as conn:
+        found = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    assert found == "0002"
