@@ -34,11 +34,12 @@ from pathlib import Path
 import sqlalchemy
 from sqlalchemy import create_engine, make_url, text
 
-from hpsearch.driver import Progress, StagePlan, run_stage, start_or_resume
+from hpsearch.driver import Progress, run_stage, start_or_resume
+from hpsearch.planner import StageRequest
 from hpsearch.runtime.executor import InProcessExecutor, Workload
 from hpsearch.space import Numeric, Space
 from hpsearch.spec import FineSettings, StageSettings, StudySpec
-from storage import Store, to_url
+from storage import StageKind, Store, to_url
 from trainables.noop import train as noop
 
 EPOCHS = 5
@@ -75,7 +76,7 @@ def hpsearch_stage(db: str, trials: int, workdir: Path) -> tuple[float, float, l
     )
     store = Store(db)
     start = time.perf_counter()
-    _, stage, _ = start_or_resume(store, spec, StagePlan("coarse", SPACE, trials, EPOCHS))
+    _, stage, _ = start_or_resume(store, spec, StageRequest(StageKind.COARSE, trials, EPOCHS))
     created = time.perf_counter() - start
     marks: list[float] = []
 

@@ -19,11 +19,12 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from hpsearch.driver import StagePlan, run_stage, start_or_resume  # noqa: E402
+from hpsearch.driver import run_stage, start_or_resume  # noqa: E402
+from hpsearch.planner import StageRequest  # noqa: E402
 from hpsearch.registry import qualified  # noqa: E402
 from hpsearch.runtime.executor import InProcessExecutor, Workload  # noqa: E402
 from hpsearch.spec import load_spec  # noqa: E402
-from storage import Store  # noqa: E402
+from storage import StageKind, Store  # noqa: E402
 from tests._ui import CHROMIUM, CHROMIUM_ARGS, UiServer, build_search, write_spec  # noqa: E402
 
 VIEWS = {
@@ -42,7 +43,7 @@ def running_stage(directory: Path, db: Path) -> tuple[threading.Thread, int]:
     """Stage `live` (300 trials of ~0.1 s) running in a thread; its stage id."""
     spec = load_spec(write_spec(directory, "live", trials=300, sleep=0.03))
     store = Store(str(db))
-    _, stage, _ = start_or_resume(store, spec, StagePlan("coarse", spec.space, 300, 3))
+    _, stage, _ = start_or_resume(store, spec, StageRequest(StageKind.COARSE, 300, 3))
     executor = InProcessExecutor(Workload(qualified(spec.trainable), spec.metric, directory))
     thread = threading.Thread(target=run_stage, args=(store, spec, stage, executor), daemon=True)
     thread.start()

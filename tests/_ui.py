@@ -11,11 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-from hpsearch.driver import StagePlan, finish_stage, next_plan, run_stage, start_or_resume
+from hpsearch.driver import finish_stage, run_stage, start_or_resume
+from hpsearch.planner import StageRequest
 from hpsearch.registry import qualified
 from hpsearch.runtime.executor import InProcessExecutor, Workload
 from hpsearch.spec import StudySpec, load_spec
-from storage import Store
+from storage import StageKind, Store
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -69,17 +70,18 @@ def build_search(directory: Path, db: Path) -> None:
     store = Store(str(db))
     executor = InProcessExecutor(Workload(qualified(spec.trainable), spec.metric, directory))
     try:
-        _run(store, spec, executor, StagePlan("coarse", spec.space, 40, 3))
-        widen = next_plan(store, spec, "coarse", trials=20, epochs=3)
-        _run(store, spec, executor, widen)
-        _run(store, spec, executor, next_plan(store, spec, "fine", trials=10, epochs=5))
+        _run(store, spec, executor, StageRequest(StageKind.COARSE, 40, 3))
+        _run(store, spec, executor, StageRequest(StageKind.COARSE, 20, 3, widen=True))
+        _run(store, spec, executor, StageRequest(StageKind.FINE, 10, 5))
     finally:
         executor.close()
         store.close()
 
 
-def _run(store: Store, spec: StudySpec, executor: InProcessExecutor, plan: StagePlan) -> None:
-    _, stage, _ = start_or_resume(store, spec, plan)
+def _run(
+    store: Store, spec: StudySpec, executor: InProcessExecutor, request: StageRequest
+) -> None:
+    _, stage, _ = start_or_resume(store, spec, request)
     run_stage(store, spec, stage, executor)
     finish_stage(store, spec, stage)
 
