@@ -31,9 +31,9 @@ from hpsearch.runtime.executor import (
     Workload,
 )
 from hpsearch.spec import StudySpec, load_spec, parse_spec
+from hpsearch.summary import best_json, flag_json
 from storage import (
     DEFAULT_DB,
-    FlagRecord,
     StageKind,
     StorageError,
     Store,
@@ -84,28 +84,6 @@ class StageResult:
             reasons=reasons,
             top=tuple(outcome.top),
         )
-
-
-def best_json(trial: TrialRecord) -> dict[str, Any]:
-    """A stage's best trial as `show --json` prints it."""
-    return {
-        "trial": trial.number,
-        "trial_id": trial.trial_id,
-        "value": trial.best_value,
-        "epoch": trial.best_epoch,
-        "params": trial.params,
-    }
-
-
-def flag_json(flag: FlagRecord) -> dict[str, Any]:
-    """An edge flag as `show --json` prints it."""
-    return {
-        "param": flag.param,
-        "side": flag.side,
-        "value": flag.value,
-        "position": flag.position,
-        "message": flag.message,
-    }
 
 
 class Study:
@@ -279,4 +257,4 @@ def _database_errors() -> Iterator[None]:
         raise DatabaseError(str(exc)) from exc
 
 
-__all__ = ["StageResult", "Study", "best_json", "flag_json"]
+__all__ = ["StageResult", "Study"]

@@ -26,7 +26,6 @@ __all__ = [
     "live_update",
     "points",
     "run_sql_limited",
-    "stage_details",
     "top_trial_ids",
     "studies_overview",
     "study_by_name",
@@ -92,44 +91,6 @@ def studies_overview(reader: Reader) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-def stage_details(reader: Reader, study: StudyRecord, stage: StageRecord) -> dict[str, Any]:
-    """What `hpsearch show` prints of a stage, read-only: counts, best trial, flags."""
-    counts = dict(
-        reader.query(
-            "SELECT status, count(*) FROM trials WHERE stage_id = :s GROUP BY status",
-            {"s": stage.stage_id},
-        ).rows
-    )
-    order = Mode(study.mode).sql_order
-    rows = reader.query(
-        "SELECT trial_id, number, best_value, best_epoch FROM trials WHERE stage_id = :s "
-        f"AND status = 'completed' AND best_value IS NOT NULL ORDER BY best_value {order}, "
-        "number LIMIT 1",
-        {"s": stage.stage_id},
-    ).rows
-    best = None
-    if rows:
-        trial_id, number, value, epoch = rows[0]
-        best = {
-            "trial": number,
-            "trial_id": trial_id,
-            "value": value,
-            "epoch": epoch,
-            "params": _params_of(reader, [trial_id]).get(trial_id, {}),
-        }
-    flags = reader.query(
-        "SELECT param, side, value, position, message FROM flags WHERE stage_id = :s "
-        "ORDER BY flag_id",
-        {"s": stage.stage_id},
-    ).rows
-    keys = ("param", "side", "value", "position", "message")
-    return {
-        "counts": counts,
-        "best": best,
-        "flags": [dict(zip(keys, f, strict=True)) for f in flags],
-    }
 
 
 def _params_of(reader: Reader, trial_ids: Sequence[int]) -> dict[int, dict[str, Any]]:

@@ -31,7 +31,7 @@ from hpsearch.cli.options import (
 )
 from hpsearch.cli.report import Timer, err, fmt, out, progress_bar, summary_line, top_table
 from hpsearch.run_options import RunOptions
-from storage import DEFAULT_DB, StageKind, StageStatus, StageSummary, Status, StudySummary
+from storage import DEFAULT_DB, StageKind, StageStatus, Status
 
 if TYPE_CHECKING:  # the API, planner and driver import numpy and SQLAlchemy: not for `--help`
     from hpsearch.api import Study
@@ -187,44 +187,15 @@ def fine(
 def show(study: StudyArg, db: ResultsDbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     """A study's stages in order: ranges, trials by status, best trial, flags, proposal."""
     from hpsearch.lookup import study_name_from_arg
+    from hpsearch.summary import study_document
     from storage import describe, load_summary
 
-    summary = study_summary(load_summary(db, study_name_from_arg(study)))
+    summary = study_document(load_summary(db, study_name_from_arg(study)))
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
     for line in summary_lines(summary, describe(db)):
         out.print(line, markup=False, soft_wrap=True)
-
-
-def study_summary(summary: StudySummary) -> dict[str, Any]:
-    """The `show --json` document: {"study", "metric", "mode", "stages": [...]}."""
-    study = summary.study
-    stages = [_stage_summary(s) for s in summary.stages]
-    return {"study": study.name, "metric": study.metric, "mode": study.mode, "stages": stages}
-
-
-def _stage_summary(summary: StageSummary) -> dict[str, Any]:
-    stage, best = summary.stage, summary.best
-    from hpsearch.api import best_json, flag_json
-    from hpsearch.narrowing import split_proposal
-
-    proposal, reasons = split_proposal(stage.proposal)
-    return {
-        "id": stage.stage_id,
-        "kind": stage.kind,
-        "parent": stage.parent_stage_id,
-        "status": stage.status,
-        "trials": stage.n_trials,
-        "epochs": stage.epochs,
-        "seed": stage.seed,
-        "ranges": stage.ranges,
-        "counts": summary.counts,
-        "best": None if best is None else best_json(best),
-        "flags": [flag_json(f) for f in summary.flags],
-        "proposal": proposal,
-        "reasons": reasons,
-    }
 
 
 def summary_lines(summary: dict[str, Any], db: str) -> list[str]:

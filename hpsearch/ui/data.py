@@ -7,15 +7,14 @@ import base64
 import threading
 from typing import Any
 
-from hpsearch.narrowing import split_proposal
-from storage import StudyRecord, read_only
+from hpsearch.summary import study_document
+from storage import StudyRecord, load_summary, read_only
 from storage._dashboard import (
     ParamFilter,
     Points,
     curves,
     live_update,
     points,
-    stage_details,
     studies_overview,
     study_by_name,
     study_stages,
@@ -32,30 +31,7 @@ def studies(db: str) -> list[dict[str, Any]]:
 
 def study(db: str, name: str) -> dict[str, Any]:
     """{"study", "metric", "mode", "stages": [...]}: the document `hpsearch show --json` prints."""
-    with read_only(db) as reader:
-        record = study_by_name(reader, name)
-        stages = []
-        for stage in study_stages(reader, record):
-            details = stage_details(reader, record, stage)
-            proposal, reasons = split_proposal(stage.proposal)
-            stages.append(
-                {
-                    "id": stage.stage_id,
-                    "kind": stage.kind,
-                    "parent": stage.parent_stage_id,
-                    "status": stage.status,
-                    "trials": stage.n_trials,
-                    "epochs": stage.epochs,
-                    "seed": stage.seed,
-                    "ranges": stage.ranges,
-                    "counts": details["counts"],
-                    "best": details["best"],
-                    "flags": details["flags"],
-                    "proposal": proposal,
-                    "reasons": reasons,
-                }
-            )
-    return {"study": record.name, "metric": record.metric, "mode": record.mode, "stages": stages}
+    return study_document(load_summary(db, name))
 
 
 def live(
@@ -78,19 +54,10 @@ def scatter_points(db: str, name: str) -> dict[str, Any]:
         stage_records = study_stages(reader, record)
         names = list(dict.fromkeys(k for s in stage_records for k in s.ranges))
         found = _cached_points(db, reader, record, names)
-        stages = []
-        for stage in stage_records:
-            details = stage_details(reader, record, stage)
-            stages.append(
-                {
-                    "id": stage.stage_id,
-                    "kind": stage.kind,
-                    "parent": stage.parent_stage_id,
-                    "ranges": stage.ranges,
-                    "flags": details["flags"],
-                    "best": details["best"],
-                }
-            )
+    stages = [
+        {key: s[key] for key in ("id", "kind", "parent", "ranges", "flags", "best")}
+        for s in study(db, name)["stages"]
+    ]
     dtypes = {"trial_id": "<i4", "stage_id": "<i4", "trial": "<i4", "value": "<f8"}
     return {
         "metric": record.metric,
