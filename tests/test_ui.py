@@ -368,7 +368,7 @@ def test_host_header_of_another_site_is_refused(server: UiServer) -> None:
 
 def test_bad_input_is_one_line_and_exit_2(workdir: Path) -> None:
     for args, words in (
-        (("--db", str(workdir / "nothing.db")), "no database file"),
+        (("--db", str(workdir / "nothing.db")), "no database at"),
         (("--host", "not an address"), "--host not an address: not an IP address"),
     ):
         result = run_cli("ui", *args, "--port", "0", cwd=workdir, timeout=60)
