@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Table,
@@ -22,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 2  # the newest revision's number: revision "0002" (see storage/_schema.py)
+SCHEMA_VERSION = 3  # the newest revision's number: revision "0003" (see storage/_schema.py)
 
 
 class Base(DeclarativeBase):
@@ -73,7 +74,10 @@ class Stage(Base):
 
 class Trial(Base):
     __tablename__ = "trials"
-    __table_args__ = (UniqueConstraint("stage_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("stage_id", "number"),
+        Index("ix_trials_stage_status_best", "stage_id", "status", "best_value"),
+    )
     trial_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     stage_id: Mapped[int] = mapped_column(
         ForeignKey("stages.stage_id", ondelete="CASCADE"), index=True

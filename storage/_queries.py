@@ -137,12 +137,7 @@ def load_summary(db: str, study: str) -> StudySummary:
 
 def _status_counts(reader: Reader, study_id: int) -> dict[int, dict[str, int]]:
     """{stage_id: {status: trials}} for every stage of the study that has trials."""
-    rows = reader.query(
-        "SELECT t.stage_id, t.status, count(*) FROM trials t "
-        "JOIN stages st ON st.stage_id = t.stage_id WHERE st.study_id = :s "
-        "GROUP BY t.stage_id, t.status ORDER BY t.stage_id, t.status",
-        {"s": study_id},
-    ).rows
+    rows = reader.query(_COUNTS_SQL, {"s": study_id}).rows
     counts: dict[int, dict[str, int]] = {}
     for stage_id, status, n in rows:
         counts.setdefault(stage_id, {})[status] = int(n)
@@ -163,6 +158,12 @@ def _flags(reader: Reader, study_id: int) -> dict[int, tuple[FlagRecord, ...]]:
 
 
 # Columns named as TrialRecord's fields (params come from their own table).
+# Both read the index (stage_id, status, best_value): only the study's stages, only the best row.
+_COUNTS_SQL = """
+SELECT stage_id, status, count(*) FROM trials
+WHERE stage_id IN (SELECT stage_id FROM stages WHERE study_id = :s)
+GROUP BY stage_id, status ORDER BY stage_id, status
+"""
 _BEST_SQL = """
 SELECT trial_id, stage_id, number, status, seed, attempts, best_value, best_epoch, epochs_run,
        error, node_id

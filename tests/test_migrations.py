@@ -26,6 +26,7 @@ from tests.conftest import ROOT, db_rows, query, run_cli
 
 ASSET = ROOT / "tests" / "assets" / "v1"
 V1_DB = "hpsearch-v1.db"
+HEAD = SCHEMA_VERSION  # every upgrade ends at the newest revision
 V1_TABLES = ("hpsearch_meta", "studies", "stages", "trials", "params", "metrics", "flags")
 FINAL = ("completed", "failed", "diverged")
 
@@ -98,10 +99,11 @@ def test_v1_database_upgrades_through_the_cli_with_every_row_kept(v1: Path) -> N
     done = run_cli("db", "upgrade", "--db", str(v1), cwd=v1.parent)
     assert done.returncode == 0, done.stderr
     assert one_line(done.stdout) == (
-        f"{v1}: upgraded schema version 1 -> 2 (revision 0002); the old file is kept as {v1}.bak"
+        f"{v1}: upgraded schema version 1 -> {HEAD} (revision {revision_id(HEAD)}); "
+        f"the old file is kept as {v1}.bak"
     )
     after = snapshot(v1)
-    assert after.pop("hpsearch_meta") == [("schema_version", "2")]
+    assert after.pop("hpsearch_meta") == [("schema_version", str(HEAD))]
     assert before.pop("hpsearch_meta") == [("schema_version", "1")]
     assert after == before  # studies, stages, trials, params, metrics, flags, the view
 
@@ -127,7 +129,7 @@ def test_v1_database_upgrades_through_the_cli_with_every_row_kept(v1: Path) -> N
     backup_bytes = backup.read_bytes()
     again = run_cli("db", "upgrade", "--db", str(v1), cwd=v1.parent)
     assert again.returncode == 0, again.stderr
-    assert one_line(again.stdout) == f"{v1}: schema version 2 is current: nothing to do"
+    assert one_line(again.stdout) == f"{v1}: schema version {HEAD} is current: nothing to do"
     assert backup.read_bytes() == backup_bytes
 
 
@@ -139,7 +141,7 @@ def test_writing_commands_refuse_an_old_database_and_leave_it_unchanged(
     done = run_cli(command, "study.toml", "--db", str(v1), "-q", cwd=v1.parent)
     assert done.returncode == 2, done.stderr
     assert one_line(done.stderr) == (
-        f"hpsearch: error: {v1}: schema version 1 is older than this hpsearch (2): "
+        f"hpsearch: error: {v1}: schema version 1 is older than this hpsearch ({HEAD}): "
         f"run `hpsearch db upgrade --db {v1}` (a copy is kept as {V1_DB}.bak)"
     )
     assert "Traceback" not in done.stderr
@@ -163,7 +165,7 @@ def test_reading_commands_read_an_old_database(v1: Path) -> None:
     assert version.returncode == 0, version.stderr
     assert one_line(version.stdout) == (
         f"{v1}: schema version 1 (alembic revision none: written before migrations): "
-        f"older than this hpsearch (2): run `hpsearch db upgrade --db {v1}`"
+        f"older than this hpsearch ({HEAD}): run `hpsearch db upgrade --db {v1}`"
     )
     exported = v1.parent / "trials.csv"
     done = run_cli("export", "v1-asset", "--db", str(v1), "-o", str(exported), cwd=v1.parent)
@@ -192,7 +194,7 @@ def test_upgrade_refusals_are_one_line_and_change_nothing(v1: Path) -> None:
         conn.execute("UPDATE hpsearch_meta SET value = '99' WHERE key = 'schema_version'")
     done = run_cli("db", "upgrade", "--db", str(newer), cwd=v1.parent)
     assert done.returncode == 2
-    assert "schema version 99 is newer than this hpsearch reads (2)" in one_line(done.stderr)
+    assert f"schema version 99 is newer than this hpsearch reads ({HEAD})" in one_line(done.stderr)
 
     missing = v1.parent / "missing.db"
     done = run_cli("db", "upgrade", "--db", str(missing), cwd=v1.parent)
@@ -292,7 +294,9 @@ def test_a_version_1_postgres_database_upgrades_through_the_cli(pg_url: str) -> 
 
     done = run_cli("db", "upgrade", "--db", pg_url, cwd=ASSET)
     assert done.returncode == 0, done.stderr
-    assert "upgraded schema version 1 -> 2 (revision 0002)" in one_line(done.stdout)
+    assert f"upgraded schema version 1 -> {HEAD} (revision {revision_id(HEAD)})" in one_line(
+        done.stdout
+    )
     assert f":{make_url(pg_url).password}@" not in done.stdout  # the password stays hidden
     for name, count in counts.items():
         assert db_rows(pg_url, f"SELECT count(*) FROM {name}")[0][0] == count, name
@@ -303,4 +307,4 @@ def test_a_version_1_postgres_database_upgrades_through_the_cli(pg_url: str) -> 
     assert run_cli("trials", "v1-asset", "--db", pg_url, cwd=ASSET).returncode == 0
     with create_engine(storage.to_url(pg_url)).connect() as conn:
         found = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert found == "0002"
+    assert found == revision_id(HEAD)

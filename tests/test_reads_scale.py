@@ -124,3 +124,23 @@ def test_top_k_reads_only_the_best_trials_params(tmp_path: Path, steps: list[int
     everything = storage.load_trials(str(large), "big")
     best = everything.sort_values("best_value", ascending=False, kind="stable").head(5)
     assert list(frames[large]["trial_id"]) == list(best["trial_id"])
+
+
+def test_a_stages_best_trial_and_counts_are_read_through_the_ranking_index(tmp_path: Path) -> None:
+    """`show`'s own queries search the index (stage_id, status, best_value), never scan trials."""
+    from storage._queries import _BEST_SQL
+
+    db = tmp_path / "h.db"
+    build(db, 40)
+    conn = sqlite3.connect(db)
+    best = (
+        _BEST_SQL.format(order="DESC").replace(":stage", "1").replace(":completed", "'completed'")
+    )
+    counts = (
+        "SELECT t.stage_id, t.status, count(*) FROM trials t JOIN stages st "
+        "ON st.stage_id = t.stage_id WHERE st.study_id = 1 GROUP BY t.stage_id, t.status"
+    )
+    for sql in (best, counts):
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        assert any("INDEX ix_trials_stage_status_best" in step for step in plan), plan
+        assert not any(step.startswith("SCAN trials") for step in plan), plan

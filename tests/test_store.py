@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import event, inspect
 
 from hpsearch.space import Space
-from storage import Batch, SchemaVersionError, StorageError, Store
+from storage import SCHEMA_VERSION, Batch, SchemaVersionError, StorageError, Store, revision_id
 from tests.conftest import db_execute, db_rows, drop_pg_database, new_pg_database
 
 
@@ -41,8 +41,10 @@ def test_new_database_has_tables_view_and_version(db_url: str) -> None:
     assert {"studies", "stages", "trials", "params", "metrics", "flags", "attempts"} <= names
     assert views == {"trial_results"}
     version = db_rows(db_url, "SELECT value FROM hpsearch_meta WHERE key='schema_version'")
-    assert version == [("2",)]  # schema version 2 added `attempts`
-    assert db_rows(db_url, "SELECT version_num FROM alembic_version") == [("0002",)]
+    assert version == [(str(SCHEMA_VERSION),)]  # a new database is at the newest revision
+    assert db_rows(db_url, "SELECT version_num FROM alembic_version") == [
+        (revision_id(SCHEMA_VERSION),)
+    ]
 
 
 def test_new_sqlite_file_uses_wal(tmp_path: Path) -> None:
