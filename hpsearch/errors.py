@@ -6,7 +6,8 @@
      ├── ClusterError       Ray cannot be started or reached
      └── DatabaseError      the database refused (the API's form of `storage.StorageError`)
 
-Storage problems arrive as `storage.StorageError` and are reported the same way.
+Storage problems arrive as `storage.StorageError` and are reported the same way. Outside the
+tree, `Terminated` (a KeyboardInterrupt) is SIGTERM during a stage: handled like Ctrl-C.
 """
 
 from __future__ import annotations
@@ -30,3 +31,7 @@ class ClusterError(HpsearchError):
 
 class DatabaseError(HpsearchError):
     pass
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, systemd, Kubernetes) arrived while a stage ran: handled like Ctrl-C."""

@@ -194,6 +194,24 @@ def test_ctrl_c_commits_and_exits_130(tmp_path: Path, ray_address: str) -> None:
     assert query(db, "SELECT status, count(*) FROM trials GROUP BY 1") == [("completed", 16)]
 
 
+def test_sigterm_commits_and_exits_143_like_ctrl_c(tmp_path: Path, ray_address: str) -> None:
+    """What `kill`, systemd and Kubernetes send: one line, results saved, exit 143, resumable."""
+    spec, db = study(tmp_path, trials=16, sleep=0.15), tmp_path / "h.db"
+    proc = _start_driver(spec, db, ray_address)
+    _wait_for_rows(db, 40, proc)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "hpsearch: terminated (SIGTERM); results so far are saved: rerun the command to resume"
+    )
+    assert "Traceback" not in stderr and "SIGTERM received" not in stderr + stdout
+    assert query(db, "SELECT count(*) FROM metrics")[0][0] >= 40
+    result = coarse(spec, db, ray_address)
+    assert result.returncode == 0 and "resuming coarse stage 1" in result.stderr
+    assert query(db, "SELECT status, count(*) FROM trials GROUP BY 1") == [("completed", 16)]
+
+
 def test_quick_start_on_a_fresh_local_ray_with_the_default_database(tmp_path: Path) -> None:
     """The README's main job: a local Ray starts on 127.0.0.1, results land in ./hpsearch.db."""
     spec = Path(__file__).resolve().parent.parent / "examples" / "digits.toml"

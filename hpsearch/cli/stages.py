@@ -30,6 +30,7 @@ from hpsearch.cli.options import (
     WidenOpt,
 )
 from hpsearch.cli.report import Timer, err, fmt, out, progress_bar, summary_line, top_table
+from hpsearch.errors import Terminated
 from hpsearch.run_options import RunOptions
 from storage import DEFAULT_DB, StageKind, StageStatus, Status
 
@@ -88,9 +89,15 @@ def execute_stage(study: Study, kind: StageKind, options: RunOptions) -> None:
         with ExitStack() as stack:
             view = _progress_view(spec, quiet, stack)
             result = study.run(request, ray_options(options), on_progress=view)
-    except KeyboardInterrupt:
-        err.print("hpsearch: interrupted; results so far are saved: rerun the command to resume")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as stop:
+        why, code = (
+            ("terminated (SIGTERM)", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
+        )
+        err.print(
+            f"hpsearch: {why}; results so far are saved: rerun the command to resume",
+            soft_wrap=True,
+        )
+        raise typer.Exit(code) from None
     out.print(summary_line(result, spec.metric, timer.seconds), soft_wrap=True)
     if result.top and not quiet:
         out.print(top_table(list(result.top), spec.metric, list(spec.space.dimensions)))

@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from hpsearch.errors import ClusterError
+from hpsearch.errors import ClusterError, Terminated
 from hpsearch.registry import Trainable, resolve
 from hpsearch.runtime import local_ray
 from hpsearch.runtime.cluster import UPLOAD_EXCLUDES, check_cluster, cluster_address, first_line
@@ -175,6 +177,7 @@ class RayExecutor:
         self._lease: local_ray.Lease | None = None
         if self._owns_ray:
             self._lease = _connect(options, workload.search_path)
+        self._sigterm = _stop_on_sigterm()  # after ray.init, which installs its own handler
         self._driver = DriverContext.here() if self._lease else None
         try:
             self.slots = _slots(ray, options)
@@ -314,11 +317,27 @@ class RayExecutor:
         self._disconnect(ray)
 
     def _disconnect(self, ray: Any) -> None:
+        if self._sigterm is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
+            self._sigterm = None
         if self._owns_ray:
             ray.shutdown()
         if self._lease is not None:
             self._lease.release()
             self._lease = None
+
+
+def _stop_on_sigterm() -> Any:
+    """SIGTERM raises `Terminated` (a KeyboardInterrupt: results so far are committed, as after
+    Ctrl-C) instead of Ray's handler, which dumps a C++ stack; returns the handler it replaced.
+    Only the main thread may set handlers: elsewhere (a notebook's worker thread) nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated) or signal.SIG_DFL
+
+
+def _raise_terminated(_signum: int, _frame: Any) -> None:
+    raise Terminated()
 
 
 def _in_ray_job() -> bool:
