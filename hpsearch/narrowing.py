@@ -26,7 +26,7 @@ from typing import Any
 
 from hpsearch.ranking import ranked
 from hpsearch.space import Choice, Numeric, Space
-from storage import FlagRecord, TrialRecord
+from storage import FlagRecord, Mode, TrialRecord
 
 SCALE_DECADES = 1.5  # a linear range whose top values span more than this should be log
 # Edge-flag thresholds, tuned on benchmarks/flags.py (see BENCHMARKS.md, "Edge flags"):
@@ -104,7 +104,7 @@ def _number(value: Any) -> float | None:
 
 def _goodness(order: list[TrialRecord], mode: str) -> list[float]:
     """Average ranks of the trials' values (best first in `order`): higher is better."""
-    sign = 1.0 if mode == "max" else -1.0
+    sign = 1.0 if Mode(mode) is Mode.MAX else -1.0
     return _ranks([sign * (t.best_value or 0.0) for t in order])
 
 
