@@ -216,9 +216,11 @@ def test_two_processes_creating_one_new_database_at_once(pg_url: str) -> None:
     """
     dbs = [pg_url] + [new_pg_database() for _ in range(3)]
     try:
-        with multiprocessing.get_context("fork").Pool(2) as pool:
+        # spawn, not fork: the suite's process has Ray's threads running, and a forked copy of
+        # a process with threads can hang
+        with multiprocessing.get_context("spawn").Pool(2) as pool:
             for db in dbs:
-                start = time.time() + 0.5
+                start = time.time() + 3.0  # both workers are up and waiting by then
                 assert pool.starmap(_open_at, [(db, start), (db, start)]) == ["ok", "ok"], db
                 assert db_rows(db, "SELECT count(*) FROM hpsearch_meta") == [(1,)]
     finally:
