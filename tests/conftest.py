@@ -178,3 +178,25 @@ def db_execute(db: str, *statements: str) -> None:
                 conn.execute(text(statement))
     finally:
         engine.dispose()
+
+
+def descendants(pid: int) -> set[int]:
+    """The process and every process below it (from /proc), e.g. a driver and its Ray."""
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        found.add(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                todo += [int(k) for k in (task / "children").read_text().split()]
+            except OSError:  # exited meanwhile
+                pass
+    return found
+
+
+def listening(pids: set[int]) -> list[str]:
+    """Local addresses of the TCP sockets these processes listen on (from `ss -ltnp`)."""
+    table = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    return [
+        line.split()[3] for line in table.splitlines() if any(f"pid={pid}," in line for pid in pids)
+    ]

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.conftest import descendants, listening
+
 TRAINABLE = """
 import time
 
@@ -32,27 +34,6 @@ epochs = 3
 """
 
 
-def _descendants(pid: int) -> set[int]:
-    found, todo = set(), [pid]
-    while todo:
-        current = todo.pop()
-        found.add(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            try:
-                todo += [int(k) for k in (task / "children").read_text().split()]
-            except OSError:  # exited meanwhile
-                pass
-    return found
-
-
-def _listening(pids: set[int]) -> list[str]:
-    """Local addresses of the TCP sockets these processes listen on (from `ss -ltnp`)."""
-    table = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
-    return [
-        line.split()[3] for line in table.splitlines() if any(f"pid={pid}," in line for pid in pids)
-    ]
-
-
 def test_local_ray_listens_on_loopback_only(tmp_path: Path) -> None:
     (tmp_path / "slow.py").write_text(TRAINABLE)
     (tmp_path / "study.toml").write_text(SPEC)
@@ -73,7 +54,7 @@ def test_local_ray_listens_on_loopback_only(tmp_path: Path) -> None:
         addresses: list[str] = []
         while time.monotonic() < deadline and proc.poll() is None:
             if db.exists() and _running(db):
-                addresses = _listening(_descendants(proc.pid))
+                addresses = listening(descendants(proc.pid))
                 break
             time.sleep(0.2)
         _, stderr = proc.communicate(timeout=120)

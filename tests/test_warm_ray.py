@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import query, run_cli
+from tests.conftest import descendants, listening, query, run_cli
 
 # Module-level state a later command must never see: trials seen by this module in this
 # process. Each command runs one trial, so every trial must report 0 (a fresh worker).
@@ -93,19 +93,6 @@ def last_trial(db: Path) -> dict[str, float]:
     return dict(rows)
 
 
-def descendants(pid: int) -> set[int]:
-    found, todo = set(), [pid]
-    while todo:
-        current = todo.pop()
-        found.add(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            try:
-                todo += [int(k) for k in (task / "children").read_text().split()]
-            except OSError:  # exited meanwhile
-                pass
-    return found
-
-
 def running(pids: set[int]) -> set[int]:
     return {pid for pid in pids if Path(f"/proc/{pid}").exists()}
 
@@ -115,13 +102,6 @@ def wait_until_gone(pids: set[int], seconds: float = 60) -> set[int]:
     while running(pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     return running(pids)
-
-
-def listening(pids: set[int]) -> list[str]:
-    table = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
-    return [
-        line.split()[3] for line in table.splitlines() if any(f"pid={pid}," in line for pid in pids)
-    ]
 
 
 def test_the_second_command_joins_the_warm_ray_of_the_first_and_sees_nothing_of_it(
