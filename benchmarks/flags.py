@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from search_quality import branin, hartmann6  # the same test functions, one definition
 
 from hpsearch.narrowing import analyze
 from hpsearch.space import Numeric, Space
@@ -54,35 +55,6 @@ class Problem:
     f: Objective  # minimised
     noise: float  # standard deviation of the observed value around f
     edge: tuple[str, str] | None = None  # (param, side) whose optimum lies beyond the range
-
-
-def branin(x1: float, x2: float) -> float:
-    b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
-    return (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10
-
-
-H6_A = np.array(
-    [
-        [10, 3, 17, 3.5, 1.7, 8],
-        [0.05, 10, 17, 0.1, 8, 14],
-        [3, 3.5, 1.7, 10, 17, 8],
-        [17, 8, 0.05, 10, 0.1, 14],
-    ]
-)
-H6_P = 1e-4 * np.array(
-    [
-        [1312, 1696, 5569, 124, 8283, 5886],
-        [2329, 4135, 8307, 3736, 1004, 9991],
-        [2348, 1451, 3522, 2883, 3047, 6650],
-        [4047, 8828, 8732, 5743, 1091, 381],
-    ]
-)
-H6_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
-
-
-def hartmann6(x: list[float]) -> float:
-    d = np.asarray(x) - H6_P
-    return float(-np.sum(H6_ALPHA * np.exp(-np.sum(H6_A * d**2, axis=1))))
 
 
 # The 10-parameter problem: three parameters matter (a bowl in the sampling scale, one unit
