@@ -408,19 +408,10 @@ def _start_private(options: RayOptions, search_path: Path) -> None:
     runtime_env the workers Ray prestarts can take the first trials (a runtime_env with
     env_vars made every worker start anew, after the runtime-env agent's round trip).
     """
-    loopback_only()
-    import ray
-
     before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(_worker_sys_path(search_path))
     try:
-        ray.init(
-            address="local",
-            num_cpus=options.cpus,
-            include_dashboard=False,
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-        )
+        local_ray.start_on_loopback(options.cpus)
     finally:
         if before is None:
             os.environ.pop("PYTHONPATH", None)

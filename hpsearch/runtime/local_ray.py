@@ -330,6 +330,21 @@ def loopback_only() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
+def start_on_loopback(cpus: int | None) -> None:
+    """Start a local Ray on 127.0.0.1 only, without a dashboard, its logs kept from the terminal:
+    the one set of options behind both the warm Ray and a command's private one."""
+    loopback_only()
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=cpus,
+        include_dashboard=False,
+        logging_level=logging.ERROR,
+        log_to_driver=False,
+    )
+
+
 # ---- the owner process -------------------------------------------------------------------
 
 
@@ -344,14 +359,7 @@ class _Owner:
         import ray
 
         os.environ.pop("PYTHONPATH", None)  # workers get each command's sys.path, not ours
-        loopback_only()
-        ray.init(
-            address="local",
-            num_cpus=self.cpus,
-            include_dashboard=False,
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-        )
+        start_on_loopback(self.cpus)
         node: Any = ray._private.worker._global_node
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._stop)
