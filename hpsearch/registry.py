@@ -1,4 +1,4 @@
-"""Trainables by short name or `package.module:function`, imported lazily."""
+"""Trainables (and their `predict`) by short name or `package.module:function`, imported lazily."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from hpsearch.errors import TrainableError
 
 Trainable = Callable[..., Iterator[dict[str, float]]]
+Predict = Callable[..., object]  # (params, *, checkpoint_dir, split) -> (probabilities, labels)
 
 BUILTIN = {
     "softmax": "trainables.softmax:train",
@@ -18,6 +19,14 @@ BUILTIN = {
     "mlp": "trainables.mlp:train",
     "synthetic": "trainables.synthetic:train",
     "noop": "trainables.noop:train",
+}
+
+
+# the built-in models' `predict(params, checkpoint_dir=..., split=...)`, by their trainable
+BUILTIN_PREDICT = {
+    "trainables.softmax:train": "trainables.softmax:predict",
+    "trainables.svm:train": "trainables.svm:predict",
+    "trainables.mlp:train": "trainables.mlp:predict",
 }
 
 
@@ -52,6 +61,50 @@ def resolve(ref: str, search_path: Path | None = None) -> Trainable:
     if func is None:
         raise TrainableError(f"trainable {ref!r}: module {module_name} has no {func_name!r}")
     return checked(func, ref)
+
+
+def default_predict(trainable: str) -> str | None:
+    """The built-in trainable's own `predict`, or None for any other trainable."""
+    return BUILTIN_PREDICT.get(qualified(trainable))
+
+
+def resolve_predict(ref: str, search_path: Path | None = None) -> Predict:
+    """Import the spec's `predict` and check it takes `checkpoint_dir` and `split` keywords."""
+    module_name, _, func_name = ref.partition(":")
+    hint = "fix `predict` at the top of the spec"
+    if not module_name or not func_name:
+        raise TrainableError(f"predict {ref!r}: not 'package.module:function': {hint}")
+    if search_path is not None and str(search_path) not in sys.path:
+        sys.path.insert(0, str(search_path))
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise TrainableError(
+            f"predict {ref!r}: module {exc.name!r} not found (looked next to the spec and on "
+            f"the Python path): {hint}"
+        ) from None
+    except Exception as exc:  # the user's module raised while importing
+        raise TrainableError(
+            f"predict {ref!r}: importing {module_name} raised {type(exc).__name__}: {exc}"
+        ) from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise TrainableError(f"predict {ref!r}: module {module_name} has no function {func_name!r}")
+    return checked_predict(func, ref)
+
+
+def checked_predict(func: Callable[..., object], ref: str) -> Predict:
+    """The function itself, if it accepts `predict(params, checkpoint_dir=..., split=...)`."""
+    try:
+        inspect.signature(func).bind({}, checkpoint_dir="", split="val")
+    except TypeError:
+        raise TrainableError(
+            f"predict {ref!r}: must accept predict(params, *, checkpoint_dir, split) and return "
+            "(probabilities, labels)"
+        ) from None
+    except ValueError:  # no signature to inspect (a builtin): trust it
+        pass
+    return func
 
 
 def reference(func: Callable[..., object]) -> str:

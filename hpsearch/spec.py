@@ -11,11 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.errors import SpecError
-from hpsearch.registry import Trainable, checked, reference
+from hpsearch.registry import (
+    Predict,
+    Trainable,
+    checked,
+    checked_predict,
+    default_predict,
+    reference,
+)
 from hpsearch.space import NUMERIC_TYPES, TYPES, Choice, Dimension, Numeric, Space
 from storage import Mode
 
-TOP_KEYS = {"name", "trainable", "metric", "mode", "seed", "fixed", "space", "coarse", "fine"}
+TOP_KEYS = {
+    "name", "trainable", "predict", "metric", "mode", "seed", "fixed", "space", "coarse", "fine",
+}  # fmt: skip
 NUMERIC_KEYS = {"type", "low", "high", "min", "max"}
 CHOICE_KEYS = {"type", "values"}
 
@@ -50,6 +59,10 @@ class StudySpec:
     # the trainable itself when the spec (a dict) gave a function object; `trainable` then
     # holds its `module:qualname`, for the record only (the function is never imported by name)
     function: Trainable | None = field(default=None, compare=False, repr=False)
+    # `module:function` of predict(params, checkpoint_dir=..., split=...) for ensembles; the
+    # built-in trainables' own by default, None when the spec names none
+    predict: str | None = None
+    predict_function: Predict | None = field(default=None, compare=False, repr=False)
 
     @property
     def directory(self) -> Path:
@@ -157,6 +170,7 @@ def parse_spec(data: dict[str, Any], path: Path) -> StudySpec:
     if callable(data.get("trainable")):
         function = checked(data["trainable"], reference(data["trainable"]))
         data = {**data, "trainable": reference(function)}
+    predict, predict_function = _parse_predict(check, data)
     return StudySpec(
         path=path,
         name=check.string(data, "name"),
@@ -169,7 +183,24 @@ def parse_spec(data: dict[str, Any], path: Path) -> StudySpec:
         fixed=dict(fixed),
         seed=seed,
         function=function,
+        predict=predict,
+        predict_function=predict_function,
     )
+
+
+def _parse_predict(check: _Checker, data: dict[str, Any]) -> tuple[str | None, Predict | None]:
+    """`predict = "module:function"` (a function object in a dict spec); imported when used."""
+    if "predict" not in data:
+        trainable = data.get("trainable")
+        return (default_predict(trainable) if isinstance(trainable, str) else None), None
+    value = data["predict"]
+    if callable(value):
+        return reference(value), checked_predict(value, reference(value))
+    text = check.string(data, "predict")
+    module, _, function = text.partition(":")
+    if not module.strip() or not function.strip():
+        raise check.fail("predict", f"must be 'package.module:function', got {text!r}")
+    return text, None
 
 
 def _parse_coarse(check: _Checker, data: dict[str, Any]) -> StageSettings:

@@ -90,6 +90,11 @@ def test_good_spec_parses_every_type(tmp_path: Path) -> None:
         ('metric = "val_acc"', "", "study.toml: metric: missing key"),
         (
             'trainable = "noop"',
+            'trainable = "noop"\npredict = "mymodule"',
+            "study.toml: predict: must be 'package.module:function', got 'mymodule'",
+        ),
+        (
+            'trainable = "noop"',
             "trainable = 3",
             "study.toml: trainable: must be a non-empty string",
         ),
@@ -125,3 +130,21 @@ def test_sections_default_when_absent(tmp_path: Path) -> None:
     text = GOOD.split("[coarse]")[0]
     spec = load_spec(write(tmp_path, text))
     assert spec.coarse.trials > 0 and spec.fine.top > 0 and spec.seed == 0
+
+
+def test_predict_defaults_to_the_built_in_models_own_and_is_imported_when_used(
+    tmp_path: Path,
+) -> None:
+    from hpsearch.errors import TrainableError
+    from hpsearch.registry import resolve_predict
+
+    assert load_spec(write(tmp_path, GOOD)).predict is None  # noop predicts nothing
+    mlp = load_spec(write(tmp_path, GOOD.replace('"noop"', '"mlp"')))
+    assert mlp.predict == "trainables.mlp:predict"
+    named = load_spec(write(tmp_path, GOOD.replace('"noop"', '"noop"\npredict = "mine:predict"')))
+    assert named.predict == "mine:predict"  # checked for form only: imported by `ensemble`
+    with pytest.raises(TrainableError, match="predict 'mine:predict': module 'mine' not found"):
+        resolve_predict("mine:predict", tmp_path)
+    (tmp_path / "mine.py").write_text("def predict(params):\n    return None\n")
+    with pytest.raises(TrainableError, match="must accept predict.params, ., checkpoint_dir"):
+        resolve_predict("mine:predict", tmp_path)
