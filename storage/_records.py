@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from storage._terms import (
     FINAL_STATUSES,  # noqa: F401  (re-exported)
     AttemptOutcome,
 )
+
+
+class StoredFileLike(Protocol):
+    """A file written to the artifact store (storage._artifacts.StoredFile)."""
+
+    @property
+    def uri(self) -> str: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,23 @@ class TrialRecord:
 
 
 @dataclass(frozen=True)
+class CheckpointRecord:
+    """One recorded file of a trial's checkpoint at one epoch (`uri` absolute)."""
+
+    trial_id: int
+    attempt: int
+    epoch: int
+    uri: str
+    bytes: int
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        """The file's name in the checkpoint directory the trainable wrote."""
+        return self.uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
 class FlagRecord:
     param: str
     side: str
@@ -89,9 +118,32 @@ class Batch:
     metrics: list[dict[str, Any]] = field(default_factory=list)  # trial_id, attempt, epoch, ...
     finished: list[dict[str, Any]] = field(default_factory=list)  # trial_id, status, error, ...
     ended: list[dict[str, Any]] = field(default_factory=list)  # attempt endings: outcome, reason
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)  # one row per file
 
     def __len__(self) -> int:
-        return len(self.started) + len(self.metrics) + len(self.finished) + len(self.ended)
+        return (
+            len(self.started)
+            + len(self.metrics)
+            + len(self.finished)
+            + len(self.ended)
+            + len(self.checkpoints)
+        )
+
+    def checkpoint(
+        self, trial_id: int, attempt: int, epoch: int, files: Iterable[StoredFileLike]
+    ) -> None:
+        """Epoch `epoch`'s checkpoint of this attempt: files already in the artifact store."""
+        self.checkpoints.extend(
+            {
+                "trial_id": trial_id,
+                "attempt": attempt,
+                "epoch": epoch,
+                "uri": f.uri,
+                "bytes": f.bytes,
+                "sha256": f.sha256,
+            }
+            for f in files
+        )
 
     def start(self, trial_id: int, attempt: int, node_id: str | None, at: datetime) -> None:
         """The attempt began on this node: the trial is running, the attempt's row is new."""

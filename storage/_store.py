@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage._engine import describe, open_engine, session_scope
 from storage._errors import StorageError
-from storage._models import Attempt, Flag, Metric, Param, Stage, Study, Trial, table
+from storage._models import Attempt, Checkpoint, Flag, Metric, Param, Stage, Study, Trial, table
 from storage._records import (
     Batch,
+    CheckpointRecord,
     FlagRecord,
     StageRecord,
     StudyRecord,
@@ -195,6 +196,58 @@ class Store:
                 conn.execute(_FINISH, batch.finished)
             if batch.started or batch.ended:
                 _write_attempts(conn, batch.started, batch.ended)
+            if batch.checkpoints:
+                conn.execute(table(Checkpoint).insert(), batch.checkpoints)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def checkpoints(self, trial_id: int) -> list[CheckpointRecord]:
+        """Every recorded checkpoint file of the trial, the latest (attempt, epoch) last."""
+        return self._checkpoints(Checkpoint.trial_id == trial_id)
+
+    def stage_checkpoints(self, stage_id: int) -> list[CheckpointRecord]:
+        """Every recorded checkpoint file of the stage's trials, by trial, latest last."""
+        in_stage = select(Trial.trial_id).where(Trial.stage_id == stage_id)
+        return self._checkpoints(Checkpoint.trial_id.in_(in_stage))
+
+    def latest_checkpoint(self, trial_id: int) -> list[CheckpointRecord]:
+        """The files of the trial's latest checkpoint (empty: it has none)."""
+        return latest_of(self.checkpoints(trial_id))
+
+    def delete_checkpoints(self, uris: Iterable[str]) -> int:
+        """Forget these files (their rows); the caller removes the files afterwards, so a
+        crash in between leaves a file no row names, never a row naming no file."""
+        wanted = list(uris)
+        if not wanted:
+            return 0
+        with self._session() as s:
+            done = s.execute(delete(Checkpoint).where(Checkpoint.uri.in_(wanted)))
+            return int(getattr(done, "rowcount", 0) or 0)
+
+    def _checkpoints(self, where: Any) -> list[CheckpointRecord]:
+        query = (
+            select(Checkpoint)
+            .where(where)
+            .order_by(
+                Checkpoint.trial_id,
+                Checkpoint.attempt,
+                Checkpoint.epoch,
+                Checkpoint.checkpoint_id,
+            )
+        )
+        with self._session() as s:
+            return [_checkpoint_record(r) for r in s.scalars(query)]
+
+
+def latest_of(files: Sequence[CheckpointRecord]) -> list[CheckpointRecord]:
+    """The files of the latest (attempt, epoch) among one trial's checkpoint files."""
+    if not files:
+        return []
+    last = max((f.attempt, f.epoch) for f in files)
+    return [f for f in files if (f.attempt, f.epoch) == last]
+
+
+def _checkpoint_record(row: Checkpoint) -> CheckpointRecord:
+    return CheckpointRecord(row.trial_id, row.attempt, row.epoch, row.uri, row.bytes, row.sha256)
 
 
 _trials = table(Trial)
