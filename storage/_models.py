@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 4  # the newest revision's number: revision "0004" (see storage/_schema.py)
+SCHEMA_VERSION = 5  # the newest revision's number: revision "0005" (see storage/_schema.py)
 
 
 class Base(DeclarativeBase):
@@ -157,3 +157,34 @@ class Checkpoint(Base):
     uri: Mapped[str] = mapped_column(Text)  # absolute: a local path or a URL
     bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
+
+
+class Ensemble(Base):
+    """A model ensemble built from a study's checkpoints, and how it scored on one split."""
+
+    __tablename__ = "ensembles"
+    ensemble_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(
+        ForeignKey("studies.study_id", ondelete="CASCADE"), index=True
+    )
+    stage_id: Mapped[int] = mapped_column(ForeignKey("stages.stage_id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(12))  # 'top' | 'seeds' | 'checkpoints'
+    size: Mapped[int] = mapped_column(Integer)  # number of members
+    split: Mapped[str] = mapped_column(String(10))  # 'val' | 'test'
+    accuracy: Mapped[float] = mapped_column(Float)  # of the averaged probabilities
+    best_member_accuracy: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class EnsembleMember(Base):
+    """One member of an ensemble: a trial's checkpoint at one epoch, and its own accuracy."""
+
+    __tablename__ = "ensemble_members"
+    ensemble_id: Mapped[int] = mapped_column(
+        ForeignKey("ensembles.ensemble_id", ondelete="CASCADE"), primary_key=True
+    )
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("trials.trial_id", ondelete="CASCADE"), primary_key=True
+    )
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    accuracy: Mapped[float] = mapped_column(Float)

@@ -14,7 +14,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage._engine import describe, open_engine, session_scope
 from storage._errors import StorageError
-from storage._models import Attempt, Checkpoint, Flag, Metric, Param, Stage, Study, Trial, table
+from storage._models import (
+    Attempt,
+    Checkpoint,
+    Ensemble,
+    EnsembleMember,
+    Flag,
+    Metric,
+    Param,
+    Stage,
+    Study,
+    Trial,
+    table,
+)
 from storage._records import (
     Batch,
     CheckpointRecord,
@@ -222,6 +234,47 @@ class Store:
         with self._session() as s:
             done = s.execute(delete(Checkpoint).where(Checkpoint.uri.in_(wanted)))
             return int(getattr(done, "rowcount", 0) or 0)
+
+    def metric_values(self, trial_id: int, attempt: int, name: str) -> dict[int, float | None]:
+        """{epoch: value} of one metric of one attempt of a trial (NaN comes back as None)."""
+        query = select(Metric.epoch, Metric.value).where(
+            Metric.trial_id == trial_id, Metric.attempt == attempt, Metric.name == name
+        )
+        with self._session() as s:
+            return {epoch: value for epoch, value in s.execute(query)}
+
+    # -- ensembles ------------------------------------------------------------------------
+    def record_ensemble(
+        self,
+        study_id: int,
+        stage_id: int,
+        kind: str,
+        split: str,
+        accuracy: float,
+        members: Sequence[tuple[int, int, float]],
+    ) -> int:
+        """An ensemble and its members (trial_id, epoch, accuracy) in one transaction; its id."""
+        with self._session() as s:
+            row = Ensemble(
+                study_id=study_id,
+                stage_id=stage_id,
+                kind=kind,
+                size=len(members),
+                split=split,
+                accuracy=accuracy,
+                best_member_accuracy=max(m[2] for m in members),
+                created_at=now(),
+            )
+            s.add(row)
+            s.flush()
+            s.execute(
+                table(EnsembleMember).insert(),
+                [
+                    {"ensemble_id": row.ensemble_id, "trial_id": t, "epoch": e, "accuracy": a}
+                    for t, e, a in members
+                ],
+            )
+            return row.ensemble_id
 
     def _checkpoints(self, where: Any) -> list[CheckpointRecord]:
         query = (

@@ -119,6 +119,7 @@ def test_v1_database_upgrades_through_the_cli_with_every_row_kept(v1: Path) -> N
     assert set(query(v1, "SELECT * FROM attempts")) == expected
     assert query(v1, "PRAGMA foreign_key_check") == []
     assert query(v1, "SELECT count(*) FROM checkpoints") == [(0,)]  # revision 0004: none yet
+    assert query(v1, "SELECT count(*) FROM ensembles") == [(0,)]  # revision 0005: none yet
 
     fresh = v1.parent / "fresh.db"
     Store(str(fresh)).close()
@@ -310,3 +311,61 @@ def test_a_version_1_postgres_database_upgrades_through_the_cli(pg_url: str) -> 
     with create_engine(storage.to_url(pg_url)).connect() as conn:
         found = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     assert found == revision_id(HEAD)
+
+
+def _typed(column: str, value: object) -> object:
+    """A value read from the v1 asset as the reflected column wants it."""
+    if column in JSON_COLUMNS and isinstance(value, str):
+        return json.loads(value)
+    if column.endswith("_at") and isinstance(value, str):
+        from datetime import datetime
+
+        return datetime.fromisoformat(value)
+    return value
+
+
+def test_a_version_4_database_with_checkpoints_upgrades_to_ensembles(db_url: str) -> None:
+    """Revision 0005 on SQLite and PostgreSQL: a version-4 database holding the v1 asset's rows
+    and a checkpoint upgrades through the CLI with every row kept; an ensemble then records."""
+    from sqlalchemy import MetaData
+
+    tables = (*V1_TABLES[1:], "attempts", "checkpoints")
+    engine = migration_engine(storage.to_url(db_url))
+    with engine.begin() as conn:
+        migrate(conn, None, db_url, to=4)
+        found = MetaData()
+        found.reflect(conn, only=tables)
+        for name in V1_TABLES[1:]:  # parents first; hpsearch_meta has its row already
+            columns = [c.name for c in found.tables[name].columns]
+            rows = query(ASSET / V1_DB, f"SELECT {', '.join(columns)} FROM {name}")
+            conn.execute(
+                found.tables[name].insert(),
+                [{c: _typed(c, v) for c, v in zip(columns, r, strict=True)} for r in rows],
+            )
+        conn.execute(
+            found.tables["checkpoints"].insert(),
+            [{"trial_id": 1, "attempt": 1, "epoch": 2, "uri": "/a/model.npz", "bytes": 3,
+              "sha256": "0" * 64}],
+        )  # fmt: skip
+    engine.dispose()
+    before = {t: sorted(db_rows(db_url, f"SELECT * FROM {t}"), key=repr) for t in tables}
+    assert db_rows(db_url, "SELECT value FROM hpsearch_meta") == [("4",)]
+
+    done = run_cli("db", "upgrade", "--db", db_url, cwd=ASSET)
+    assert done.returncode == 0, done.stderr
+    assert f"upgraded schema version 4 -> {HEAD}" in one_line(done.stdout)
+    after = {t: sorted(db_rows(db_url, f"SELECT * FROM {t}"), key=repr) for t in tables}
+    assert after == before
+    assert db_rows(db_url, "SELECT count(*) FROM ensembles") == [(0,)]
+
+    store = Store(db_url)
+    stage = store.stages(1)[0]
+    trials = [t.trial_id for t in store.trials(stage.stage_id)][:2]
+    members = [(trials[0], 3, 0.9), (trials[1], 3, 0.8)]
+    ensemble_id = store.record_ensemble(1, stage.stage_id, "top", "val", 0.95, members)
+    store.close()
+    assert db_rows(db_url, "SELECT kind, size, split, accuracy, best_member_accuracy "
+                   "FROM ensembles") == [("top", 2, "val", 0.95, 0.9)]  # fmt: skip
+    assert sorted(db_rows(db_url, "SELECT * FROM ensemble_members")) == sorted(
+        (ensemble_id, *m) for m in members
+    )
