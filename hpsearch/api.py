@@ -18,9 +18,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from hpsearch.driver import ProgressCallback, StageOutcome, execute, plan_stage
+from hpsearch.ensemble import EnsembleKind, Pick
+from hpsearch.ensemble_run import (
+    EnsembleRequest,
+    EnsembleResult,
+    build,
+    predict_function,
+    source_stage,
+    study_of,
+)
 from hpsearch.errors import DatabaseError, HpsearchError, SpecError
 from hpsearch.narrowing import split_proposal
-from hpsearch.planner import StageRequest
+from hpsearch.planner import Plan, Resume, StageRequest, resumable, seeds_stage
+from hpsearch.ranking import ranked
 from hpsearch.registry import qualified, resolve
 from hpsearch.runtime.cluster import check_cluster
 from hpsearch.runtime.executor import (
@@ -37,6 +47,7 @@ from storage import (
     StageKind,
     StorageError,
     Store,
+    StudyRecord,
     TrialRecord,
     load_trials,
 )
@@ -192,12 +203,73 @@ class Study:
         _check_request(request, options)
         with _database_errors():
             plan = plan_stage(self.store, self.spec, request)
-            runner = self._executor(executor, options)
-            try:
-                outcome = execute(self.store, self.spec, plan, runner, on_progress)
-            finally:
-                runner.close()
+            outcome = self._execute(plan, options, on_progress, executor)
         return StageResult.of(outcome)
+
+    def _execute(
+        self,
+        plan: Plan,
+        options: RayOptions,
+        on_progress: ProgressCallback | None,
+        executor: ExecutorName,
+    ) -> StageOutcome:
+        runner = self._executor(executor, options)
+        try:
+            return execute(self.store, self.spec, plan, runner, on_progress)
+        finally:
+            runner.close()
+
+    def ensemble(
+        self,
+        kind: str,
+        *,
+        size: int = 5,
+        split: str = "val",
+        stage: int | None = None,
+        pick: str = "best",
+        seed: int | None = None,
+        address: str | None = None,
+        cpus: int | None = None,
+        cpus_per_trial: float = 1.0,
+        gpus_per_trial: float = 0.0,
+        max_retries: int = 2,
+        on_progress: ProgressCallback | None = None,
+        executor: ExecutorName = "ray",
+    ) -> EnsembleResult:
+        """Build, score and record an ensemble, as `hpsearch ensemble` does.
+
+        `kind`: "top" (the best `size` trials of `stage`, default the latest finished coarse
+        or fine stage), "checkpoints" (`size` checkpoints of its best trial: the `pick`
+        "best" or "last" epochs) or "seeds" (runs the best configuration with `size` new
+        seeds as a stage of kind `ensemble`, resumed if unfinished, then scores it).
+        """
+        request = _ensemble_request(kind, size, split, stage, pick, seed)
+        options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
+        predict = predict_function(self.spec)  # a missing predict fails before anything runs
+        with _database_errors():
+            study = study_of(self.store, self.spec)
+            if request.kind is not EnsembleKind.SEEDS:
+                source = source_stage(self.store, self.spec, study, request.stage)
+                return build(self.store, self.spec, study, source, request, predict)
+            _check_request(StageRequest(StageKind.ENSEMBLE, size, 1, seed), options)
+            plan = self._seeds_plan(study, request)
+            outcome = self._execute(plan, options, on_progress, executor)
+            return build(self.store, self.spec, study, outcome.stage, request, predict)
+
+    def _seeds_plan(self, study: StudyRecord, request: EnsembleRequest) -> Plan:
+        """Resume the unfinished ensemble stage, else one on the source stage's best trial."""
+        stages = self.store.stages(study.study_id)
+        pending = resumable(stages, StageKind.ENSEMBLE)
+        if pending is not None:
+            return Resume(pending)
+        source = source_stage(self.store, self.spec, study, request.stage)
+        best = ranked(self.store.trials(source.stage_id), self.spec.mode)
+        if not best:
+            raise HpsearchError(
+                f"stage {source.stage_id}: no trial completed: no best configuration"
+            )
+        seed = request.seed if request.seed is not None else self.spec.seed + len(stages)
+        return seeds_stage(source, best[0], request.size, seed)
 
     def trials(self, *, stage: int | None = None, status: str | None = None) -> pd.DataFrame:
         """One row per trial (as `storage.load_trials`): best value, epoch, one column per
@@ -230,6 +302,21 @@ _LIMITS = (
 )
 
 
+def _ensemble_request(
+    kind: str, size: int, split: str, stage: int | None, pick: str, seed: int | None
+) -> EnsembleRequest:
+    """The request, each value checked (one line naming the bad one)."""
+    choices = (("kind", kind, EnsembleKind), ("pick", pick, Pick))
+    for name, value, allowed in choices:
+        if value not in tuple(allowed):
+            raise HpsearchError(f"{name}: must be one of {', '.join(allowed)}, got {value!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise HpsearchError(f"seed: must be >= 0, got {seed!r}")
+    request = EnsembleRequest(EnsembleKind(kind), size, split, stage, Pick(pick), seed)
+    request.check()
+    return request
+
+
 def _check_request(request: StageRequest, options: RayOptions) -> None:
     """The CLI's option limits, for callers of the API (one line naming the option)."""
     values: list[tuple[str, Any, float]] = [
@@ -257,4 +344,4 @@ def _database_errors() -> Iterator[None]:
         raise DatabaseError(str(exc)) from exc
 
 
-__all__ = ["StageResult", "Study"]
+__all__ = ["EnsembleResult", "StageResult", "Study"]

@@ -154,6 +154,24 @@ def sample(
     return NewStage(kind, space, epochs, seed, kept, drawn, seeds, parent_stage_id)
 
 
+def seeds_stage(parent: StageRecord, best: TrialRecord, size: int, seed: int) -> NewStage:
+    """An ensemble stage: the parent's best configuration `size` times, each with a new seed
+    drawn from a Generator seeded by `seed`, for the parent's epochs."""
+    space = Space.from_dict(parent.ranges)
+    config = space.typed(best.params)
+    seeds = tuple(trial_seeds(np.random.default_rng(seed), size))
+    return NewStage(
+        StageKind.ENSEMBLE,
+        space,
+        parent.epochs,
+        seed,
+        keep=tuple(dict(config) for _ in range(size)),
+        sampled=(),
+        seeds=seeds,
+        parent_stage_id=parent.stage_id,
+    )
+
+
 def resumable(stages: Sequence[StageRecord], kind: StageKind) -> StageRecord | None:
     """The latest stage of this kind if it is not finished."""
     for stage in reversed(stages):
@@ -171,7 +189,11 @@ def parent(spec: StudySpec, request: StageRequest, history: History) -> StageRec
         raise NoProposalError(f"study {spec.name!r}: no stages yet in {history.db}: {hint}")
     if request.from_stage is not None:
         return _from_stage(request.from_stage, study, history)
-    wanted = (StageKind.COARSE,) if request.kind == StageKind.FINE else tuple(StageKind)
+    wanted = (
+        (StageKind.COARSE,)
+        if request.kind == StageKind.FINE
+        else (StageKind.COARSE, StageKind.FINE)
+    )
     for stage in reversed(history.stages):
         if stage.kind in wanted and stage.status == StageStatus.FINISHED:
             return stage
@@ -218,7 +240,11 @@ def proposal(
 def analyze_stage(
     spec: StudySpec, stage: StageRecord, trials: Sequence[TrialRecord], top: int | None = None
 ) -> Analysis:
-    """Edge flags and the proposal for the next stage, from this stage's trials."""
+    """Edge flags and the proposal for the next stage, from this stage's trials (an ensemble
+    stage, one configuration with several seeds, has neither)."""
+    if not StageKind(stage.kind).is_search:
+        best = ranked(trials, spec.mode)
+        return Analysis([], None, {}, len(best), best[0] if best else None)
     return analyze(
         Space.from_dict(stage.ranges),
         list(trials),
@@ -248,6 +274,7 @@ __all__ = [
     "proposal",
     "resumable",
     "sample",
+    "seeds_stage",
     "status_counts",
     "successor",
 ]

@@ -56,7 +56,7 @@ class Stage(Base):
     __tablename__ = "stages"
     stage_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.study_id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(10))  # 'coarse' | 'fine'
+    kind: Mapped[str] = mapped_column(String(10))  # 'coarse' | 'fine' | 'ensemble'
     parent_stage_id: Mapped[int | None] = mapped_column(ForeignKey("stages.stage_id"))
     status: Mapped[str] = mapped_column(String(10))  # 'running' | 'finished'
     seed: Mapped[int] = mapped_column(Integer)

@@ -45,6 +45,12 @@ class AttemptOutcome(StrEnum):
 class StageKind(StrEnum):
     COARSE = "coarse"
     FINE = "fine"
+    ENSEMBLE = "ensemble"  # the best configuration again with new seeds (`ensemble --kind seeds`)
+
+    @property
+    def is_search(self) -> bool:
+        """A stage that samples configurations (coarse, fine), not one that re-runs one."""
+        return self is not StageKind.ENSEMBLE
 
 
 class StageStatus(StrEnum):
