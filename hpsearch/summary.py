@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from hpsearch.narrowing import split_proposal
-from storage import FlagRecord, StageSummary, StudySummary, TrialRecord
+from storage import EnsembleRecord, FlagRecord, StageSummary, StudySummary, TrialRecord
 
 
 def best_json(trial: TrialRecord) -> dict[str, Any]:
@@ -53,11 +53,37 @@ def stage_document(summary: StageSummary) -> dict[str, Any]:
     }
 
 
+def ensemble_document(ensemble: EnsembleRecord) -> dict[str, Any]:
+    """An ensemble as `show --json` prints it; `gain` is accuracy minus the best member's."""
+    return {
+        "id": ensemble.ensemble_id,
+        "kind": ensemble.kind,
+        "stage": ensemble.stage_id,
+        "size": ensemble.size,
+        "split": ensemble.split,
+        "accuracy": ensemble.accuracy,
+        "best_member_accuracy": ensemble.best_member_accuracy,
+        "gain": ensemble.accuracy - ensemble.best_member_accuracy,
+        "members": [
+            {"trial": m.trial, "trial_id": m.trial_id, "epoch": m.epoch, "accuracy": m.accuracy}
+            for m in ensemble.members
+        ],
+    }
+
+
 def study_document(summary: StudySummary) -> dict[str, Any]:
-    """The `show --json` document: {"study", "metric", "mode", "stages": [...]}."""
+    """The `show --json` document: {"study", "metric", "mode", "stages": [...],
+    "ensembles": [...]}."""
     study = summary.study
     stages = [stage_document(s) for s in summary.stages]
-    return {"study": study.name, "metric": study.metric, "mode": study.mode, "stages": stages}
+    ensembles = [ensemble_document(e) for e in summary.ensembles]
+    return {
+        "study": study.name,
+        "metric": study.metric,
+        "mode": study.mode,
+        "stages": stages,
+        "ensembles": ensembles,
+    }
 
 
-__all__ = ["best_json", "flag_json", "stage_document", "study_document"]
+__all__ = ["best_json", "ensemble_document", "flag_json", "stage_document", "study_document"]

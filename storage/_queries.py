@@ -9,12 +9,16 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import inspect
+
 from storage._errors import NotFoundError
 from storage._readonly import Reader, read_only
 from storage._records import (
     METRIC_COLUMNS,
     TRIAL_COLUMNS,
+    EnsembleRecord,
     FlagRecord,
+    MemberRecord,
     StageRecord,
     StageSummary,
     StudyRecord,
@@ -132,7 +136,32 @@ def load_summary(db: str, study: str) -> StudySummary:
             )
             for stage in _stages(reader, record.study_id)
         )
-    return StudySummary(record, stages)
+        ensembles = _ensembles(reader, record.study_id)
+    return StudySummary(record, stages, ensembles)
+
+
+def _ensembles(reader: Reader, study_id: int) -> tuple[EnsembleRecord, ...]:
+    """The study's ensembles with their members; none in a database older than the table."""
+    if not inspect(reader.conn).has_table("ensembles"):
+        return ()
+    rows = reader.query(
+        "SELECT ensemble_id, stage_id, kind, size, split, accuracy, best_member_accuracy "
+        "FROM ensembles WHERE study_id = :s ORDER BY ensemble_id",
+        {"s": study_id},
+    ).rows
+    members: dict[int, tuple[MemberRecord, ...]] = {}
+    for ensemble_id, *fields in reader.query(
+        "SELECT m.ensemble_id, m.trial_id, t.number, m.epoch, m.accuracy FROM ensemble_members m "
+        "JOIN ensembles e ON e.ensemble_id = m.ensemble_id "
+        "JOIN trials t ON t.trial_id = m.trial_id "
+        "WHERE e.study_id = :s ORDER BY m.ensemble_id, t.number, m.epoch",
+        {"s": study_id},
+    ).rows:
+        members[ensemble_id] = (*members.get(ensemble_id, ()), MemberRecord(*fields))
+    return tuple(
+        EnsembleRecord(e, stage, kind, size, split, acc, best, members.get(e, ()))
+        for e, stage, kind, size, split, acc, best in rows
+    )
 
 
 def _status_counts(reader: Reader, study_id: int) -> dict[int, dict[str, int]]:

@@ -101,9 +101,32 @@ class StageSummary:
 
 
 @dataclass(frozen=True)
+class MemberRecord:
+    trial_id: int
+    trial: int  # number in its stage
+    epoch: int
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class EnsembleRecord:
+    """A recorded ensemble (`ensembles`) with its members (`ensemble_members`)."""
+
+    ensemble_id: int
+    stage_id: int
+    kind: str
+    size: int
+    split: str
+    accuracy: float
+    best_member_accuracy: float
+    members: tuple[MemberRecord, ...]
+
+
+@dataclass(frozen=True)
 class StudySummary:
     study: StudyRecord
     stages: tuple[StageSummary, ...]
+    ensembles: tuple[EnsembleRecord, ...] = ()  # in the order they were built
 
 
 @dataclass

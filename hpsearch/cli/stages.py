@@ -211,6 +211,20 @@ def summary_lines(summary: dict[str, Any], db: str) -> list[str]:
         lines.extend(_stage_lines(stage, summary["metric"]))
     if not summary["stages"]:
         lines.append("no stages yet")
+    lines.extend(_ensemble_lines(summary.get("ensembles", [])))
+    return lines
+
+
+def _ensemble_lines(ensembles: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "ensembles:"] if ensembles else []
+    for e in ensembles:
+        members = ", ".join(f"{m['trial']}@{m['epoch']}" for m in e["members"])
+        lines.append(
+            f"  ensemble {e['id']} {e['kind']} of stage {e['stage']} ({e['size']} members, "
+            f"{e['split']}): accuracy {e['accuracy']:.4f}, best member "
+            f"{e['best_member_accuracy']:.4f}, gain {100 * e['gain']:+.2f} points "
+            f"(trial@epoch: {members})"
+        )
     return lines
 
 
