@@ -196,7 +196,7 @@ def plan_members(
         )
     if request.kind is EnsembleKind.CHECKPOINTS:
         best = best_first[0]
-        values = store.metric_values(best.trial_id, best.attempts, spec.metric)
+        values = store.epoch_values(best.trial_id, spec.metric)
         members = epoch_members(best, files.get(best.trial_id, []), values, Mode(spec.mode),
                                 request.size, request.pick)  # fmt: skip
         where = f"trial {best.number} (the best of stage {stage.stage_id})"

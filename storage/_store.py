@@ -235,10 +235,13 @@ class Store:
             done = s.execute(delete(Checkpoint).where(Checkpoint.uri.in_(wanted)))
             return int(getattr(done, "rowcount", 0) or 0)
 
-    def metric_values(self, trial_id: int, attempt: int, name: str) -> dict[int, float | None]:
-        """{epoch: value} of one metric of one attempt of a trial (NaN comes back as None)."""
-        query = select(Metric.epoch, Metric.value).where(
-            Metric.trial_id == trial_id, Metric.attempt == attempt, Metric.name == name
+    def epoch_values(self, trial_id: int, name: str) -> dict[int, float | None]:
+        """{epoch: value} of one metric of a trial, each epoch from the latest attempt that
+        ran it (a resumed attempt starts after its checkpoint's epoch); NaN comes back None."""
+        query = (
+            select(Metric.epoch, Metric.value)
+            .where(Metric.trial_id == trial_id, Metric.name == name)
+            .order_by(Metric.attempt)
         )
         with self._session() as s:
             return {epoch: value for epoch, value in s.execute(query)}
