@@ -25,6 +25,7 @@ from hpsearch.cli.options import (
     WidenOpt,
 )
 from hpsearch.cli.report import err, out
+from hpsearch.errors import HpsearchError
 from hpsearch.run_options import RunOptions
 from hpsearch.runtime import jobs
 from storage import DEFAULT_DB, StageKind, masked
@@ -62,6 +63,11 @@ def submit(
     quiet: QuietOpt = False,
 ) -> None:
     """Run a stage's driver on the cluster as a Ray Job; the database lives where it runs."""
+    if not stage.is_search:
+        raise HpsearchError(
+            f"submit runs coarse or fine stages, not {stage}: build ensembles with "
+            "`hpsearch ensemble SPEC --kind seeds --address HEAD:PORT`"
+        )
     options = RunOptions(
         trials=trials,
         epochs=epochs,
