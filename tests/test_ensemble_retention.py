@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpsearch.ensemble import score
+from hpsearch.ensemble import Pick, checked_prediction, chosen, epoch_members, score, top_members
 from hpsearch.errors import HpsearchError
 from hpsearch.retention import Kept, to_keep
-from storage import Mode
+from storage import CheckpointRecord, Mode, TrialRecord
 
 
 def one_hot(rows: list[int], classes: int = 3) -> np.ndarray:
@@ -52,3 +52,52 @@ def test_a_running_trial_keeps_its_latest_checkpoint_and_min_mode_ranks_low_firs
                    ckpt(3, 1, 0.2), ckpt(3, 2, 0.1)]  # fmt: skip
     kept = to_keep(checkpoints, {1: 0.3, 3: 0.1}, Mode.MIN, keep_trials=1, keep_epochs=2)
     assert kept == {ckpt(2, 1, 0.8, attempt=2), ckpt(3, 1, 0.2), ckpt(3, 2, 0.1)}
+
+
+def trial(trial_id: int, best_epoch: int, attempts: int = 1) -> TrialRecord:
+    return TrialRecord(trial_id, 1, trial_id, "completed", 0, attempts, {}, 0.5, best_epoch, 3)
+
+
+def files(trial_id: int, *epochs: int, attempt: int = 1) -> list[CheckpointRecord]:
+    return [CheckpointRecord(trial_id, attempt, e, f"/a/{trial_id}/{attempt}/{e}/{name}", 1, "0")
+            for e in epochs for name in ("model.npz", "state.json")]  # fmt: skip
+
+
+def test_members_are_chosen_checkpoints_best_trials_first() -> None:
+    kept = {1: files(1, 2, 3), 2: files(2, 3), 3: [], 4: files(4, 1)}
+    ranked = [trial(3, 2), trial(1, 2), trial(2, 1), trial(4, 1)]  # best first
+    members = top_members(ranked, kept, 2)
+    assert [(m.trial.trial_id, m.epoch) for m in members] == [(1, 2), (2, 3)]  # 3 kept none;
+    assert [f.name for f in members[0].files] == ["model.npz", "state.json"]  # 2: best gone
+    retried = files(5, 1, 2) + files(5, 2, 3, attempt=2)
+    member = chosen(trial(5, 2, attempts=2), retried)
+    assert member is not None and {f.attempt for f in member.files} == {2}  # the rerun epoch
+
+
+def test_checkpoint_members_are_the_best_or_last_epochs_of_one_trial() -> None:
+    values = {1: 0.5, 2: 0.9, 3: 0.7, 4: None, 5: 0.8}
+    kept = files(1, 1, 2, 3, 4, 5)
+    best = epoch_members(trial(1, 2), kept, values, Mode.MAX, 3, Pick.BEST)
+    assert [m.epoch for m in best] == [2, 3, 5]  # NaN epoch 4 never counts as best
+    last = epoch_members(trial(1, 2), kept, values, Mode.MAX, 2, Pick.LAST)
+    assert [m.epoch for m in last] == [4, 5]
+    low = epoch_members(trial(1, 2), kept, values, Mode.MIN, 1, Pick.BEST)
+    assert [m.epoch for m in low] == [1]
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        (np.zeros((3, 2)), "returned ndarray, not (probabilities, labels)"),
+        ((np.zeros(3), np.zeros(3, int)), "probabilities of shape (3,) and labels of shape (3,)"),
+        ((np.full((2, 2), np.nan), np.zeros(2, int)), "NaN or infinite"),
+        ((np.zeros((2, 2)), np.array([0.0, 1.0])), "labels must be class indices"),
+        ((np.zeros((2, 2)), np.array([0, 2])), "label 2 is not a column of the 2-class"),
+    ],
+)
+def test_predictions_of_the_wrong_form_are_refused_in_one_line(out: object, message: str) -> None:
+    with pytest.raises(HpsearchError) as info:
+        checked_prediction(out, "predict 'm:p' on trial 1")
+    assert message in str(info.value) and str(info.value).startswith("predict 'm:p' on trial 1")
+    probs, labels = checked_prediction(([[0.2, 0.8]], [1]), "p")
+    assert probs.shape == (1, 2) and labels.tolist() == [1]
