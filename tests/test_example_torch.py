@@ -38,3 +38,33 @@ def test_predict_and_first_layer_read_the_checkpoint(tmp_path: Path) -> None:
     assert probs.shape == (300, 10) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert float((probs.argmax(axis=1) == labels).mean()) == pytest.approx(last["val_acc"])
     assert torch_mlp.first_layer(PARAMS, checkpoint_dir=str(tmp_path)).shape == (32, 8, 8)
+
+
+def test_ensemble_of_the_torch_example_through_the_cli(tmp_path: Path) -> None:
+    """The example's coarse stage keeps checkpoints; `hpsearch ensemble --kind top` averages
+    the best trials' predictions (torch_mlp.predict) and records the gain."""
+    from hpsearch.api import Study
+    from tests.conftest import query, run_cli
+
+    for name in ("torch_mlp.py", "torch_mlp.toml"):
+        shutil.copy(ROOT / "examples" / name, tmp_path / name)
+    db = tmp_path / "h.db"
+    study = Study.from_spec(tmp_path / "torch_mlp.toml", db)
+    study.coarse(trials=4, epochs=2, executor="local")
+    study.close()
+    done = run_cli("ensemble", "torch_mlp.toml", "--kind", "top", "--size", "3", "--db", str(db),
+                   cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "ensemble 1 (top, 3 members of stage 1, val): accuracy" in done.stdout
+    ((accuracy, best_member),) = query(db, "SELECT accuracy, best_member_accuracy FROM ensembles")
+    members = query(db, "SELECT trial_id, epoch, accuracy FROM ensemble_members")
+    assert len(members) == 3 and best_member == max(a for _, _, a in members)
+    trial_id, epoch, member_accuracy = members[0]
+    (uri,) = query(db, f"SELECT uri FROM checkpoints WHERE trial_id = {trial_id} AND "
+                       f"epoch = {epoch} AND uri LIKE '%model.pt'")[0]  # fmt: skip
+    params = dict(query(db, f"SELECT name, value FROM params WHERE trial_id = {trial_id}"))
+    fixed = {"hidden": 64, "batch": 64}  # the spec's [fixed]
+    where = str(Path(uri).parent)
+    probs, labels = torch_mlp.predict({**fixed, **params}, checkpoint_dir=where, split="val")
+    assert float((probs.argmax(axis=1) == labels).mean()) == pytest.approx(member_accuracy)
+    assert 0.0 <= accuracy <= 1.0
