@@ -13,10 +13,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from hpsearch.checkpoints import Checkpointing, artifact_location, checkpointing_wanted
 from hpsearch.driver import ProgressCallback, StageOutcome, execute, plan_stage
 from hpsearch.ensemble import EnsembleKind, Pick
 from hpsearch.ensemble_run import (
@@ -44,6 +45,7 @@ from hpsearch.spec import StudySpec, load_spec, parse_spec
 from hpsearch.summary import best_json, flag_json
 from storage import (
     DEFAULT_DB,
+    ArtifactStore,
     StageKind,
     StorageError,
     Store,
@@ -98,11 +100,19 @@ class StageResult:
 
 
 class Study:
-    """A study spec and the database its stages go to."""
+    """A study spec and the database its stages go to (checkpoints: to `artifacts`, by default
+    the directory beside a SQLite file, `results.db` -> `results.artifacts/`)."""
 
-    def __init__(self, spec: StudySpec, db: str | os.PathLike[str] = DEFAULT_DB) -> None:
+    def __init__(
+        self,
+        spec: StudySpec,
+        db: str | os.PathLike[str] = DEFAULT_DB,
+        *,
+        artifacts: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.spec = spec
         self.db = str(db)
+        self.artifacts = None if artifacts is None else str(artifacts)
         with _database_errors():
             self.store = Store(self.db)
 
@@ -113,10 +123,12 @@ class Study:
         db: str | os.PathLike[str] = DEFAULT_DB,
         *,
         address: str | None = None,
+        artifacts: str | os.PathLike[str] | None = None,
     ) -> Study:
         """From a TOML file, or a dict with the TOML's keys (whose `trainable` may be a
         generator function); checked like the CLI checks it before anything runs. With
-        `address`, that Ray cluster is checked before the database is opened or created."""
+        `address`, that Ray cluster is checked before the database is opened or created;
+        `artifacts` is where checkpoints go (a directory or an fsspec URL)."""
         if isinstance(spec, str | os.PathLike):
             study_spec = load_spec(Path(spec))
         elif isinstance(spec, Mapping):
@@ -126,7 +138,7 @@ class Study:
         if study_spec.function is None:
             resolve(study_spec.trainable, study_spec.directory.resolve())
         check_cluster(address)
-        return cls(study_spec, db)
+        return cls(study_spec, db, artifacts=artifacts)
 
     @property
     def name(self) -> str:
@@ -212,10 +224,13 @@ class Study:
         options: RayOptions,
         on_progress: ProgressCallback | None,
         executor: ExecutorName,
+        checkpoints: Checkpointing | None = None,
     ) -> StageOutcome:
+        """Run the planned stage; checkpoints as the spec says unless `checkpoints` is given."""
+        checkpoints = checkpoints or self._checkpointing()  # a server db without --artifacts: here
         runner = self._executor(executor, options)
         try:
-            return execute(self.store, self.spec, plan, runner, on_progress)
+            return execute(self.store, self.spec, plan, runner, on_progress, checkpoints)
         finally:
             runner.close()
 
@@ -253,8 +268,25 @@ class Study:
                 return build(self.store, self.spec, study, source, request, predict)
             _check_request(StageRequest(StageKind.ENSEMBLE, size, 1, seed), options)
             plan = self._seeds_plan(study, request)
-            outcome = self._execute(plan, options, on_progress, executor)
+            keep = plan.stage.n_trials if isinstance(plan, Resume) else len(plan.seeds)
+            checkpoints = self._every_trial_keeps(keep)
+            outcome = self._execute(plan, options, on_progress, executor, checkpoints)
             return build(self.store, self.spec, study, outcome.stage, request, predict)
+
+    def _every_trial_keeps(self, trials: int) -> Checkpointing:
+        """Checkpointing for an ensemble stage: each of its `trials` members keeps its own,
+        whatever `[checkpoints] keep_trials` says (refused when checkpoints are off)."""
+        settings = self.spec.checkpoints
+        spec = replace(
+            self.spec, checkpoints=replace(settings, keep_trials=max(settings.keep_trials, trials))
+        )
+        fn = spec.function or resolve(spec.trainable, spec.directory.resolve())
+        if settings.keep_trials == 0 or not checkpointing_wanted(spec, fn):
+            raise HpsearchError(
+                f"ensemble --kind seeds: {spec.trainable} keeps no checkpoints (it must accept "
+                "`checkpoint_dir`, and [checkpoints] keep_trials must be > 0): nothing to combine"
+            )
+        return Checkpointing(spec, fn, ArtifactStore(artifact_location(self.db, self.artifacts)))
 
     def _seeds_plan(self, study: StudyRecord, request: EnsembleRequest) -> Plan:
         """Resume the unfinished ensemble stage, else one on the source stage's best trial."""
@@ -279,6 +311,16 @@ class Study:
 
     def close(self) -> None:
         self.store.close()
+
+    def _checkpointing(self) -> Checkpointing | None:
+        """Checkpoints of this study's stages, when the spec keeps them and the trainable
+        accepts `checkpoint_dir`; the artifact store is checked before Ray starts."""
+        spec = self.spec
+        fn = spec.function or resolve(spec.trainable, spec.directory.resolve())
+        if not checkpointing_wanted(spec, fn):
+            return None
+        location = artifact_location(self.db, self.artifacts)
+        return Checkpointing(spec, fn, ArtifactStore(location))
 
     def _executor(self, name: ExecutorName, options: RayOptions) -> Executor:
         spec = self.spec

@@ -196,7 +196,11 @@ def plan_members(
         )
     if request.kind is EnsembleKind.CHECKPOINTS:
         best = best_first[0]
-        values = store.epoch_values(best.trial_id, spec.metric)
+        values = {
+            c.epoch: v
+            for c, v in store.checkpoint_values(stage.stage_id, spec.metric)
+            if c.trial_id == best.trial_id
+        }  # of an epoch kept by several attempts, the latest's (listed last)
         members = epoch_members(best, files.get(best.trial_id, []), values, Mode(spec.mode),
                                 request.size, request.pick)  # fmt: skip
         where = f"trial {best.number} (the best of stage {stage.stage_id})"

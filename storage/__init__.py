@@ -64,6 +64,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
         StudyRecord as StudyRecord,
         StudySummary as StudySummary,
         TrialRecord as TrialRecord,
+        latest_files as latest_files,
     )
     from storage._schema import revision_id as revision_id
     from storage._store import Store as Store, now as now
@@ -119,6 +120,7 @@ _MODULE_OF = {
     "StudyRecord": "_records",
     "StudySummary": "_records",
     "TrialRecord": "_records",
+    "latest_files": "_records",
     "revision_id": "_schema",
     "Store": "_store",
     "now": "_store",

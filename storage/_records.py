@@ -81,6 +81,15 @@ class CheckpointRecord:
         return self.uri.rstrip("/").rsplit("/", 1)[-1]
 
 
+def latest_files(files: Iterable[CheckpointRecord]) -> list[CheckpointRecord]:
+    """The files of the latest (attempt, epoch) among one trial's checkpoint files."""
+    files = list(files)
+    if not files:
+        return []
+    last = max((f.attempt, f.epoch) for f in files)
+    return [f for f in files if (f.attempt, f.epoch) == last]
+
+
 @dataclass(frozen=True)
 class FlagRecord:
     param: str

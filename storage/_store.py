@@ -34,6 +34,7 @@ from storage._records import (
     StageRecord,
     StudyRecord,
     TrialRecord,
+    latest_files,
 )
 from storage._terms import FINAL_STATUSES
 
@@ -223,7 +224,7 @@ class Store:
 
     def latest_checkpoint(self, trial_id: int) -> list[CheckpointRecord]:
         """The files of the trial's latest checkpoint (empty: it has none)."""
-        return latest_of(self.checkpoints(trial_id))
+        return latest_files(self.checkpoints(trial_id))
 
     def delete_checkpoints(self, uris: Iterable[str]) -> int:
         """Forget these files (their rows); the caller removes the files afterwards, so a
@@ -234,17 +235,6 @@ class Store:
         with self._session() as s:
             done = s.execute(delete(Checkpoint).where(Checkpoint.uri.in_(wanted)))
             return int(getattr(done, "rowcount", 0) or 0)
-
-    def epoch_values(self, trial_id: int, name: str) -> dict[int, float | None]:
-        """{epoch: value} of one metric of a trial, each epoch from the latest attempt that
-        ran it (a resumed attempt starts after its checkpoint's epoch); NaN comes back None."""
-        query = (
-            select(Metric.epoch, Metric.value)
-            .where(Metric.trial_id == trial_id, Metric.name == name)
-            .order_by(Metric.attempt)
-        )
-        with self._session() as s:
-            return {epoch: value for epoch, value in s.execute(query)}
 
     # -- ensembles ------------------------------------------------------------------------
     def record_ensemble(
@@ -279,6 +269,59 @@ class Store:
             )
             return row.ensemble_id
 
+    def checkpoint_values(
+        self, stage_id: int, metric: str
+    ) -> list[tuple[CheckpointRecord, float | None]]:
+        """The stage's checkpoint files, each with the metric's value at its epoch (None: NaN
+        or not recorded), by trial, latest last: what retention ranks."""
+        at_epoch = (
+            (Metric.trial_id == Checkpoint.trial_id)
+            & (Metric.attempt == Checkpoint.attempt)
+            & (Metric.epoch == Checkpoint.epoch)
+            & (Metric.name == metric)
+        )
+        query = (
+            select(Checkpoint, Metric.value)
+            .join(Trial, Trial.trial_id == Checkpoint.trial_id)
+            .outerjoin(Metric, at_epoch)
+            .where(Trial.stage_id == stage_id)
+            .order_by(
+                Checkpoint.trial_id, Checkpoint.attempt, Checkpoint.epoch, Checkpoint.checkpoint_id
+            )
+        )
+        with self._session() as s:
+            return [(_checkpoint_record(c), value) for c, value in s.execute(query)]
+
+    def final_results(self, trial_ids: Iterable[int]) -> dict[int, tuple[str, float | None]]:
+        """(status, best value) of those of these trials that have a final status."""
+        wanted = sorted(set(trial_ids))
+        if not wanted:
+            return {}
+        query = select(Trial.trial_id, Trial.status, Trial.best_value).where(
+            Trial.trial_id.in_(wanted), Trial.status.in_(FINAL_STATUSES)
+        )
+        with self._session() as s:
+            return {tid: (status, value) for tid, status, value in s.execute(query)}
+
+    def metric_lineage(
+        self, trial_id: int, metric: str, attempt: int, epoch: int
+    ) -> list[tuple[int, float | None]]:
+        """(epoch, value) of epochs 1..`epoch` as the checkpoint made in `attempt` at `epoch`
+        saw them: per epoch, the latest attempt up to `attempt` that recorded it."""
+        query = (
+            select(Metric.epoch, Metric.attempt, Metric.value)
+            .where(
+                Metric.trial_id == trial_id,
+                Metric.name == metric,
+                Metric.attempt <= attempt,
+                Metric.epoch <= epoch,
+            )
+            .order_by(Metric.epoch, Metric.attempt)
+        )
+        with self._session() as s:
+            latest = {e: v for e, _, v in s.execute(query)}  # a later attempt overwrites
+        return sorted(latest.items())
+
     def _checkpoints(self, where: Any) -> list[CheckpointRecord]:
         query = (
             select(Checkpoint)
@@ -292,14 +335,6 @@ class Store:
         )
         with self._session() as s:
             return [_checkpoint_record(r) for r in s.scalars(query)]
-
-
-def latest_of(files: Sequence[CheckpointRecord]) -> list[CheckpointRecord]:
-    """The files of the latest (attempt, epoch) among one trial's checkpoint files."""
-    if not files:
-        return []
-    last = max((f.attempt, f.epoch) for f in files)
-    return [f for f in files if (f.attempt, f.epoch) == last]
 
 
 def _checkpoint_record(row: Checkpoint) -> CheckpointRecord:
