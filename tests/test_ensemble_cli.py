@@ -132,7 +132,7 @@ def test_each_ensemble_kind_through_the_cli(tmp_path: Path, ray_address: str) ->
     assert listed[0]["gain"] == pytest.approx(listed[0]["accuracy"] - best_member)
 
     # a checkpoint file changed on disk, then one deleted: one line, exit 2, nothing recorded
-    (uri,) = query(db, f"SELECT uri FROM checkpoints WHERE trial_id = {ranked[1]} "
+    ((uri,),) = query(db, f"SELECT uri FROM checkpoints WHERE trial_id = {ranked[1]} "
                        "AND uri LIKE '%model.npz' ORDER BY epoch DESC LIMIT 1")  # fmt: skip
     Path(uri).write_bytes(Path(uri).read_bytes()[:-1] + b"x")
     changed = run_cli("ensemble", str(spec), "--kind", "top", "--size", "3", *base, cwd=tmp_path)
