@@ -1,11 +1,11 @@
 """`hpsearch ensemble` end to end: a coarse stage of the built-in MLP on digits keeps
-checkpoints, then each ensemble kind is built through the real CLI (seeds on Ray), checked
-against predictions recomputed here from the recorded checkpoint files; bad input is refused
-in one line with nothing recorded."""
+checkpoints on Ray, then each ensemble kind is built (top and checkpoints through the real CLI,
+seeds as a stage on the suite's Ray from this process, as the CLI's Study.ensemble runs it),
+checked against predictions recomputed here from the recorded checkpoint files; bad input is
+refused in one line with nothing recorded."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -15,6 +15,8 @@ import pytest
 import trainables.mlp
 from hpsearch.api import Study
 from hpsearch.errors import HpsearchError
+from hpsearch.summary import study_document
+from storage import load_summary
 from tests.conftest import query, run_cli
 
 SPEC = """
@@ -85,8 +87,9 @@ def test_each_ensemble_kind_through_the_cli(tmp_path: Path, ray_address: str) ->
     spec, db = tmp_path / "ens.toml", tmp_path / "h.db"
     spec.write_text(SPEC)
     base = ("--db", str(db))
-    done = run_cli("coarse", str(spec), *base, "--address", ray_address, "-q", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    study = Study.from_spec(spec, db)
+    study.coarse()  # on the suite's Ray, which this process runs (ray_address)
+    study.close()
     ranked = [t for (t,) in query(db, "SELECT trial_id FROM trials WHERE status = 'completed' "
                                       "ORDER BY best_value DESC, number")]  # fmt: skip
 
@@ -108,9 +111,7 @@ def test_each_ensemble_kind_through_the_cli(tmp_path: Path, ray_address: str) ->
     assert [a for _, _, a in rows] == pytest.approx(accuracies)
     assert summary_accuracy(by_name.stdout) == pytest.approx(accuracy, abs=1e-4)
 
-    seeds = run_cli("ensemble", str(spec), "--kind", "seeds", "--size", "2", *base,
-                    "--address", ray_address, cwd=tmp_path)  # fmt: skip
-    assert seeds.returncode == 0, seeds.stderr
+    seeds = Study.from_spec(spec, db).ensemble("seeds", size=2)  # on the suite's Ray, as coarse
     stage = query(db, "SELECT stage_id, kind, parent_stage_id, n_trials, epochs, status "
                       "FROM stages WHERE stage_id = 2")  # fmt: skip
     assert stage == [(2, "ensemble", 1, 2, 3, "finished")]
@@ -120,11 +121,9 @@ def test_each_ensemble_kind_through_the_cli(tmp_path: Path, ray_address: str) ->
     assert lrs == best_lr * 2  # the best configuration, twice, with new seeds
     assert ensembles(db)[-1] == (3, 2, "seeds", 2, "val")
     accuracies, accuracy = recomputed(db, members(db, 3), "val")
-    assert summary_accuracy(seeds.stdout) == pytest.approx(accuracy, abs=1e-4)
+    assert seeds.accuracy == pytest.approx(accuracy) and seeds.stage_id == 2
 
-    shown = run_cli("show", str(spec), *base, "--json", cwd=tmp_path)
-    assert shown.returncode == 0, shown.stderr
-    listed = json.loads(shown.stdout)["ensembles"]
+    listed = study_document(load_summary(str(db), "ens-e2e"))["ensembles"]  # show --json
     assert [(e["id"], e["kind"], e["stage"], e["size"]) for e in listed] == [
         (1, "top", 1, 3), (2, "checkpoints", 1, 3), (3, "seeds", 2, 2)
     ]  # fmt: skip

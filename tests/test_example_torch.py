@@ -40,22 +40,20 @@ def test_predict_and_first_layer_read_the_checkpoint(tmp_path: Path) -> None:
     assert torch_mlp.first_layer(PARAMS, checkpoint_dir=str(tmp_path)).shape == (32, 8, 8)
 
 
-def test_ensemble_of_the_torch_example_through_the_cli(tmp_path: Path) -> None:
-    """The example's coarse stage keeps checkpoints; `hpsearch ensemble --kind top` averages
-    the best trials' predictions (torch_mlp.predict) and records the gain."""
+def test_ensemble_of_the_torch_example(tmp_path: Path) -> None:
+    """The example's coarse stage keeps checkpoints; a `top` ensemble averages the best trials'
+    predictions (torch_mlp.predict, named in the spec) and records them."""
     from hpsearch.api import Study
-    from tests.conftest import query, run_cli
+    from tests.conftest import query
 
     for name in ("torch_mlp.py", "torch_mlp.toml"):
         shutil.copy(ROOT / "examples" / name, tmp_path / name)
     db = tmp_path / "h.db"
     study = Study.from_spec(tmp_path / "torch_mlp.toml", db)
     study.coarse(trials=4, epochs=2, executor="local")
+    result = study.ensemble("top", size=3)
     study.close()
-    done = run_cli("ensemble", "torch_mlp.toml", "--kind", "top", "--size", "3", "--db", str(db),
-                   cwd=tmp_path)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "ensemble 1 (top, 3 members of stage 1, val): accuracy" in done.stdout
+    assert (result.ensemble_id, result.kind, result.stage_id, result.size) == (1, "top", 1, 3)
     ((accuracy, best_member),) = query(db, "SELECT accuracy, best_member_accuracy FROM ensembles")
     members = query(db, "SELECT trial_id, epoch, accuracy FROM ensemble_members")
     assert len(members) == 3 and best_member == max(a for _, _, a in members)
@@ -67,4 +65,4 @@ def test_ensemble_of_the_torch_example_through_the_cli(tmp_path: Path) -> None:
     where = str(Path(uri).parent)
     probs, labels = torch_mlp.predict({**fixed, **params}, checkpoint_dir=where, split="val")
     assert float((probs.argmax(axis=1) == labels).mean()) == pytest.approx(member_accuracy)
-    assert 0.0 <= accuracy <= 1.0
+    assert (result.accuracy, result.best_member_accuracy) == (accuracy, best_member)
