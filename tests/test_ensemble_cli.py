@@ -14,6 +14,7 @@ import pytest
 
 import trainables.mlp
 from hpsearch.api import Study
+from hpsearch.cli.stages import summary_lines
 from hpsearch.errors import HpsearchError
 from hpsearch.summary import study_document
 from storage import load_summary
@@ -123,7 +124,11 @@ def test_each_ensemble_kind_through_the_cli(tmp_path: Path, ray_address: str) ->
     accuracies, accuracy = recomputed(db, members(db, 3), "val")
     assert seeds.accuracy == pytest.approx(accuracy) and seeds.stage_id == 2
 
-    listed = study_document(load_summary(str(db), "ens-e2e"))["ensembles"]  # show --json
+    document = study_document(load_summary(str(db), "ens-e2e"))  # what show --json prints
+    listed = document["ensembles"]
+    shown = summary_lines(document, str(db))  # what show prints
+    assert any(line.startswith("  ensemble 3 seeds of stage 2 (2 members, val): accuracy ")
+               for line in shown), shown  # fmt: skip
     assert [(e["id"], e["kind"], e["stage"], e["size"]) for e in listed] == [
         (1, "top", 1, 3), (2, "checkpoints", 1, 3), (3, "seeds", 2, 2)
     ]  # fmt: skip

@@ -19,6 +19,7 @@ from hpsearch.cli.options import (
     StudyArg,
 )
 from hpsearch.cli.report import Timer, err, out
+from hpsearch.errors import Terminated
 from storage import DEFAULT_DB
 
 if TYPE_CHECKING:  # numpy, SQLAlchemy and the driver: not for `--help`
@@ -89,9 +90,13 @@ def ensemble(
             address=address, cpus=cpus, cpus_per_trial=cpus_per_trial,
             gpus_per_trial=gpus_per_trial, max_retries=max_retries,
         )  # fmt: skip
-    except KeyboardInterrupt:
-        err.print("hpsearch: interrupted; rerun the command to resume", soft_wrap=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as stop:  # only a seeds stage runs long enough to be stopped
+        why, code = (
+            ("terminated (SIGTERM)", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
+        )
+        err.print(f"hpsearch: {why}; the stage's results so far are saved: rerun the command "
+                  "to resume it", soft_wrap=True)  # fmt: skip
+        raise typer.Exit(code) from None
     finally:
         handle.close()
     if result.note:
