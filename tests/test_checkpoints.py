@@ -13,7 +13,7 @@ import pytest
 
 from hpsearch import DatabaseError, Study
 from storage import ArtifactStore, Batch, CheckpointRecord, Store, now
-from tests.conftest import db_rows, query
+from tests.conftest import db_rows, query, run_cli
 from tests.test_store import new_stage
 
 
@@ -167,3 +167,26 @@ def test_a_failed_checkpoint_write_records_no_row_of_it(tmp_path: Path) -> None:
     assert {e for e, _ in rows} == {1}  # epoch 1's files, nothing of epoch 2
     assert all(Path(u).is_file() and not Path(u).name.endswith(".tmp") for _, u in rows)
     study.close()
+
+
+SERVER_SPEC = """
+name = "needs-artifacts"
+trainable = "softmax"
+metric = "val_acc"
+[space]
+lr = { type = "loguniform", low = 1e-3, high = 1.0 }
+"""
+
+
+def test_a_server_database_needs_artifacts_for_a_checkpointing_trainable(
+    pg_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "study.toml").write_text(SERVER_SPEC)
+    done = run_cli("coarse", "study.toml", "--db", pg_url, "-q", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.endswith(
+        "checkpoints need a place of their own next to a server database: "
+        "give --artifacts DIR or URL"
+    ), line
+    assert db_rows(pg_url, "SELECT count(*) FROM stages") == [(0,)]  # nothing ran
