@@ -240,6 +240,11 @@ def _stage_lines(stage: dict[str, Any], metric: str) -> list[str]:
             f"at epoch {best['epoch']} ({params})"
         )
     lines.extend(f"  flag: {f['message']}" for f in stage["flags"])
+    if stage["checkpoints"]["files"]:
+        kept = stage["checkpoints"]
+        lines.append(
+            f"  checkpoints: {kept['checkpoints']} ({kept['files']} files, {_size(kept['bytes'])})"
+        )
     if stage["proposal"] is not None:
         lines.append("  proposed next ranges:")
         lines.extend(
@@ -249,6 +254,18 @@ def _stage_lines(stage: dict[str, Any], metric: str) -> list[str]:
     elif stage["status"] == StageStatus.FINISHED:
         lines.append("  no proposal: no trial completed")
     return lines
+
+
+def _size(n: int) -> str:
+    """Bytes for a person: 532 bytes, 1.2 MB."""
+    if n < 1000:
+        return f"{n} bytes"
+    value, unit = float(n) / 1000, "KB"
+    for bigger in ("MB", "GB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, bigger
+    return f"{value:.1f} {unit}"
 
 
 def _range(name: str, r: dict[str, Any]) -> str:
