@@ -309,6 +309,15 @@ class Study:
         with _database_errors():
             return load_trials(self.db, self.spec.name, stage=stage, status=status)
 
+    def best_checkpoint(self, out: str | os.PathLike[str], *, stage: int | None = None) -> Path:
+        """Copy the best trial's chosen checkpoint (its best kept epoch) with `params.json`
+        into `out` (a new or empty directory), as `hpsearch best --out`; returns `out`."""
+        from hpsearch.best import export_best
+
+        with _database_errors():
+            export_best(self.db, self.spec.name, Path(out), stage=stage)
+        return Path(out)
+
     def close(self) -> None:
         self.store.close()
 

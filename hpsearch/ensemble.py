@@ -57,24 +57,35 @@ def checkpoints_by_epoch(
     return dict(sorted(grouped.items()))
 
 
-def chosen(trial: TrialRecord, files: Sequence[CheckpointRecord]) -> Member | None:
-    """The checkpoint that stands for a trial: at its best epoch when kept, else its latest."""
+def chosen(
+    trial: TrialRecord,
+    files: Sequence[CheckpointRecord],
+    values: dict[int, float | None],
+    mode: Mode,
+) -> Member | None:
+    """The checkpoint that stands for a trial, as `best --out` picks it: its kept epoch with
+    the best metric `values[epoch]` (ties: the earliest), else its latest kept epoch."""
     epochs = checkpoints_by_epoch(files)
     if not epochs:
         return None
-    epoch = trial.best_epoch if trial.best_epoch in epochs else max(epochs)
+    valued = [e for e in epochs if values.get(e) is not None]
+    best = mode.best_first(valued, lambda e: values[e] or 0.0)
+    epoch = best[0] if best else max(epochs)
     return Member(trial, epoch, epochs[epoch])
 
 
 def top_members(
     ranked: Sequence[TrialRecord],
     files: dict[int, list[CheckpointRecord]],
+    values: dict[int, dict[int, float | None]],
+    mode: Mode,
     size: int,
 ) -> list[Member]:
-    """The best `size` trials (ranked best first) that kept a checkpoint, one member each."""
+    """The best `size` trials (ranked best first) that kept a checkpoint, one member each;
+    `files` and `values` ({epoch: metric}) by trial id."""
     members = []
     for trial in ranked:
-        member = chosen(trial, files.get(trial.trial_id, []))
+        member = chosen(trial, files.get(trial.trial_id, []), values.get(trial.trial_id, {}), mode)
         if member is not None:
             members.append(member)
         if len(members) == size:

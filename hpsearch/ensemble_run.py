@@ -23,7 +23,6 @@ from hpsearch.ensemble import (
     Member,
     Pick,
     checked_prediction,
-    chosen,
     epoch_members,
     score,
     top_members,
@@ -186,31 +185,29 @@ def plan_members(
             f"stage {stage.stage_id}: no trial completed: nothing to build an ensemble from"
         )
     files: dict[int, list[CheckpointRecord]] = {}
-    for f in store.stage_checkpoints(stage.stage_id):
-        files.setdefault(f.trial_id, []).append(f)
+    values: dict[int, dict[int, float | None]] = {}  # of an epoch kept twice, the latest's
+    for record, value in store.checkpoint_values(stage.stage_id, spec.metric):
+        files.setdefault(record.trial_id, []).append(record)
+        values.setdefault(record.trial_id, {})[record.epoch] = value
     if not files:
         raise HpsearchError(
             f"stage {stage.stage_id}: no checkpoints recorded: the trainable "
             f"({spec.trainable}) must accept `checkpoint_dir` and write its files there before "
             "yielding each epoch (README: Checkpoints); then rerun the stage"
         )
+    mode = Mode(spec.mode)
     if request.kind is EnsembleKind.CHECKPOINTS:
         best = best_first[0]
-        values = {
-            c.epoch: v
-            for c, v in store.checkpoint_values(stage.stage_id, spec.metric)
-            if c.trial_id == best.trial_id
-        }  # of an epoch kept by several attempts, the latest's (listed last)
-        members = epoch_members(best, files.get(best.trial_id, []), values, Mode(spec.mode),
-                                request.size, request.pick)  # fmt: skip
+        own = files.get(best.trial_id, [])
+        members = epoch_members(best, own, values.get(best.trial_id, {}), mode, request.size,
+                                request.pick)  # fmt: skip
         where = f"trial {best.number} (the best of stage {stage.stage_id})"
         more = "keep_epochs"
     elif request.kind is EnsembleKind.SEEDS:
-        picked = (chosen(t, files.get(t.trial_id, [])) for t in best_first)
-        members = [m for m in picked if m is not None]
+        members = top_members(best_first, files, values, mode, len(best_first))
         where, more = f"ensemble stage {stage.stage_id}", "keep_trials"
     else:
-        members = top_members(best_first, files, request.size)
+        members = top_members(best_first, files, values, mode, request.size)
         where, more = f"stage {stage.stage_id}", "keep_trials"
     note = None
     if len(members) < request.size:

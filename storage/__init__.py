@@ -20,6 +20,11 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
         ArtifactStore as ArtifactStore,
         StoredFile as StoredFile,
         default_location as default_location,
+        read_files as read_files,
+    )
+    from storage._checkpoint_reads import (
+        BestCheckpoint as BestCheckpoint,
+        load_best_checkpoint as load_best_checkpoint,
     )
     from storage._engine import (
         describe as describe,
@@ -55,6 +60,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
         TRIAL_COLUMNS as TRIAL_COLUMNS,
         Batch as Batch,
         CheckpointRecord as CheckpointRecord,
+        CheckpointTotals as CheckpointTotals,
         EnsembleRecord as EnsembleRecord,
         FlagRecord as FlagRecord,
         MemberRecord as MemberRecord,
@@ -86,6 +92,7 @@ _MODULE_OF = {
     "ArtifactStore": "_artifacts",
     "StoredFile": "_artifacts",
     "default_location": "_artifacts",
+    "read_files": "_artifacts",
     "describe": "_engine",
     "masked": "_errors",
     "parse_url": "_engine",
@@ -114,6 +121,9 @@ _MODULE_OF = {
     "EnsembleRecord": "_records",
     "MemberRecord": "_records",
     "CheckpointRecord": "_records",
+    "CheckpointTotals": "_records",
+    "BestCheckpoint": "_checkpoint_reads",
+    "load_best_checkpoint": "_checkpoint_reads",
     "FlagRecord": "_records",
     "StageRecord": "_records",
     "StageSummary": "_records",

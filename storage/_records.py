@@ -100,6 +100,15 @@ class FlagRecord:
 
 
 @dataclass(frozen=True)
+class CheckpointTotals:
+    """A stage's recorded checkpoints: how many (trial, attempt, epoch), files, bytes."""
+
+    checkpoints: int = 0
+    files: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
 class StageSummary:
     """What `hpsearch show` reports of one stage: counted and ranked by the database."""
 
@@ -107,6 +116,7 @@ class StageSummary:
     counts: dict[str, int]  # trials by status, statuses in alphabetical order
     best: TrialRecord | None  # the best completed trial (ties: the lowest number)
     flags: tuple[FlagRecord, ...]
+    checkpoints: CheckpointTotals = CheckpointTotals()
 
 
 @dataclass(frozen=True)

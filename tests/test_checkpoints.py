@@ -11,9 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hpsearch import DatabaseError, Study
-from storage import ArtifactStore, Batch, CheckpointRecord, Store, now
-from tests.conftest import db_rows, query
+from hpsearch import DatabaseError, HpsearchError, Study
+from hpsearch.cli.stages import summary_lines
+from hpsearch.summary import study_document
+from storage import ArtifactStore, Batch, CheckpointRecord, Store, load_summary, now
+from tests.conftest import db_rows, query, run_cli
 from tests.test_store import new_stage
 
 
@@ -145,6 +147,40 @@ def test_retention_keeps_the_best_trials_best_epochs_and_last_and_deletes_the_re
     assert {(t, a, e, Path(u).name) for t, a, e, u in rows} == expected
     assert stored_files(tmp_path) == {u for *_, u in rows}  # every other file is gone
     assert result.counts == {"completed": 5}
+    assert not [
+        d for d in (tmp_path / "h.artifacts").rglob("*") if d.is_dir() and not any(d.iterdir())
+    ]
+
+    shown = study_document(load_summary(str(db), "ckpt"))["stages"][0]["checkpoints"]
+    assert shown == {
+        "checkpoints": 4,
+        "files": 8,
+        "bytes": sum(Path(u).stat().st_size for *_, u in rows),
+    }
+    assert any(line.startswith("  checkpoints: 4 (8 files, ") for line in summary_lines(
+        study_document(load_summary(str(db), "ckpt")), str(db)))  # fmt: skip
+
+    model = study.best_checkpoint(tmp_path / "model")
+    about = json.loads((model / "params.json").read_text())
+    x = result.best["params"]["x"]
+    assert (about["trial_id"], about["epoch"], about["stage"]) == (best_two[0][0], 2, 1)
+    assert about["value"] == pytest.approx(x) and about["metric"] == "val_acc"
+    assert about["params"] == {"markers": str(tmp_path / "markers"), "stop": 0, "peak": 2, "x": x}
+    assert float(np.load(model / "w.npy", allow_pickle=False)) == pytest.approx(2 * x)
+    assert sorted(p.name for p in model.iterdir()) == ["params.json", "state.json", "w.npy"]
+
+    with pytest.raises(HpsearchError, match="is not empty"):
+        study.best_checkpoint(model)
+    (changed,) = [
+        u for t, _, e, u in rows if t == best_two[0][0] and e == 2 and u.endswith("w.npy")
+    ]
+    Path(changed).write_bytes(b"not the recorded weights")
+    with pytest.raises(DatabaseError, match="changed on disk"):
+        study.best_checkpoint(tmp_path / "other")
+    Path(changed).unlink()
+    with pytest.raises(DatabaseError, match="checkpoint file is missing"):
+        study.best_checkpoint(tmp_path / "other")
+    assert not (tmp_path / "other").exists()  # nothing written
     study.close()
 
 
@@ -153,6 +189,8 @@ def test_keep_trials_zero_turns_checkpoints_off(tmp_path: Path) -> None:
     study.coarse(trials=2, epochs=2, executor="local")
     assert query(tmp_path / "h.db", "SELECT count(*) FROM checkpoints") == [(0,)]
     assert not (tmp_path / "h.artifacts").exists()
+    with pytest.raises(DatabaseError, match="study 'ckpt' has no checkpoints"):
+        study.best_checkpoint(tmp_path / "model")
     study.close()
 
 
@@ -167,3 +205,26 @@ def test_a_failed_checkpoint_write_records_no_row_of_it(tmp_path: Path) -> None:
     assert {e for e, _ in rows} == {1}  # epoch 1's files, nothing of epoch 2
     assert all(Path(u).is_file() and not Path(u).name.endswith(".tmp") for _, u in rows)
     study.close()
+
+
+SERVER_SPEC = """
+name = "needs-artifacts"
+trainable = "softmax"
+metric = "val_acc"
+[space]
+lr = { type = "loguniform", low = 1e-3, high = 1.0 }
+"""
+
+
+def test_a_server_database_needs_artifacts_for_a_checkpointing_trainable(
+    pg_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "study.toml").write_text(SERVER_SPEC)
+    done = run_cli("coarse", "study.toml", "--db", pg_url, "-q", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.endswith(
+        "checkpoints need a place of their own next to a server database: "
+        "give --artifacts DIR or URL"
+    ), line
+    assert db_rows(pg_url, "SELECT count(*) FROM stages") == [(0,)]  # nothing ran

@@ -64,14 +64,17 @@ def files(trial_id: int, *epochs: int, attempt: int = 1) -> list[CheckpointRecor
 
 
 def test_members_are_chosen_checkpoints_best_trials_first() -> None:
-    kept = {1: files(1, 2, 3), 2: files(2, 3), 3: [], 4: files(4, 1)}
+    kept = {1: files(1, 2, 3), 2: files(2, 3, 4), 3: [], 4: files(4, 1)}
+    values = {1: {2: 0.9, 3: 0.8}, 2: {3: 0.7, 4: 0.7}, 4: {1: None}}
     ranked = [trial(3, 2), trial(1, 2), trial(2, 1), trial(4, 1)]  # best first
-    members = top_members(ranked, kept, 2)
-    assert [(m.trial.trial_id, m.epoch) for m in members] == [(1, 2), (2, 3)]  # 3 kept none;
-    assert [f.name for f in members[0].files] == ["model.npz", "state.json"]  # 2: best gone
+    members = top_members(ranked, kept, values, Mode.MAX, 3)
+    # trial 3 kept none; 2's tie goes to the earliest epoch; 4 has no value: its latest
+    assert [(m.trial.trial_id, m.epoch) for m in members] == [(1, 2), (2, 3), (4, 1)]
+    assert [f.name for f in members[0].files] == ["model.npz", "state.json"]
     retried = files(5, 1, 2) + files(5, 2, 3, attempt=2)
-    member = chosen(trial(5, 2, attempts=2), retried)
-    assert member is not None and {f.attempt for f in member.files} == {2}  # the rerun epoch
+    member = chosen(trial(5, 2, attempts=2), retried, {2: 0.5, 3: 0.4}, Mode.MAX)
+    assert member is not None and member.epoch == 2
+    assert {f.attempt for f in member.files} == {2}  # the epoch as the retry ran it again
 
 
 def test_checkpoint_members_are_the_best_or_last_epochs_of_one_trial() -> None:

@@ -9,6 +9,7 @@ import typer
 
 from hpsearch.cli.options import (
     AddressOpt,
+    ArtifactsOpt,
     CpusOpt,
     CpusPerTrialOpt,
     DbOpt,
@@ -79,11 +80,12 @@ def ensemble(
     cpus_per_trial: CpusPerTrialOpt = 1.0,
     gpus_per_trial: GpusPerTrialOpt = 0.0,
     max_retries: RetriesOpt = 2,
+    artifacts: ArtifactsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Build an ensemble from a study's checkpoints, print each member's accuracy and the gain."""
     timer = Timer()
-    handle = open_study(study, db)
+    handle = open_study(study, db, artifacts)
     try:
         result = handle.ensemble(
             kind.value, size=size, split=split.value, stage=stage, pick=pick.value, seed=seed,
@@ -106,7 +108,7 @@ def ensemble(
     out.print(summary(result, timer.seconds), markup=False, soft_wrap=True)
 
 
-def open_study(arg: str, db: str) -> Study:
+def open_study(arg: str, db: str, artifacts: str | None = None) -> Study:
     """The study of a spec file or a name, in a database that must already hold it (read-only
     look-up first: a wrong name or path creates and changes nothing)."""
     from hpsearch.api import Study
@@ -114,7 +116,7 @@ def open_study(arg: str, db: str) -> Study:
     from hpsearch.lookup import study_from_arg
 
     record = study_from_arg(db, arg)
-    return Study(spec_for(arg, record, db), db)
+    return Study(spec_for(arg, record, db), db, artifacts=artifacts)
 
 
 def summary(result: EnsembleResult, seconds: float) -> str:
