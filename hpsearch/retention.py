@@ -2,7 +2,9 @@
 
 Pure: records in, the checkpoints to keep out. A finished trial among the stage's best
 `keep_trials` keeps its best `keep_epochs` epochs plus its last; other finished trials keep
-none; a trial still running keeps its latest checkpoint (a lost attempt restarts from it).
+none; a trial still running keeps its best `keep_epochs` epochs so far plus its latest (a lost
+attempt restarts from the latest; pruning while it runs must not take the epochs it keeps if
+it ends among the best).
 """
 
 from __future__ import annotations
@@ -42,9 +44,7 @@ def to_keep(
     keep: set[Kept] = set()
     for trial_id, own in by_trial.items():
         last = max(own, key=lambda c: (c.attempt, c.epoch))
-        if trial_id not in finished_best:
-            keep.add(last)
-        elif trial_id in leaders:
+        if trial_id in leaders or trial_id not in finished_best:
             valued = [c for c in own if c.value is not None]
             keep.update(mode.best_first(valued, lambda c: c.value or 0.0)[:keep_epochs])
             keep.add(last)

@@ -47,11 +47,13 @@ def test_best_trials_keep_their_best_epochs_and_last_others_keep_none() -> None:
     assert kept == {ckpt(1, 2, 0.9), ckpt(1, 3, 0.7), ckpt(2, 3, 0.85)}
 
 
-def test_a_running_trial_keeps_its_latest_checkpoint_and_min_mode_ranks_low_first() -> None:
-    checkpoints = [ckpt(1, 1, 0.4), ckpt(1, 2, 0.3), ckpt(2, 1, 0.9), ckpt(2, 1, 0.8, attempt=2),
-                   ckpt(3, 1, 0.2), ckpt(3, 2, 0.1)]  # fmt: skip
-    kept = to_keep(checkpoints, {1: 0.3, 3: 0.1}, Mode.MIN, keep_trials=1, keep_epochs=2)
-    assert kept == {ckpt(2, 1, 0.8, attempt=2), ckpt(3, 1, 0.2), ckpt(3, 2, 0.1)}
+def test_a_running_trial_keeps_its_best_epochs_so_far_and_latest_min_mode_ranks_low_first() -> None:
+    checkpoints = [ckpt(1, 1, 0.4), ckpt(1, 2, 0.3), ckpt(2, 1, 0.9), ckpt(2, 2, 0.2),
+                   ckpt(2, 3, 0.7), ckpt(2, 3, 0.8, attempt=2), ckpt(3, 1, 0.2),
+                   ckpt(3, 2, 0.1)]  # fmt: skip
+    kept = to_keep(checkpoints, {1: 0.3, 3: 0.1}, Mode.MIN, keep_trials=1, keep_epochs=1)
+    # running trial 2: its best epoch so far (0.2) and its latest; finished: 3 leads, 1 none
+    assert kept == {ckpt(2, 2, 0.2), ckpt(2, 3, 0.8, attempt=2), ckpt(3, 2, 0.1)}
 
 
 def trial(trial_id: int, best_epoch: int, attempts: int = 1) -> TrialRecord:
