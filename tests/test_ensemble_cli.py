@@ -174,8 +174,10 @@ def test_no_predict_or_no_checkpoints_is_refused_and_records_nothing(tmp_path: P
     spec.write_text(NOOP.replace('"noop"', '"noop"\npredict = "absent_module:predict"'))
     with pytest.raises(HpsearchError, match="predict 'absent_module:predict': module 'absent_"):
         Study.from_spec(spec, db).ensemble("top")
-    (tmp_path / "mine.py").write_text("def predict(params, *, checkpoint_dir, split):\n    pass\n")
-    spec.write_text(NOOP.replace('"noop"', '"noop"\npredict = "mine:predict"'))
+    (tmp_path / "noop_predict.py").write_text(
+        "def predict(params, *, checkpoint_dir, split):\n    pass\n"
+    )
+    spec.write_text(NOOP.replace('"noop"', '"noop"\npredict = "noop_predict:predict"'))
     with pytest.raises(HpsearchError, match="stage 1: no checkpoints recorded: the trainable"):
         Study.from_spec(spec, db).ensemble("top")
     with pytest.raises(HpsearchError, match="--stage 7: no such stage of study 'plain'"):

@@ -141,10 +141,14 @@ def test_predict_defaults_to_the_built_in_models_own_and_is_imported_when_used(
     assert load_spec(write(tmp_path, GOOD)).predict is None  # noop predicts nothing
     mlp = load_spec(write(tmp_path, GOOD.replace('"noop"', '"mlp"')))
     assert mlp.predict == "trainables.mlp:predict"
-    named = load_spec(write(tmp_path, GOOD.replace('"noop"', '"noop"\npredict = "mine:predict"')))
-    assert named.predict == "mine:predict"  # checked for form only: imported by `ensemble`
-    with pytest.raises(TrainableError, match="predict 'mine:predict': module 'mine' not found"):
-        resolve_predict("mine:predict", tmp_path)
-    (tmp_path / "mine.py").write_text("def predict(params):\n    return None\n")
+    named = load_spec(
+        write(tmp_path, GOOD.replace('"noop"', '"noop"\npredict = "spec_mine:predict"'))
+    )
+    assert named.predict == "spec_mine:predict"  # checked for form only: imported by `ensemble`
+    with pytest.raises(
+        TrainableError, match="predict 'spec_mine:predict': module .spec_mine. not found"
+    ):
+        resolve_predict("spec_mine:predict", tmp_path)
+    (tmp_path / "spec_mine.py").write_text("def predict(params):\n    return None\n")
     with pytest.raises(TrainableError, match="must accept predict.params, ., checkpoint_dir"):
-        resolve_predict("mine:predict", tmp_path)
+        resolve_predict("spec_mine:predict", tmp_path)
