@@ -184,3 +184,26 @@ def test_no_predict_or_no_checkpoints_is_refused_and_records_nothing(tmp_path: P
         Study.from_spec(spec, db).ensemble("checkpoints", stage=7)
     assert query(db, "SELECT count(*) FROM ensembles") == [(0,)]
     assert query(db, "SELECT count(*) FROM stages") == [(1,)]
+
+
+def test_an_unfinished_seeds_stage_is_resumed_not_started_again(tmp_path: Path) -> None:
+    from hpsearch.driver import begin
+    from hpsearch.planner import seeds_stage
+    from storage import Store
+
+    spec, db = tmp_path / "ens.toml", tmp_path / "h.db"
+    spec.write_text(SPEC.replace("trials = 5", "trials = 2").replace("epochs = 3", "epochs = 2"))
+    study = Study.from_spec(spec, db)
+    coarse = study.coarse(executor="local")
+    store = Store(str(db))
+    parent = store.stage(coarse.stage_id)
+    best = store.trials(coarse.stage_id)[coarse.best["trial"]]
+    assert parent is not None
+    _, stopped, _ = begin(store, study.spec, seeds_stage(parent, best, 3, seed=11))
+    store.close()  # as if the command was stopped before its first trial ended
+    result = study.ensemble("seeds", size=2, executor="local")  # --size is the new stage's only
+    assert result.stage_id == stopped.stage_id == 2 and result.size == 3
+    assert query(db, "SELECT kind, status, n_trials FROM stages WHERE stage_id = 2") == [
+        ("ensemble", "finished", 3)
+    ]
+    assert query(db, "SELECT count(*) FROM stages") == [(2,)]
