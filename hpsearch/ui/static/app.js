@@ -2,7 +2,7 @@
 // from outside this server). One view per URL; the server answers JSON under /api/.
 "use strict";
 
-const COLORS = { coarse: "#1f77b4", widen: "#2ca02c", fine: "#ff7f0e" };
+const COLORS = { coarse: "#1f77b4", widen: "#2ca02c", fine: "#ff7f0e", ensemble: "#9467bd" };
 const STATUSES = ["pending", "running", "completed", "failed", "diverged"];
 const view = document.getElementById("view");
 
