@@ -4,6 +4,7 @@ they point into, restore on retry and resume, retention, `best --out`."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -228,3 +229,14 @@ def test_a_server_database_needs_artifacts_for_a_checkpointing_trainable(
         "give --artifacts DIR or URL"
     ), line
     assert db_rows(pg_url, "SELECT count(*) FROM stages") == [(0,)]  # nothing ran
+
+
+def test_hpsearch_never_unpickles_what_it_reads_back() -> None:
+    """Checkpoint files are copied as bytes and checked by sha256: no module of hpsearch or
+    storage imports pickle or loads numpy or torch files (the trainables load their own, with
+    allow_pickle=False / weights_only=True)."""
+    root = Path(__file__).resolve().parent.parent
+    for path in [*root.glob("hpsearch/**/*.py"), *root.glob("storage/**/*.py")]:
+        text = path.read_text()
+        assert not re.search(r"^\s*(import|from) (pickle|cloudpickle|dill)\b", text, re.M), path
+        assert "np.load(" not in text and "torch.load(" not in text, path
