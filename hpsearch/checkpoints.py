@@ -126,8 +126,9 @@ class Checkpointing:
         )
         kept = {(k.trial_id, k.attempt, k.epoch) for k in keep}
         doomed = [r.uri for r, _ in valued if (r.trial_id, r.attempt, r.epoch) not in kept]
-        store.delete_checkpoints(doomed)
-        self.artifacts.delete(doomed)
+        if doomed:
+            store.delete_checkpoints(doomed)
+            self.artifacts.delete(doomed)
         return len(doomed)
 
 
