@@ -3,6 +3,7 @@ they point into, restore on retry and resume, retention, `best --out`."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -178,6 +179,14 @@ def test_retention_keeps_the_best_trials_best_epochs_and_last_and_deletes_the_re
     Path(changed).write_bytes(b"not the recorded weights")
     with pytest.raises(DatabaseError, match="changed on disk"):
         study.best_checkpoint(tmp_path / "other")
+    recorded = query(db, f"SELECT sha256 FROM checkpoints WHERE uri = '{changed}'")[0][0]
+    now_there = hashlib.sha256(b"not the recorded weights").hexdigest()
+    refused = run_cli("best", "ckpt", "--db", str(db), "--out", "other", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"hpsearch: error: {changed}: checkpoint file changed on disk (sha256 "
+        f"{now_there[:12]}..., recorded {recorded[:12]}...): it will not be used"
+    )
     Path(changed).unlink()
     with pytest.raises(DatabaseError, match="checkpoint file is missing"):
         study.best_checkpoint(tmp_path / "other")
