@@ -70,24 +70,26 @@ class Checkpointing:
         prepared, histories = [], {}
         for task in tasks:
             task = replace(task, checkpoint=True)
-            restored = self._restore(store, task, latest.get(task.trial_id, []))
-            if restored is not task:
+            newest = latest_files(latest.get(task.trial_id, []))
+            content = self._read(newest)
+            if content is not None:
+                last = newest[0]
+                task = replace(task, restore=content, restore_epoch=last.epoch)
                 histories[task.trial_id] = store.metric_lineage(
-                    task.trial_id, self.metric, _attempt_of(latest[task.trial_id]),
-                    restored.restore_epoch,
-                )  # fmt: skip
-            prepared.append(restored)
+                    task.trial_id, self.metric, last.attempt, last.epoch
+                )
+            prepared.append(task)
         return prepared, histories
 
-    def _restore(self, store: Store, task: TrialTask, files: list[CheckpointRecord]) -> TrialTask:
-        newest = latest_files(files)
-        if not newest:
-            return task
+    def _read(self, files: list[CheckpointRecord]) -> dict[str, bytes] | None:
+        """The files' content, or None: none, or one missing or changed on disk (never used:
+        the trial starts again at epoch 1)."""
+        if not files:
+            return None
         try:
-            content = {f.name: self.artifacts.read(f.uri, f.sha256) for f in newest}
+            return {f.name: self.artifacts.read(f.uri, f.sha256) for f in files}
         except ArtifactError:
-            return task  # missing or changed on disk: never used; the trial starts at epoch 1
-        return replace(task, restore=content, restore_epoch=newest[0].epoch)
+            return None
 
     # -- during the run ------------------------------------------------------------------------
     def save(self, stage_id: int, events: Iterable[Event], batch: Batch) -> bool:
@@ -126,10 +128,7 @@ class Checkpointing:
         )
         kept = {(k.trial_id, k.attempt, k.epoch) for k in keep}
         doomed = [r.uri for r, _ in valued if (r.trial_id, r.attempt, r.epoch) not in kept]
-        store.delete_checkpoints(doomed)
-        self.artifacts.delete(doomed)
+        if doomed:
+            store.delete_checkpoints(doomed)
+            self.artifacts.delete(doomed)
         return len(doomed)
-
-
-def _attempt_of(files: list[CheckpointRecord]) -> int:
-    return latest_files(files)[0].attempt

@@ -232,9 +232,13 @@ class Store:
         wanted = list(uris)
         if not wanted:
             return 0
+        deleted = 0
         with self._session() as s:
-            done = s.execute(delete(Checkpoint).where(Checkpoint.uri.in_(wanted)))
-            return int(getattr(done, "rowcount", 0) or 0)
+            for start in range(0, len(wanted), 500):  # within every database's bind limit
+                chunk = wanted[start : start + 500]
+                done = s.execute(delete(Checkpoint).where(Checkpoint.uri.in_(chunk)))
+                deleted += int(getattr(done, "rowcount", 0) or 0)
+        return deleted
 
     # -- ensembles ------------------------------------------------------------------------
     def record_ensemble(

@@ -3,7 +3,9 @@ they point into, restore on retry and resume, retention, `best --out`."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,6 +179,14 @@ def test_retention_keeps_the_best_trials_best_epochs_and_last_and_deletes_the_re
     Path(changed).write_bytes(b"not the recorded weights")
     with pytest.raises(DatabaseError, match="changed on disk"):
         study.best_checkpoint(tmp_path / "other")
+    recorded = query(db, f"SELECT sha256 FROM checkpoints WHERE uri = '{changed}'")[0][0]
+    now_there = hashlib.sha256(b"not the recorded weights").hexdigest()
+    refused = run_cli("best", "ckpt", "--db", str(db), "--out", "other", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"hpsearch: error: {changed}: checkpoint file changed on disk (sha256 "
+        f"{now_there[:12]}..., recorded {recorded[:12]}...): it will not be used"
+    )
     Path(changed).unlink()
     with pytest.raises(DatabaseError, match="checkpoint file is missing"):
         study.best_checkpoint(tmp_path / "other")
@@ -228,3 +238,14 @@ def test_a_server_database_needs_artifacts_for_a_checkpointing_trainable(
         "give --artifacts DIR or URL"
     ), line
     assert db_rows(pg_url, "SELECT count(*) FROM stages") == [(0,)]  # nothing ran
+
+
+def test_hpsearch_never_unpickles_what_it_reads_back() -> None:
+    """Checkpoint files are copied as bytes and checked by sha256: no module of hpsearch or
+    storage imports pickle or loads numpy or torch files (the trainables load their own, with
+    allow_pickle=False / weights_only=True)."""
+    root = Path(__file__).resolve().parent.parent
+    for path in [*root.glob("hpsearch/**/*.py"), *root.glob("storage/**/*.py")]:
+        text = path.read_text()
+        assert not re.search(r"^\s*(import|from) (pickle|cloudpickle|dill)\b", text, re.M), path
+        assert "np.load(" not in text and "torch.load(" not in text, path

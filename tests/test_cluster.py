@@ -264,19 +264,22 @@ def test_token_problems_are_one_clear_line(
 
 
 def test_submit_runs_a_coarse_stage_as_a_ray_job(cluster: Cluster, tmp_path: Path) -> None:
-    study(tmp_path / "project", "submitted", trials=4, epochs=2, sleep=0.0)
+    study(tmp_path / "project", "submitted", trials=4, epochs=2, sleep=0.0, trainable="saving")
     client_dir = tmp_path / "client"
     client_dir.mkdir()
     address = "http://127.0.0.1:8265"
     result = cluster.run(
         "submit", "../project/study.toml", "coarse", "--address", address,
-        "--db", "results.db", "--trials", "4", cwd=client_dir,
+        "--db", "results.db", "--trials", "4", "--artifacts", "store", cwd=client_dir,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
     job_id = re.search(r"submitted job (\S+):", result.stderr).group(1)
     db = client_dir / "results.db"  # the relative --db became absolute, not the job's copy
     assert f"database: {db}" in result.stderr
     assert query(db, "SELECT status, count(*) FROM trials GROUP BY 1") == [("completed", 4)]
+    stored = [Path(uri) for (uri,) in query(db, "SELECT uri FROM checkpoints")]
+    assert len(stored) == 4 and all(p.is_relative_to(client_dir / "store") for p in stored)
+    assert all(p.is_file() for p in stored)  # --artifacts reached the job, made absolute
     assert "coarse stage 1: 4 trials (4 completed)" in result.stdout
     assert f"job {job_id}: SUCCEEDED" in result.stderr
 

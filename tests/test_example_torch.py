@@ -4,6 +4,7 @@ end to end through the CLI on Ray: coarse, fine, a lost trial resumed, `best --o
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import sys
 from pathlib import Path
@@ -42,6 +43,26 @@ def test_predict_and_first_layer_read_the_checkpoint(tmp_path: Path) -> None:
     assert probs.shape == (300, 10) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert float((probs.argmax(axis=1) == labels).mean()) == pytest.approx(last["val_acc"])
     assert torch_mlp.first_layer(PARAMS, checkpoint_dir=str(tmp_path)).shape == (32, 8, 8)
+
+
+class Payload:
+    """Unpickling this runs code: what a tampered checkpoint file could hold."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (exec, ("import pathlib; pathlib.Path('pwned').touch()",))
+
+
+def test_a_pickled_object_in_a_checkpoint_is_refused_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / torch_mlp.CHECKPOINT).write_bytes(
+        pickle.dumps({"model": Payload()}, protocol=2)
+    )
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        torch_mlp.predict(PARAMS, checkpoint_dir=str(tmp_path / "ckpt"))
+    assert not (tmp_path / "pwned").exists()
 
 
 # The example, wrapped so that the first trial to finish epoch 2 loses its worker process (as

@@ -83,7 +83,7 @@ def submit(
         widen=widen,
         from_stage=from_stage,
         top=top,
-        artifacts=artifacts,
+        artifacts=None if artifacts is None else jobs.absolute_location(artifacts),
     )
     from hpsearch.spec import load_spec
 

@@ -265,6 +265,8 @@ class RayExecutor:
         except ray.exceptions.RayTaskError as exc:  # the worker code raised: no retry helps
             del self._inflight[gen]
             reason = _task_error(exc)
+            for trial_id in unfinished:
+                self._latest.pop(trial_id, None)
             return [
                 Ended(t.trial_id, t.attempt, Status.FAILED, reason, 0.0)
                 for t in unfinished.values()
