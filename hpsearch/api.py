@@ -13,10 +13,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from hpsearch.asha import SCHEDULES
 from hpsearch.driver import ProgressCallback, StageOutcome, execute, plan_stage
 from hpsearch.errors import DatabaseError, HpsearchError, SpecError
 from hpsearch.narrowing import split_proposal
@@ -135,14 +136,17 @@ class Study:
         max_retries: int = 2,
         on_progress: ProgressCallback | None = None,
         executor: ExecutorName = "ray",
+        schedule: str | None = None,
     ) -> StageResult:
-        """Run (or resume) a coarse stage; `widen`: on the latest finished stage's proposal."""
+        """Run (or resume) a coarse stage; `widen`: on the latest finished stage's proposal;
+        `schedule` ("asha" or "none") overrides the spec's."""
         request = StageRequest(
             StageKind.COARSE,
             self.spec.coarse.trials if trials is None else trials,
             self.spec.coarse.epochs if epochs is None else epochs,
             seed,
             widen=widen,
+            schedule=schedule,
         )
         options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
         return self.run(request, options, on_progress=on_progress, executor=executor)
@@ -162,6 +166,7 @@ class Study:
         max_retries: int = 2,
         on_progress: ProgressCallback | None = None,
         executor: ExecutorName = "ray",
+        schedule: str | None = None,
     ) -> StageResult:
         """Run (or resume) a fine stage on the proposal of the latest finished coarse stage
         (or of `from_stage`; `top` recomputes that proposal from the best `top` trials)."""
@@ -172,6 +177,7 @@ class Study:
             seed,
             from_stage=from_stage,
             top=top,
+            schedule=schedule,
         )
         options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
         return self.run(request, options, on_progress=on_progress, executor=executor)
@@ -190,11 +196,12 @@ class Study:
         """
         options = options or RayOptions()
         _check_request(request, options)
+        spec = scheduled(self.spec, request)
         with _database_errors():
-            plan = plan_stage(self.store, self.spec, request)
+            plan = plan_stage(self.store, spec, request)
             runner = self._executor(executor, options)
             try:
-                outcome = execute(self.store, self.spec, plan, runner, on_progress)
+                outcome = execute(self.store, spec, plan, runner, on_progress)
             finally:
                 runner.close()
         return StageResult.of(outcome)
@@ -219,6 +226,18 @@ class Study:
             raise HpsearchError(f"executor: must be 'ray' or 'local', got {name!r}")
         check_cluster(options.address)  # a bad address fails here, before the database changes
         return RayExecutor(workload, options)  # refuses impossible resource requests
+
+
+def scheduled(spec: StudySpec, request: StageRequest) -> StudySpec:
+    """The spec with the request's `schedule` (asha/none) for the stage kind it runs."""
+    if request.schedule is None:
+        return spec
+    if request.schedule not in SCHEDULES:
+        raise HpsearchError(f"schedule: must be 'asha' or 'none', got {request.schedule!r}")
+    name = "coarse" if request.kind is StageKind.COARSE else "fine"
+    settings = getattr(spec, name)
+    schedule = replace(settings.schedule, kind=request.schedule)
+    return replace(spec, **{name: replace(settings, schedule=schedule)})
 
 
 _LIMITS = (

@@ -18,6 +18,7 @@ from hpsearch.cli.options import (
     GpusPerTrialOpt,
     QuietOpt,
     RetriesOpt,
+    ScheduleOpt,
     SeedOpt,
     SpecArg,
     TopOpt,
@@ -58,6 +59,7 @@ def submit(
     widen: WidenOpt = False,
     from_stage: FromStageOpt = None,
     top: TopOpt = None,
+    schedule: ScheduleOpt = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once submitted.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -75,6 +77,7 @@ def submit(
         widen=widen,
         from_stage=from_stage,
         top=top,
+        schedule=schedule,
     )
     from hpsearch.spec import load_spec
 

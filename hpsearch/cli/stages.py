@@ -22,6 +22,7 @@ from hpsearch.cli.options import (
     QuietOpt,
     ResultsDbOpt,
     RetriesOpt,
+    ScheduleOpt,
     SeedOpt,
     SpecArg,
     StudyArg,
@@ -76,6 +77,7 @@ def stage_request(kind: StageKind, settings: StageSettings, options: RunOptions)
         widen=options.widen,
         from_stage=options.from_stage,
         top=options.top,
+        schedule=None if options.schedule is None else str(options.schedule),
     )
 
 
@@ -139,6 +141,7 @@ def coarse(
     max_retries: RetriesOpt = 2,
     quiet: QuietOpt = False,
     widen: WidenOpt = False,
+    schedule: ScheduleOpt = None,
 ) -> None:
     """Run (or resume) a coarse stage: many short trials over the spec's ranges."""
     options = RunOptions(
@@ -154,6 +157,7 @@ def coarse(
         widen=widen,
         from_stage=None,
         top=None,
+        schedule=schedule,
     )
     execute_stage(open_study(spec, db, address), StageKind.COARSE, options)
 
@@ -172,6 +176,7 @@ def fine(
     gpus_per_trial: GpusPerTrialOpt = 0.0,
     max_retries: RetriesOpt = 2,
     quiet: QuietOpt = False,
+    schedule: ScheduleOpt = None,
 ) -> None:
     """Run (or resume) a fine stage: fewer, longer trials on the ranges a stage proposed."""
     options = RunOptions(
@@ -187,6 +192,7 @@ def fine(
         widen=False,
         from_stage=from_stage,
         top=top,
+        schedule=schedule,
     )
     execute_stage(open_study(spec, db, address), StageKind.FINE, options)
 

@@ -1,7 +1,8 @@
 """Running trials inside a worker: pure Python, shared by the Ray and in-process executors.
 
 A worker turns each trial into events, small frozen records with slots (cheap to pickle):
-`Started`, then `EpochDone` per epoch, then exactly one `Ended` (completed, failed or diverged).
+`Started`, then `EpochDone` per epoch, then exactly one `Ended` (completed, failed, diverged,
+or stopped: cut at an ASHA rung by the stage's rung board).
 The executor adds `Lost` when a worker died and the attempt will run again.
 """
 
@@ -13,7 +14,7 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from numbers import Real
-from typing import Any
+from typing import Any, Protocol
 
 from hpsearch.registry import Trainable
 from storage import Status
@@ -64,6 +65,15 @@ class TrialTask:
     epochs: int
 
 
+class Rungs(Protocol):
+    """The stage's rung board as a worker sees it (`hpsearch.asha.RungBoard`, or a proxy of
+    the Ray actor that holds it): asked after each rung epoch, None means go on."""
+
+    rungs: tuple[int, ...]
+
+    def report(self, trial_id: int, epoch: int, value: float) -> str | None: ...
+
+
 class _TrialFailed(Exception):
     """The trainable broke the API contract; the message says how."""
 
@@ -82,7 +92,9 @@ def _as_metrics(out: object, epoch: int, metric: str) -> dict[str, float]:
     return metrics
 
 
-def run_trial(fn: Trainable, task: TrialTask, metric: str) -> Iterator[EpochDone | Ended]:
+def run_trial(
+    fn: Trainable, task: TrialTask, metric: str, board: Rungs | None = None
+) -> Iterator[EpochDone | Ended]:
     """Events for one trial after its start: its epochs, then exactly one `Ended`."""
     started = time.perf_counter()
     epoch = 0
@@ -101,6 +113,11 @@ def run_trial(fn: Trainable, task: TrialTask, metric: str) -> Iterator[EpochDone
                 return
             if epoch >= task.epochs:
                 break
+            if board is not None and epoch in board.rungs:
+                reason = board.report(task.trial_id, epoch, metrics[metric])
+                if reason is not None:  # decided before the next epoch starts
+                    yield end(Status.STOPPED, reason)
+                    return
     except FloatingPointError as exc:  # the trainable's own "this run is hopeless"
         yield end(Status.DIVERGED, str(exc) or f"FloatingPointError at epoch {epoch + 1}")
         return
@@ -122,6 +139,7 @@ def run_bundle(
     metric: str,
     node_id: str | None,
     flush_seconds: float,
+    board: Rungs | None = None,
 ) -> Iterator[list[Event]]:
     """Run trials one after another, yielding their events in lists at most every flush_seconds.
 
@@ -131,7 +149,7 @@ def run_bundle(
     last_flush = time.monotonic()
     for task in tasks:
         buffer.append(Started(task.trial_id, task.attempt, node_id))
-        for event in run_trial(fn, task, metric):
+        for event in run_trial(fn, task, metric, board):
             buffer.append(event)
             if time.monotonic() - last_flush >= flush_seconds:
                 yield buffer
