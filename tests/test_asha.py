@@ -3,8 +3,14 @@ further epoch, retries, resume after kill -9, and ranking at equal fidelity."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import sqlite3
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +22,7 @@ from hpsearch.runtime.executor import InProcessExecutor, Workload
 from hpsearch.runtime.worker import Ended, TrialTask, run_bundle
 from hpsearch.spec import load_spec
 from storage import StageKind, Status, Store, TrialRecord
-from tests.conftest import db_rows
+from tests.conftest import db_rows, query, run_cli
 
 
 def test_rungs_are_grace_times_powers_of_eta_below_the_epochs() -> None:
@@ -243,3 +249,84 @@ def test_spec_schedule_keys_are_checked(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace('"hyperband"', '"asha"\neta = 1'))
     with pytest.raises(SpecError, match=r"coarse.eta: must be >= 2"):
         load_spec(path)
+
+
+# -- the CLI on a real local Ray: --schedule asha, kill -9, resume ----------------------------
+def _start(spec: Path, db: Path, address: str) -> subprocess.Popen[str]:
+    argv = ["coarse", str(spec), "--db", str(db), "--address", address, "--schedule", "asha"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpsearch", *argv, "--quiet"],
+        cwd=spec.parent,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "ASHA_SLEEP": "0.1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stopped_count(db: Path) -> int:
+    try:
+        return int(query(db, "SELECT count(*) FROM trials WHERE status = 'stopped'")[0][0])
+    except (sqlite3.OperationalError, FileNotFoundError):
+        return 0
+
+
+def test_cli_asha_stage_killed_then_resumed_keeps_every_decision(
+    tmp_path: Path, ray_address: str
+) -> None:
+    spec = make_spec(tmp_path, trials=12)
+    spec.write_text(spec.read_text().replace('schedule = "asha"\n', ""))  # from --schedule
+    db = tmp_path / "h.db"
+    proc = _start(spec, db, ray_address)
+    deadline = time.monotonic() + 120
+    while _stopped_count(db) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert _stopped_count(db) >= 2, proc.communicate()
+    stopped = set(
+        query(db, "SELECT trial_id, epochs_run, error FROM trials WHERE status = 'stopped'")
+    )
+    rows_before = set(query(db, "SELECT * FROM metrics"))
+    went_on = query(  # trials with a row past a rung: that rung let them go on
+        db,
+        "SELECT DISTINCT m.trial_id, r.rung FROM metrics m JOIN (SELECT 1 AS rung UNION ALL "
+        "SELECT 3) r ON m.epoch > r.rung",
+    )
+
+    result = run_cli(
+        "coarse",
+        str(spec),
+        "--db",
+        str(db),
+        "--address",
+        ray_address,
+        "--schedule",
+        "asha",
+        cwd=tmp_path,
+        env={"ASHA_SLEEP": "0"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "resuming coarse stage 1" in result.stderr
+    assert "stopped" in result.stdout.splitlines()[0]  # the summary line counts them
+    assert stopped <= set(query(db, "SELECT trial_id, epochs_run, error FROM trials"))
+    assert rows_before <= set(query(db, "SELECT * FROM metrics"))
+    for trial_id, rung in went_on:
+        ((status, epochs_run),) = query(
+            db, f"SELECT status, epochs_run FROM trials WHERE trial_id = {trial_id}"
+        )
+        assert status in ("completed", "stopped") and (status == "completed" or epochs_run > rung)
+    # a stopped trial spent no epoch past its rung, in any attempt
+    assert query(
+        db,
+        "SELECT count(*) FROM metrics m JOIN trials t USING (trial_id) "
+        "WHERE t.status = 'stopped' AND m.epoch > t.epochs_run",
+    ) == [(0,)]
+    assert query(db, "SELECT DISTINCT status FROM trial_results ORDER BY 1") == [
+        ("completed",),
+        ("stopped",),
+    ]
+    show = run_cli("show", str(spec), "--db", str(db), cwd=tmp_path)
+    assert re.search(r"trials: \d+ completed, \d+ stopped", show.stdout), show.stdout
+    listed = run_cli("trials", str(spec), "--db", str(db), "--status", "stopped", cwd=tmp_path)
+    assert listed.returncode == 0 and "stopped" in listed.stdout, listed.stderr

@@ -61,7 +61,9 @@ SHIPPED = float("runtime_resources" in __file__)  # imported from the uploaded w
 def train(params, *, epochs, seed):
     for epoch in range(1, epochs + 1):
         time.sleep(params["sleep"])
-        yield {"val_acc": params["x"] * epoch / epochs, "val_loss": 1.0 / epoch, "shipped": SHIPPED}
+        # x rounded to 0.1: close trials tie (and ties go on at an ASHA rung)
+        acc = round(params["x"], 1) * epoch / epochs
+        yield {"val_acc": acc, "val_loss": 1.0 / epoch, "shipped": SHIPPED}
 """
 
 SPEC = """
@@ -202,16 +204,23 @@ def study(path: Path, name: str, trials: int, epochs: int, sleep: float) -> Path
 
 
 def test_a_stage_spreads_trials_over_both_nodes(cluster: Cluster, tmp_path: Path) -> None:
+    """With ASHA (one rung at epoch 1) whose board, a Ray actor, both nodes' workers ask."""
     spec = study(tmp_path / "study", "spread", trials=8, epochs=2, sleep=0.25)
     db = tmp_path / "results.db"
     result = cluster.run(
-        "coarse", str(spec), "--db", str(db), "--address", "127.0.0.1:6379", "-q", cwd=tmp_path
-    )
+        "coarse", str(spec), "--db", str(db), "--address", "127.0.0.1:6379", "-q",
+        "--schedule", "asha", "--seed", "5", cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "8 trials (8 completed)" in result.stdout
+    # seed 5: trials 0 and 1 (x 0.81 and 0.81, both 0.8 rounded) run first, one per node, and
+    # tie at the rung; trials 2-7 (x <= 0.52) reach it later with two better values recorded
+    assert "8 trials (2 completed, 6 stopped)" in result.stdout
     nodes = {n for (n,) in query(db, "SELECT DISTINCT node_id FROM trials")}
     assert nodes == {cluster.head_node, cluster.worker_node}
-    assert query(db, "SELECT count(*) FROM metrics") == [(8 * 2 * 3,)]
+    assert query(db, "SELECT number FROM trials WHERE status = 'completed'") == [(0,), (1,)]
+    errors = query(db, "SELECT DISTINCT error FROM trials WHERE status = 'stopped'")
+    assert all(e.startswith("stopped at epoch 1: val_acc ") for (e,) in errors), errors
+    assert query(db, "SELECT count(*) FROM metrics") == [((2 * 2 + 6) * 3,)]
     # every worker ran the trainable from the runtime_env copy of the spec's directory
     assert query(db, "SELECT DISTINCT value FROM metrics WHERE name = 'shipped'") == [(1.0,)]
 
