@@ -3,11 +3,13 @@
 Pure: trials in, flags and a proposal out; no Ray, no database. Everything is computed in
 the sampling scale (log10 for log types, linear otherwise):
 
-* edge flags weigh evidence, for each side of each numeric parameter: the metric must improve
-  toward that side across all the stage's completed trials (Spearman rank correlation, one-sided,
-  Bonferroni over both sides of every numeric parameter), the top N must crowd the outer `edge`
-  band more than chance allows (hypergeometric tail against the band's share of all trials),
-  and the best trial must lie in or next to the band -> flag low/high;
+* edge flags weigh evidence, for each side of each numeric parameter, on the trials' values
+  with the other parameters' effects taken out (partial residuals of an additive fit): the
+  metric must improve toward that side across all the stage's completed trials (Spearman rank
+  correlation, one-sided, Bonferroni over both sides of every numeric parameter), the top N
+  must crowd the outer `edge` band more than chance allows (hypergeometric tail against the
+  band's share of all trials), and the best trial must lie in or next to the band -> flag
+  low/high;
 * proposal from the top N completed trials: the span of their values padded by `pad` times
   that span on each side (at least `edge` of the old width wide); unflagged sides never go past
   the old bounds; a flagged side moves outward past the old bound by `pad` times the old width;
