@@ -257,7 +257,7 @@ def _start(spec: Path, db: Path, address: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "hpsearch", *argv, "--quiet"],
         cwd=spec.parent,
-        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "ASHA_SLEEP": "0.1"},
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "ASHA_SLEEP": "0.05"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -328,5 +328,3 @@ def test_cli_asha_stage_killed_then_resumed_keeps_every_decision(
     ]
     show = run_cli("show", str(spec), "--db", str(db), cwd=tmp_path)
     assert re.search(r"trials: \d+ completed, \d+ stopped", show.stdout), show.stdout
-    listed = run_cli("trials", str(spec), "--db", str(db), "--status", "stopped", cwd=tmp_path)
-    assert listed.returncode == 0 and "stopped" in listed.stdout, listed.stderr
