@@ -648,11 +648,11 @@ def paired_tests(rows: list[dict[str, Any]], problem: Problem) -> list[str]:
             lines.append(f"- vs {method}: too few differing seeds ({len(both)})")
             continue
         p = wilcoxon(diff).pvalue
-        verdict = "better" if np.median(diff) < 0 else "worse" if np.median(diff) > 0 else "level"
         lines.append(
-            f"- vs {method}: {verdict} in median ({np.median(-diff):+.3g} {problem.score_name} "
-            f"in hpsearch's favour), wins {int((diff < 0).sum())} / losses "
-            f"{int((diff > 0).sum())} of {len(both)} seeds, p = {p:.2g}"
+            f"- vs {method}: median paired difference {np.median(diff):+.3g} in "
+            f"{problem.score_name} (< 0: the default is better), default better in "
+            f"{int((diff < 0).sum())} / worse in {int((diff > 0).sum())} of {len(both)} seeds, "
+            f"p = {p:.2g}"
         )
     return lines
 
