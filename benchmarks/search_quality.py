@@ -46,9 +46,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
+from scipy.stats import spearmanr, wilcoxon  # noqa: E402
 
 from hpsearch import planner  # noqa: E402
+from hpsearch.asha import RungBoard, Schedule  # noqa: E402
 from hpsearch.planner import History, NewStage, NoProposalError, StageRequest  # noqa: E402
 from hpsearch.space import Numeric, Space  # noqa: E402
 from hpsearch.spec import FineSettings, StageSettings, StudySpec  # noqa: E402
@@ -270,8 +271,9 @@ def mlp_problem() -> Problem:
 @dataclass
 class Trial:
     params: dict[str, Any]
-    curve: list[float]
+    curve: list[float]  # the epochs it ran (cut short when stopped)
     score: float  # regret or test accuracy of this config
+    stopped: bool = False  # cut by a schedule (ASHA, a pruner, the budget): not chosen
 
     def best(self, mode: str) -> float | None:
         finite = [v for v in self.curve if math.isfinite(v)]
@@ -291,8 +293,8 @@ def random_seeds(rng: np.random.Generator, n: int) -> list[int]:
 
 
 def choose(problem: Problem, trials: list[Trial]) -> Trial | None:
-    """The trial with the best observed value (the first of equals)."""
-    ok = [t for t in trials if t.best(problem.mode) is not None]
+    """The full-length trial with the best observed value (the first of equals)."""
+    ok = [t for t in trials if not t.stopped and t.best(problem.mode) is not None]
     best = Mode(problem.mode).best_first(ok, lambda t: t.best(problem.mode) or 0.0)
     return best[0] if best else None
 
@@ -303,6 +305,61 @@ def records(problem: Problem, stage_id: int, trials: list[Trial]) -> list[TrialR
         value = t.best(problem.mode)
         status = Status.COMPLETED if value is not None else Status.DIVERGED
         out.append(TrialRecord(i, stage_id, i, status, 0, 1, t.params, best_value=value))
+    return out
+
+
+Steps = list[tuple[int, Trial | None]]  # epochs spent, then the trial if it may be chosen
+
+
+def run_asha(
+    problem: Problem,
+    configs: Sequence[dict[str, Any]],
+    seeds: Sequence[int],
+    epochs: int,
+    budget: int,
+    eta: int = 3,
+    grace: int = 1,
+) -> list[Trial]:
+    """Trials one after another (one worker) under hpsearch's own rung board
+    (`hpsearch.asha.RungBoard`, what a stage with `schedule = "asha"` asks), until `budget`
+    epochs are spent; a trial the budget cuts short is stopped too."""
+    rungs = Schedule("asha", eta, grace).rungs(epochs)
+    board = RungBoard(rungs, eta, str(problem.mode), "value")
+    trials, spent = [], 0
+    for i, (config, seed) in enumerate(zip(configs, seeds, strict=False)):
+        if spent >= budget:
+            break
+        curve, score = problem.run(config, epochs, int(seed))
+        ran = len(curve)
+        for e, value in enumerate(curve, start=1):
+            if not math.isfinite(value):
+                ran = e
+                break
+            if e in rungs and board.report(i, e, value) is not None:
+                ran = e
+                break
+        ran = min(ran, budget - spent)
+        spent += ran
+        cut = ran < epochs and all(math.isfinite(v) for v in curve[:ran])
+        trials.append(Trial(config, curve[:ran], score, stopped=cut))
+    return trials
+
+
+def steps_of(trials: Sequence[Trial], eligible: bool = True) -> Steps:
+    return [(len(t.curve), t if eligible and not t.stopped else None) for t in trials]
+
+
+def trajectory(problem: Problem, steps: Steps) -> list[tuple[int, float]]:
+    """(epochs spent, score of the chosen trial so far) after each trial."""
+    spent, best, out = 0, None, []
+    for epochs, trial in steps:
+        spent += epochs
+        value = trial.best(problem.mode) if trial is not None else None
+        if trial is not None and value is not None and math.isfinite(trial.score):
+            if best is None or Mode(problem.mode).better(value, best[0]):
+                best = (value, trial.score)
+        if best is not None:
+            out.append((spent, best[1]))
     return out
 
 
@@ -329,13 +386,16 @@ class InMemoryStudy:
         self.trials: dict[int, list[TrialRecord]] = {}
         self.flags: list[FlagRecord] = []  # of the latest stage
 
-    def run(self, request: StageRequest) -> tuple[StageRecord, list[Trial]]:
-        """Plan the stage with hpsearch's planner, run its trials, finish it (proposal)."""
+    def plan(self, request: StageRequest) -> NewStage:
         history = History(self.record, tuple(self.stages), "memory")
         decision = planner.decide(self.spec, request, history)
         assert isinstance(decision, planner.Start)
         parent_trials = self.trials[decision.parent.stage_id] if decision.parent else []
-        plan = planner.new_stage(self.spec, request, history, decision, parent_trials)
+        return planner.new_stage(self.spec, request, history, decision, parent_trials)
+
+    def run(self, request: StageRequest) -> tuple[StageRecord, list[Trial]]:
+        """Plan the stage with hpsearch's planner, run its trials, finish it (proposal)."""
+        plan = self.plan(request)
         return self._finish(plan, run_trials(self.problem, plan.configs, plan.epochs, plan.seeds))
 
     def run_on_spec_ranges(self, kind: StageKind, trials: int, epochs: int) -> list[Trial]:
@@ -368,7 +428,9 @@ class InMemoryStudy:
         return stage, trials
 
 
-def coarse_fine(problem: Problem, rng, *, widen: bool, keep: int) -> tuple[Trial | None, dict]:
+def coarse_fine(
+    problem: Problem, rng, *, widen: bool, keep: int, asha: bool = False
+) -> tuple[Trial | None, dict]:
     b = problem.budget
     study = InMemoryStudy(problem, int(rng.integers(2**31 - 1)), keep)
     n, e = b.widen_coarse if widen else b.coarse
@@ -379,12 +441,28 @@ def coarse_fine(problem: Problem, rng, *, widen: bool, keep: int) -> tuple[Trial
         study.run(StageRequest(StageKind.COARSE, n, e, widen=True))
         used, widened = used + n * e, True
     n_fine = (b.total - used) // b.fine[1]
+    if asha:  # as many fine trials as the rest of the budget allows once ASHA cuts them
+        n_fine = b.total - used
     fine = StageRequest(StageKind.FINE, n_fine, b.fine[1])
     try:
-        _, trials = study.run(fine)
+        if asha:
+            plan = study.plan(fine)
+            trials = run_asha(problem, plan.configs, plan.seeds, b.fine[1], b.total - used)
+        else:
+            _, trials = study.run(fine)
     except NoProposalError:  # no coarse trial completed
         trials = study.run_on_spec_ranges(StageKind.FINE, n_fine, b.fine[1])
-    return choose(problem, trials), {"edge_flag": edge_flag, "widened": widened}
+    steps: Steps = [(used, None), *steps_of(trials)]
+    extra = {"edge_flag": edge_flag, "widened": widened, "trajectory": trajectory(problem, steps)}
+    return choose(problem, trials), extra
+
+
+def single_asha(problem: Problem, rng) -> tuple[Trial | None, dict]:
+    """One stage with `schedule = "asha"` on the spec's ranges, full-length epochs."""
+    b = problem.budget
+    configs = problem.space.sample(b.total, rng)
+    trials = run_asha(problem, configs, random_seeds(rng, b.total), b.fine[1], b.total)
+    return choose(problem, trials), {"trajectory": trajectory(problem, steps_of(trials))}
 
 
 def single_random(problem: Problem, rng) -> tuple[Trial | None, dict]:
@@ -393,18 +471,32 @@ def single_random(problem: Problem, rng) -> tuple[Trial | None, dict]:
     trials = run_trials(problem, configs, b.fine[1], random_seeds(rng, b.single))
     e = problem.budget.coarse[1]
     pairs = [(t.curve[e - 1], t.curve[-1]) for t in trials if len(t.curve) == b.fine[1]]
-    return choose(problem, trials), {"pairs": pairs}
+    return choose(problem, trials), {
+        "pairs": pairs,
+        "trajectory": trajectory(problem, steps_of(trials)),
+    }
 
 
-def optuna_search(problem: Problem, seed: int, sampler_name: str) -> tuple[Trial | None, dict]:
+def optuna_search(
+    problem: Problem, seed: int, sampler_name: str, pruner_name: str = ""
+) -> tuple[Trial | None, dict]:
+    """Optuna 5 with default settings; with a pruner, every epoch is reported and trials run
+    until the epoch budget is spent (a pruned trial counts the epochs it ran)."""
     b = problem.budget
     sampler = (
         optuna.samplers.TPESampler(seed=seed)
         if sampler_name == "tpe"
         else optuna.samplers.RandomSampler(seed=seed)
     )
+    pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
+    if pruner_name == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=b.fine[1])
+    elif pruner_name == "median":
+        pruner = optuna.pruners.MedianPruner()
     study = optuna.create_study(
-        direction="maximize" if problem.mode == Mode.MAX else "minimize", sampler=sampler
+        direction="maximize" if problem.mode == Mode.MAX else "minimize",
+        sampler=sampler,
+        pruner=pruner,
     )
     trials: list[Trial] = []
     rng = np.random.default_rng(seed + 7)
@@ -414,21 +506,38 @@ def optuna_search(problem: Problem, seed: int, sampler_name: str) -> tuple[Trial
             name: ot.suggest_float(name, dim.low, dim.high, log=dim.is_log)
             for name, dim in problem.space.dimensions.items()
         }
-        trial = Trial(params, *problem.run(params, b.fine[1], int(rng.integers(2**31 - 1))))
+        curve, score = problem.run(params, b.fine[1], int(rng.integers(2**31 - 1)))
+        left = b.total - sum(len(t.curve) for t in trials)
+        for epoch, value in enumerate(curve[:left], start=1):
+            if not math.isfinite(value):
+                break
+            ot.report(value, epoch)
+            if pruner_name and ot.should_prune():
+                trials.append(Trial(params, curve[:epoch], score, stopped=epoch < b.fine[1]))
+                raise optuna.TrialPruned()
+        trial = Trial(params, curve[:left], score, stopped=left < len(curve))
         trials.append(trial)
         value = trial.best(problem.mode)
         return float("nan") if value is None else value  # optuna marks NaN trials failed
 
-    study.optimize(objective, n_trials=b.single)
-    return choose(problem, trials), {}
+    def out_of_budget(study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
+        if sum(len(t.curve) for t in trials) >= b.total:
+            study.stop()
+
+    study.optimize(objective, n_trials=b.total, callbacks=[out_of_budget])
+    return choose(problem, trials), {"trajectory": trajectory(problem, steps_of(trials))}
 
 
 METHODS = (
     "coarse->fine",
+    "coarse->fine+asha",
     "coarse->fine keep=0",
     "coarse->widen->fine",
+    "asha",
     "random",
     "optuna-tpe",
+    "optuna-tpe+hyperband",
+    "optuna-tpe+median",
     "optuna-random",
 )
 
@@ -441,11 +550,16 @@ def one_seed(args: tuple[str, int]) -> list[dict[str, Any]]:
         rng = np.random.default_rng([seed, METHODS.index(method)])
         if method.startswith("coarse->"):
             keep = 0 if method.endswith("keep=0") else FineSettings(0, 0).keep
-            chosen, extra = coarse_fine(problem, rng, widen="widen" in method, keep=keep)
+            chosen, extra = coarse_fine(
+                problem, rng, widen="widen" in method, keep=keep, asha=method.endswith("asha")
+            )
         elif method == "random":
             chosen, extra = single_random(problem, rng)
+        elif method == "asha":
+            chosen, extra = single_asha(problem, rng)
         else:
-            chosen, extra = optuna_search(problem, seed, method.split("-")[1])
+            sampler, _, pruner = method.split("-")[1].partition("+")
+            chosen, extra = optuna_search(problem, seed, sampler, pruner)
         rows.append(
             {
                 "problem": problem.name,
@@ -490,6 +604,7 @@ def summarize(rows: list[dict[str, Any]], problem: Problem) -> list[str]:
             f"| {method} | {len(mine)} | {q50:.4g} | {q25:.4g}..{q75:.4g} | {worst:.4g} "
             f"| {np.median(observed):.4g} |"
         )
+    lines += ["", *paired_tests(rows, problem)]
     flags = [r for r in rows if r["problem"] == problem.name and r["method"] == "coarse->fine"]
     fired = sum(bool(r["edge_flag"]) for r in flags)
     lines.append("")
@@ -507,11 +622,84 @@ def summarize(rows: list[dict[str, Any]], problem: Problem) -> list[str]:
     return lines
 
 
+DEFAULT = "coarse->fine"  # what `hpsearch coarse` + `hpsearch fine` do out of the box
+
+
+def paired_tests(rows: list[dict[str, Any]], problem: Problem) -> list[str]:
+    """Wilcoxon signed-rank test, paired by seed, of hpsearch's default against each rival."""
+
+    def scores(method: str) -> dict[int, float]:
+        return {
+            r["seed"]: r["score"]
+            for r in rows
+            if r["problem"] == problem.name and r["method"] == method and r["score"] is not None
+        }
+
+    mine = scores(DEFAULT)
+    sign = 1.0 if problem.score_name == "regret" else -1.0  # > 0: the default is worse
+    lines = [f"Paired by seed, {DEFAULT} against each rival (Wilcoxon signed-rank):"]
+    for method in METHODS:
+        if method == DEFAULT:
+            continue
+        theirs = scores(method)
+        both = [s for s in mine if s in theirs and math.isfinite(mine[s] + theirs[s])]
+        diff = np.array([sign * (mine[s] - theirs[s]) for s in both])
+        if len(both) < 5 or not np.any(diff):
+            lines.append(f"- vs {method}: too few differing seeds ({len(both)})")
+            continue
+        p = wilcoxon(diff).pvalue
+        lines.append(
+            f"- vs {method}: median paired difference {np.median(diff):+.3g} in "
+            f"{problem.score_name} (< 0: the default is better), default better in "
+            f"{int((diff < 0).sum())} / worse in {int((diff > 0).sum())} of {len(both)} seeds, "
+            f"p = {p:.2g}"
+        )
+    return lines
+
+
+def plot(rows: list[dict[str, Any]], problem: Problem, out: Path) -> Path:
+    """Median over seeds of the chosen trial's score against the epochs spent, per method."""
+    from matplotlib.figure import Figure
+
+    total = problem.budget.total
+    grid = np.arange(1, total + 1)
+    fig = Figure(figsize=(7.5, 4.5))
+    ax = fig.add_subplot()
+    for i, method in enumerate(METHODS):
+        runs = [
+            r["trajectory"]
+            for r in rows
+            if r["problem"] == problem.name and r["method"] == method and "trajectory" in r
+        ]
+        if not runs:
+            continue
+        table = np.full((len(runs), len(grid)), np.nan)
+        for k, path in enumerate(runs):
+            for spent, score in path:
+                table[k, grid >= spent] = score
+        # seeds without a chosen trial yet count as worst; drawn once half the seeds have one
+        worst = np.inf if problem.score_name == "regret" else -np.inf
+        median = np.median(np.where(np.isfinite(table), table, worst), axis=0)
+        median[np.sum(np.isfinite(table), axis=0) * 2 < len(runs)] = np.nan
+        style = "-" if method.startswith("coarse") or method == "asha" else "--"
+        ax.plot(grid, median, style, color=f"C{i}", label=method)
+    ax.set_xlabel("epochs spent")
+    ax.set_ylabel(f"{problem.score_name} of the best trial so far (median over seeds)")
+    if problem.score_name == "regret":
+        ax.set_yscale("log")
+    ax.set_title(f"{problem.name}: best value found vs epochs spent")
+    ax.legend(fontsize="x-small", ncol=2)
+    path = out / f"search-quality-{problem.name}.png"
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=30, help="seeds per synthetic problem")
     parser.add_argument("--mlp-seeds", type=int, default=6, help="seeds of the MLP problem")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--plots", help="directory for a PNG per problem (e.g. docs)")
     args = parser.parse_args()
     started = time.monotonic()
     problems = all_problems()
@@ -527,6 +715,8 @@ def main() -> None:
     for problem in problems:
         if any(r["problem"] == problem.name for r in rows):
             print("\n".join(summarize(rows, problem)), "\n")
+            if args.plots:
+                print(f"picture: {plot(rows, problem, Path(args.plots))}\n")
 
 
 if __name__ == "__main__":

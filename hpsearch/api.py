@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from hpsearch.checkpoints import Checkpointing, artifact_location, checkpointing_wanted
+from hpsearch.asha import SCHEDULES
 from hpsearch.driver import ProgressCallback, StageOutcome, execute, plan_stage
 from hpsearch.ensemble import EnsembleKind, Pick
 from hpsearch.ensemble_run import (
@@ -158,14 +159,17 @@ class Study:
         max_retries: int = 2,
         on_progress: ProgressCallback | None = None,
         executor: ExecutorName = "ray",
+        schedule: str | None = None,
     ) -> StageResult:
-        """Run (or resume) a coarse stage; `widen`: on the latest finished stage's proposal."""
+        """Run (or resume) a coarse stage; `widen`: on the latest finished stage's proposal;
+        `schedule` ("asha" or "none") overrides the spec's."""
         request = StageRequest(
             StageKind.COARSE,
             self.spec.coarse.trials if trials is None else trials,
             self.spec.coarse.epochs if epochs is None else epochs,
             seed,
             widen=widen,
+            schedule=schedule,
         )
         options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
         return self.run(request, options, on_progress=on_progress, executor=executor)
@@ -185,6 +189,7 @@ class Study:
         max_retries: int = 2,
         on_progress: ProgressCallback | None = None,
         executor: ExecutorName = "ray",
+        schedule: str | None = None,
     ) -> StageResult:
         """Run (or resume) a fine stage on the proposal of the latest finished coarse stage
         (or of `from_stage`; `top` recomputes that proposal from the best `top` trials)."""
@@ -195,6 +200,7 @@ class Study:
             seed,
             from_stage=from_stage,
             top=top,
+            schedule=schedule,
         )
         options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
         return self.run(request, options, on_progress=on_progress, executor=executor)
@@ -213,9 +219,10 @@ class Study:
         """
         options = options or RayOptions()
         _check_request(request, options)
+        spec = scheduled(self.spec, request)
         with _database_errors():
-            plan = plan_stage(self.store, self.spec, request)
-            outcome = self._execute(plan, options, on_progress, executor)
+            plan = plan_stage(self.store, spec, request)
+            outcome = self._execute(plan, options, on_progress, executor, spec=spec)
         return StageResult.of(outcome)
 
     def _execute(
@@ -225,12 +232,14 @@ class Study:
         on_progress: ProgressCallback | None,
         executor: ExecutorName,
         checkpoints: Checkpointing | None = None,
+        spec: StudySpec | None = None,
     ) -> StageOutcome:
-        """Run the planned stage; checkpoints as the spec says unless `checkpoints` is given."""
+        """Run the planned stage (of `spec`, default this study's: e.g. with `--schedule`
+        applied); checkpoints as the spec says unless `checkpoints` is given."""
         checkpoints = checkpoints or self._checkpointing()  # a server db without --artifacts: here
         runner = self._executor(executor, options)
         try:
-            return execute(self.store, self.spec, plan, runner, on_progress, checkpoints)
+            return execute(self.store, spec or self.spec, plan, runner, on_progress, checkpoints)
         finally:
             runner.close()
 
@@ -342,6 +351,18 @@ class Study:
             raise HpsearchError(f"executor: must be 'ray' or 'local', got {name!r}")
         check_cluster(options.address)  # a bad address fails here, before the database changes
         return RayExecutor(workload, options)  # refuses impossible resource requests
+
+
+def scheduled(spec: StudySpec, request: StageRequest) -> StudySpec:
+    """The spec with the request's `schedule` (asha/none) for the stage kind it runs."""
+    if request.schedule is None:
+        return spec
+    if request.schedule not in SCHEDULES:
+        raise HpsearchError(f"schedule: must be 'asha' or 'none', got {request.schedule!r}")
+    name = "coarse" if request.kind is StageKind.COARSE else "fine"
+    settings = getattr(spec, name)
+    schedule = replace(settings.schedule, kind=request.schedule)
+    return replace(spec, **{name: replace(settings, schedule=schedule)})
 
 
 _LIMITS = (

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from hpsearch import planner
+from hpsearch import asha, planner
+from hpsearch.asha import RungBoard
 from hpsearch.narrowing import Analysis
 from hpsearch.planner import History, NewStage, NoProposalError, Plan, Resume, StageRequest
 from hpsearch.ranking import ranked
@@ -26,6 +27,7 @@ from storage import (
     FINAL_STATUSES,
     Batch,
     Mode,
+    StageKind,
     StageRecord,
     StageStatus,
     Status,
@@ -177,7 +179,9 @@ def plan_stage(store: Store, spec: StudySpec, request: StageRequest) -> Plan:
     decision = planner.decide(spec, request, past)
     if isinstance(decision, Resume):
         return decision
-    parent_trials = store.trials(decision.parent.stage_id) if decision.parent else []
+    parent_trials = []
+    if decision.parent:
+        parent_trials = ranking_trials(store, spec, decision.parent, request.top)
     return planner.new_stage(spec, request, past, decision, parent_trials)
 
 
@@ -240,11 +244,12 @@ def run_stage(
     if checkpoints:
         tasks, histories = checkpoints.prepare(store, stage.stage_id, tasks)
         tracker.history.update(histories)
+    board = rung_board(store, spec, stage, resumed)
     if on_progress:
         on_progress(progress)
     batch, last_commit = Batch(), time.monotonic()
     try:
-        for events in executor.run(tasks):
+        for events in executor.run(tasks) if board is None else executor.run(tasks, board):
             tracker.apply(events, batch)
             saved = checkpoints.save(stage.stage_id, events, batch) if checkpoints else False
             if (
@@ -270,7 +275,7 @@ def run_stage(
 def finish_stage(store: Store, spec: StudySpec, stage: StageRecord) -> Finished:
     """Mark the stage finished with its flags and proposal (None when nothing completed)."""
     trials = store.trials(stage.stage_id)
-    analysis = planner.analyze_stage(spec, stage, trials)
+    analysis = planner.analyze_stage(spec, stage, ranking_trials(store, spec, stage, trials=trials))
     stored = analysis.stored_proposal()
     store.finish_stage(stage.stage_id, proposal=stored, flags=analysis.flags)
     done = replace(stage, status=StageStatus.FINISHED, proposal=stored)
@@ -292,6 +297,39 @@ def execute(
     )
     finished = finish_stage(store, spec, stage)
     return StageOutcome(study, finished.stage, resumed, counts, finished.analysis, finished.top)
+
+
+def rung_board(
+    store: Store, spec: StudySpec, stage: StageRecord, resumed: bool
+) -> RungBoard | None:
+    """The stage's ASHA rung board (None without a schedule), rebuilt from the stored metrics
+    when the stage resumes: every decision already made stands."""
+    settings = spec.coarse if stage.kind == StageKind.COARSE else spec.fine
+    rungs = settings.schedule.rungs(stage.epochs)
+    if not rungs:
+        return None
+    board = RungBoard(rungs, settings.schedule.eta, spec.mode, spec.metric)
+    if resumed:  # rows one epoch past the last rung tell which trials went on past it
+        rows = store.metric_rows(stage.stage_id, spec.metric, max(rungs) + 1)
+        asha.rebuild(board, store.trials(stage.stage_id), rows)
+    return board
+
+
+def ranking_trials(
+    store: Store,
+    spec: StudySpec,
+    stage: StageRecord,
+    top: int | None = None,
+    trials: list[TrialRecord] | None = None,
+) -> list[TrialRecord]:
+    """The stage's trials as flags, proposals and `keep` rank them: with stopped trials, at
+    the common epoch `asha.fidelity` picks (README, "ASHA")."""
+    trials = store.trials(stage.stage_id) if trials is None else trials
+    level = asha.fidelity(trials, stage.epochs, top or spec.fine.top)
+    if level is None or level >= stage.epochs:
+        return trials
+    rows = store.metric_rows(stage.stage_id, spec.metric, level)
+    return asha.at_equal_fidelity(trials, level, stage.epochs, spec.mode, rows)
 
 
 def top_trials(store: Store, stage: StageRecord, mode: str, k: int = TOP) -> list[TrialRecord]:

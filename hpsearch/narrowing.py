@@ -3,11 +3,13 @@
 Pure: trials in, flags and a proposal out; no Ray, no database. Everything is computed in
 the sampling scale (log10 for log types, linear otherwise):
 
-* edge flags weigh evidence, for each side of each numeric parameter: the metric must improve
-  toward that side across all the stage's completed trials (Spearman rank correlation, one-sided,
-  Bonferroni over both sides of every numeric parameter), the top N must crowd the outer `edge`
-  band more than chance allows (hypergeometric tail against the band's share of all trials),
-  and the best trial must lie in or next to the band -> flag low/high;
+* edge flags weigh evidence, for each side of each numeric parameter, on the trials' values
+  with the other parameters' effects taken out (partial residuals of an additive fit): the
+  metric must improve toward that side across all the stage's completed trials (Spearman rank
+  correlation, one-sided, Bonferroni over both sides of every numeric parameter), the top N
+  must crowd the outer `edge` band more than chance allows (hypergeometric tail against the
+  band's share of all trials), and the best trial must lie in or next to the band -> flag
+  low/high;
 * proposal from the top N completed trials: the span of their values padded by `pad` times
   that span on each side (at least `edge` of the old width wide); unflagged sides never go past
   the old bounds; a flagged side moves outward past the old bound by `pad` times the old width;
@@ -24,15 +26,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from hpsearch.ranking import ranked
 from hpsearch.space import Choice, Numeric, Space
 from storage import FlagRecord, Mode, TrialRecord
 
 SCALE_DECADES = 1.5  # a linear range whose top values span more than this should be log
 # Edge-flag thresholds, tuned on benchmarks/flags.py (see BENCHMARKS.md, "Edge flags"):
-TREND_ALPHA = 0.05  # family-wise level of the trend test, split over 2 sides x numeric params
+TREND_ALPHA = 0.02  # family-wise level of the trend test, split over 2 sides x numeric params
 BAND_P = 0.1  # the top N must crowd the band at least this unlikely by chance
-NEAR_BANDS = 2  # the best trial lies within this many band widths of the edge
+NEAR_BANDS = 1.5  # the best trial (by goodness) lies within this many band widths of the edge
+FIT_TRIALS_PER_COEFFICIENT = 3  # the additive model's fit needs this many trials per column
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ def analyze(
     if not order:
         return Analysis([], None, {}, 0, None)
     best, leaders = order[0], order[:top]
-    goodness = _goodness(order, mode)
+    goodness = _partial_goodness(space, order, mode)
     tests = 2 * sum(isinstance(d, Numeric) for d in space.dimensions.values())
     flags: list[FlagRecord] = []
     proposal: dict[str, dict[str, Any]] = {}
@@ -88,9 +93,14 @@ def analyze(
         if not nums or name not in best.params:
             proposal[name], reasons[name] = dim.to_dict(), "no values among the top trials: kept"
             continue
-        stage = [(_number(t.params.get(name)), g) for t, g in zip(order, goodness, strict=True)]
+        own = goodness.get(name) or _goodness(order, mode)
+        stage = [(_number(t.params.get(name)), g) for t, g in zip(order, own, strict=True)]
         with_value = [(v, g) for v, g in stage if v is not None]
-        edge_flags = _edge_flags(name, dim, with_value, min(top, len(with_value)), edge, tests)
+        edge_flags = _edge_flags(
+            name, dim, with_value, min(top, len(with_value)), edge, tests, float(best.params[name])
+        )
+        if name in goodness:
+            edge_flags = [_adjusted(f) for f in edge_flags]
         new_flags, proposal[name], reasons[name] = _numeric(
             name, dim, float(best.params[name]), nums, edge_flags, edge, pad
         )
@@ -106,6 +116,63 @@ def _goodness(order: list[TrialRecord], mode: str) -> list[float]:
     """Average ranks of the trials' values (best first in `order`): higher is better."""
     sign = 1.0 if Mode(mode) is Mode.MAX else -1.0
     return _ranks([sign * (t.best_value or 0.0) for t in order])
+
+
+def _partial_goodness(space: Space, order: list[TrialRecord], mode: str) -> dict[str, list[float]]:
+    """Per parameter, each trial's goodness with the other parameters' effects taken out.
+
+    An additive model (a cubic in each numeric parameter's position in its range, a level per
+    choice value) is fitted to the trials' values (best = highest; winsorized, so that a few
+    very bad trials do not steer the fit); a parameter's partial residual is the residual plus
+    its own fitted curve. Empty when the stage has too few trials for even a linear fit
+    (3 trials per coefficient): the ranks of the values are used instead."""
+    sign = 1.0 if Mode(mode) is Mode.MAX else -1.0
+    y = np.array([sign * (t.best_value or 0.0) for t in order])
+    lo, hi = np.quantile(y, [0.1, 0.9])
+    y = np.clip(y, lo - (hi - lo), hi + (hi - lo))
+    for degree in (3, 2, 1):
+        blocks = {n: _columns(dim, order, n, degree) for n, dim in space.dimensions.items()}
+        width = 1 + sum(b.shape[1] for b in blocks.values())
+        if len(order) >= FIT_TRIALS_PER_COEFFICIENT * width:
+            break
+    else:
+        return {}
+    x = np.column_stack([np.ones(len(order)), *blocks.values()])
+    beta, *_ = np.linalg.lstsq(x, y, rcond=None)
+    residual = y - x @ beta
+    out, at = {}, 1
+    for name, block in blocks.items():
+        k = block.shape[1]
+        out[name] = list(residual + block @ beta[at : at + k])
+        at += k
+    return out
+
+
+def _adjusted(flag: FlagRecord) -> FlagRecord:
+    """The message says the top N were ranked with the other parameters' effects taken out."""
+    head, sep, rest = flag.message.partition("; ")
+    message = f"{head}, ranked with the other parameters' effects taken out{sep}{rest}"
+    return FlagRecord(flag.param, flag.side, flag.value, flag.position, message)
+
+
+def _columns(dim: Any, order: list[TrialRecord], name: str, degree: int) -> np.ndarray:
+    """A parameter's columns in the additive model: powers of its centred position in the
+    range (a missing value sits at the centre), or one indicator per choice value but the
+    first."""
+    if isinstance(dim, Choice):
+        values = [t.params.get(name) for t in order]
+        return np.array([[float(v == c) for c in dim.values[1:]] for v in values]).reshape(
+            len(order), len(dim.values) - 1
+        )
+    lo, hi = dim.to_scale(dim.low), dim.to_scale(dim.high)
+    centred = []
+    for t in order:
+        value = _number(t.params.get(name))
+        centred.append(
+            0.0 if value is None or hi <= lo else (dim.to_scale(value) - lo) / (hi - lo) - 0.5
+        )
+    c = np.array(centred)
+    return np.column_stack([c ** (d + 1) for d in range(degree)])
 
 
 def _choice(dim: Choice, values: list[Any], n: int) -> tuple[dict[str, Any], str]:
@@ -148,17 +215,21 @@ def _edge_flags(
     top: int,
     edge: float,
     tests: int,
+    best: float,
 ) -> list[FlagRecord]:
     """Flag a side only when the stage's trials give evidence that the optimum lies past it.
 
-    `trials`: (value, goodness) of every completed trial, best first; the first `top` are the
-    top N. Under "this parameter does not matter", which trials make the top N is unrelated to
-    where their values lie, so the count of top trials in the band is hypergeometric given the
-    band's share of all trials (which also covers int rounding) and the rank correlation
-    between position and goodness is ~0."""
+    `trials`: (value, goodness) of every completed trial, goodness being the trial's value
+    with the other parameters' effects taken out (`_partial_goodness`); the `top` best by
+    goodness are the top N, `best` is the best trial's value of this parameter. Under "this
+    parameter does not matter", which trials make the top N is unrelated to where their
+    values lie, so the count of top trials in the band is hypergeometric given the band's
+    share of all trials (which also covers int rounding) and the rank correlation between
+    position and goodness is ~0."""
     lo, hi = dim.to_scale(dim.low), dim.to_scale(dim.high)
     if hi <= lo or len(trials) < 3:
         return []
+    trials = sorted(trials, key=lambda vg: -vg[1])  # stable: ties keep the stage's order
     positions = [(dim.to_scale(v) - lo) / (hi - lo) for v, _ in trials]
     goodness = [g for _, g in trials]
     flags = []
@@ -166,7 +237,8 @@ def _edge_flags(
         toward = [p if side == "high" else 1 - p for p in positions]
         evidence = _Evidence.weigh(toward, goodness, top, edge)
         if evidence.holds(tests, edge):
-            flags.append(_edge_flag(name, dim, side, trials[0][0], positions[0], evidence, edge))
+            position = (dim.to_scale(best) - lo) / (hi - lo)
+            flags.append(_edge_flag(name, dim, side, best, position, evidence, edge))
     return flags
 
 

@@ -38,6 +38,7 @@ class StageRequest:
     widen: bool = False  # coarse only: sample the latest finished stage's proposal
     from_stage: int | None = None  # the stage whose proposal to sample (default: latest)
     top: int | None = None  # recompute the parent's proposal from its best `top` trials
+    schedule: str | None = None  # "asha" | "none": overrides the spec's stage schedule
 
     @property
     def needs_parent(self) -> bool:

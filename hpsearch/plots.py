@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator
 from hpsearch.first_layer import SCORE_METRIC, tile, total_variation
 from hpsearch.ranking import top_completed
 from hpsearch.space import Numeric, dimension_from_dict
-from storage import StageRecord, StudyRecord, load_metrics, load_stages, load_trials
+from storage import StageRecord, Status, StudyRecord, load_metrics, load_stages, load_trials
 
 UPDATE_RATIO_TARGET = 1e-3
 
@@ -65,14 +65,24 @@ def param_figure(data: PlotData, name: str, dim: Numeric) -> Figure:
         rows = data.trials[(data.trials["stage_id"] == stage.stage_id)]
         rows = rows[rows["best_value"].notna() & rows[name].notna()] if name in rows else rows[:0]
         colour = colours[i % len(colours)]
+        cut = rows["status"] == Status.STOPPED  # stopped by ASHA: their value is an early one
         ax.scatter(
-            rows[name].astype(float),
-            rows["best_value"],
+            rows[~cut][name].astype(float),
+            rows[~cut]["best_value"],
             s=18,
             alpha=0.7,
             color=colour,
-            label=f"{_stage_label(stage)}: {len(rows)} trials",
+            label=f"{_stage_label(stage)}: {len(rows)} trials" + _stopped_note(int(cut.sum())),
         )
+        if cut.any():
+            ax.scatter(
+                rows[cut][name].astype(float),
+                rows[cut]["best_value"],
+                s=18,
+                marker="x",
+                alpha=0.5,
+                color=colour,
+            )
         edges = stage.ranges.get(name)
         if edges and "low" in edges:
             for edge in (edges["low"], edges["high"]):
@@ -95,6 +105,10 @@ def param_figure(data: PlotData, name: str, dim: Numeric) -> Figure:
     ax.set_ylabel(f"best {metric} per trial")
     ax.legend(fontsize="small")
     return fig
+
+
+def _stopped_note(stopped: int) -> str:
+    return f" ({stopped} stopped early by ASHA: x)" if stopped else ""
 
 
 def _curves(data: PlotData, name: str) -> dict[int, pd.Series]:

@@ -43,6 +43,7 @@ class RunOptions:
     from_stage: int | None
     top: int | None
     artifacts: str | None
+    schedule: str | None  # "asha" | "none"; None: the spec's `[coarse]`/`[fine]` schedule
 
     def check(self, kind: StageKind) -> None:
         """Refuse options of the other stage kind (e.g. --widen on a fine stage)."""

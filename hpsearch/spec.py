@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpsearch.asha import SCHEDULES, Schedule
 from hpsearch.errors import SpecError
 from hpsearch.registry import (
     Predict,
@@ -43,6 +44,7 @@ CHOICE_KEYS = {"type", "values"}
 class StageSettings:
     trials: int
     epochs: int
+    schedule: Schedule = Schedule()  # `schedule`, `eta`, `grace`: ASHA inside the stage
 
 
 @dataclass(frozen=True)
@@ -237,15 +239,31 @@ def _parse_checkpoints(check: _Checker, data: dict[str, Any]) -> CheckpointSetti
 
 
 def _parse_coarse(check: _Checker, data: dict[str, Any]) -> StageSettings:
-    check.no_unknown(data, {"trials", "epochs"}, "coarse.")
+    check.no_unknown(data, {"trials", "epochs", *SCHEDULE_KEYS}, "coarse.")
     return StageSettings(
         trials=check.positive_int(data, "trials", "coarse.", 50),
         epochs=check.positive_int(data, "epochs", "coarse.", 3),
+        schedule=_schedule(check, data, "coarse."),
     )
 
 
+SCHEDULE_KEYS = {"schedule", "eta", "grace"}
+
+
+def _schedule(check: _Checker, data: dict[str, Any], prefix: str) -> Schedule:
+    kind = data.get("schedule", "none")
+    if kind not in SCHEDULES:
+        raise check.fail(f"{prefix}schedule", f"must be 'asha' or 'none', got {kind!r}")
+    eta = check.positive_int(data, "eta", prefix, 3)
+    if eta < 2:
+        raise check.fail(f"{prefix}eta", f"must be >= 2 (keep the top 1/eta), got {eta}")
+    return Schedule(kind, eta, check.positive_int(data, "grace", prefix, 1))
+
+
 def _parse_fine(check: _Checker, data: dict[str, Any]) -> FineSettings:
-    check.no_unknown(data, {"trials", "epochs", "top", "edge", "pad", "keep"}, "fine.")
+    check.no_unknown(
+        data, {"trials", "epochs", "top", "edge", "pad", "keep", *SCHEDULE_KEYS}, "fine."
+    )
     edge = check.number(data, "edge", "fine.")
     if edge is not None and not 0 < edge < 0.5:
         raise check.fail("fine.edge", f"must be between 0 and 0.5 (a fraction), got {edge}")
@@ -255,6 +273,7 @@ def _parse_fine(check: _Checker, data: dict[str, Any]) -> FineSettings:
     return FineSettings(
         trials=check.positive_int(data, "trials", "fine.", 20),
         epochs=check.positive_int(data, "epochs", "fine.", 20),
+        schedule=_schedule(check, data, "fine."),
         top=check.positive_int(data, "top", "fine.", 10),
         edge=0.1 if edge is None else edge,
         pad=0.25 if pad is None else pad,

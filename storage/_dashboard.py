@@ -16,7 +16,7 @@ from storage._errors import QueryTimeout, StorageError
 from storage._queries import _stage, _study
 from storage._readonly import Reader, check_query, read_only
 from storage._records import QueryResult, StageRecord, StudyRecord
-from storage._terms import Mode, Status
+from storage._terms import FINAL_STATUSES, Mode, Status
 
 __all__ = [
     "ParamFilter",
@@ -151,7 +151,7 @@ def live_update(
         "created_at": str(created),
         "finished_at": None if finished is None else str(finished),
         "counts": counts,
-        "done": sum(counts.get(s, 0) for s in (Status.COMPLETED, Status.FAILED, Status.DIVERGED)),
+        "done": sum(counts.get(s, 0) for s in FINAL_STATUSES),
         "epochs_done": epochs_done,
         "best": best,
         "new": [[tid, num, st, _finite(v)] for tid, num, st, v, _ in new],

@@ -193,6 +193,20 @@ class Store:
             )
             return {status: n for status, n in rows}
 
+    def metric_rows(
+        self, stage_id: int, name: str, max_epoch: int
+    ) -> list[tuple[int, int, int, float | None]]:
+        """(trial_id, attempt, epoch, value) of one metric of the stage's trials, epochs up to
+        `max_epoch` (ASHA: its rung board on resume, its ranking at a common epoch)."""
+        query = (
+            select(Metric.trial_id, Metric.attempt, Metric.epoch, Metric.value)
+            .join(Trial, Trial.trial_id == Metric.trial_id)
+            .where(Trial.stage_id == stage_id, Metric.name == name, Metric.epoch <= max_epoch)
+            .order_by(Metric.trial_id, Metric.attempt, Metric.epoch)
+        )
+        with self._session() as s:
+            return [(t, a, e, v) for t, a, e, v in s.execute(query)]
+
     def record(self, batch: Batch) -> None:
         """Write one batch of results in a single transaction."""
         if not len(batch):

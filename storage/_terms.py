@@ -16,20 +16,22 @@ DEFAULT_DB = "hpsearch.db"  # when neither --db nor HPSEARCH_DB names one
 
 
 class Status(StrEnum):
-    """A trial's status; the last three are final."""
+    """A trial's status; the last four are final (`stopped`: cut at a rung by ASHA, not a
+    failure)."""
 
     PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
     DIVERGED = "diverged"
+    STOPPED = "stopped"
 
     @property
     def is_final(self) -> bool:
         return self in FINAL_STATUSES
 
 
-FINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.DIVERGED)
+FINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.DIVERGED, Status.STOPPED)
 
 
 class AttemptOutcome(StrEnum):
@@ -39,6 +41,7 @@ class AttemptOutcome(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     DIVERGED = "diverged"
+    STOPPED = "stopped"
     LOST = "lost"
 
 

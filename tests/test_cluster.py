@@ -62,7 +62,9 @@ SHIPPED = float("runtime_resources" in __file__)  # imported from the uploaded w
 def train(params, *, epochs, seed):
     for epoch in range(1, epochs + 1):
         time.sleep(params["sleep"])
-        yield {"val_acc": params["x"] * epoch / epochs, "val_loss": 1.0 / epoch, "shipped": SHIPPED}
+        # x rounded to 0.1: close trials tie (and ties go on at an ASHA rung)
+        acc = round(params["x"], 1) * epoch / epochs
+        yield {"val_acc": acc, "val_loss": 1.0 / epoch, "shipped": SHIPPED}
 
 def saving(params, *, epochs, seed, checkpoint_dir):
     for epoch, metrics in enumerate(train(params, epochs=epochs, seed=seed), start=1):
@@ -213,17 +215,24 @@ def study(
 
 
 def test_a_stage_spreads_trials_over_both_nodes(cluster: Cluster, tmp_path: Path) -> None:
-    """...and each epoch's checkpoint, made on either node, ends up in the driver's store."""
+    """With ASHA (one rung at epoch 1) whose board, a Ray actor, both nodes' workers ask; and
+    each epoch's checkpoint, made on either node, ends up in the driver's store."""
     spec = study(tmp_path / "study", "spread", trials=8, epochs=2, sleep=0.25, trainable="saving")
     db = tmp_path / "results.db"
     result = cluster.run(
-        "coarse", str(spec), "--db", str(db), "--address", "127.0.0.1:6379", "-q", cwd=tmp_path
-    )
+        "coarse", str(spec), "--db", str(db), "--address", "127.0.0.1:6379", "-q",
+        "--schedule", "asha", "--seed", "5", cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "8 trials (8 completed)" in result.stdout
+    # seed 5: trials 0 and 1 (x 0.81 and 0.81, both 0.8 rounded) run first, one per node, and
+    # tie at the rung; trials 2-7 (x <= 0.52) reach it later with two better values recorded
+    assert "8 trials (2 completed, 6 stopped)" in result.stdout
     nodes = {n for (n,) in query(db, "SELECT DISTINCT node_id FROM trials")}
     assert nodes == {cluster.head_node, cluster.worker_node}
-    assert query(db, "SELECT count(*) FROM metrics") == [(8 * 2 * 3,)]
+    assert query(db, "SELECT number FROM trials WHERE status = 'completed'") == [(0,), (1,)]
+    errors = query(db, "SELECT DISTINCT error FROM trials WHERE status = 'stopped'")
+    assert all(e.startswith("stopped at epoch 1: val_acc ") for (e,) in errors), errors
+    assert query(db, "SELECT count(*) FROM metrics") == [((2 * 2 + 6) * 3,)]
     # every worker ran the trainable from the runtime_env copy of the spec's directory
     assert query(db, "SELECT DISTINCT value FROM metrics WHERE name = 'shipped'") == [(1.0,)]
     kept = query(
@@ -231,7 +240,7 @@ def test_a_stage_spreads_trials_over_both_nodes(cluster: Cluster, tmp_path: Path
         "JOIN trials t USING (trial_id) JOIN params p ON p.trial_id = t.trial_id AND p.name = 'x'"
     )  # fmt: skip
     assert {node for node, *_ in kept} == {cluster.head_node, cluster.worker_node}
-    for _, x, epoch, uri, sha in kept:  # the last epoch of each trial (all 8 are kept)
+    for _, x, epoch, uri, sha in kept:  # the last epoch of the 2 completed trials
         content = Path(uri).read_bytes()
         assert content == f"{x!r} {epoch}".encode() and epoch == 2
         assert hashlib.sha256(content).hexdigest() == sha

@@ -87,3 +87,15 @@ def test_plot_command_writes_pngs(study_db: str, tmp_path: Path) -> None:
         + [f"val_acc_vs_{p}.png" for p in ("batch", "lr", "reg")]
     )
     assert all((tmp_path / "figs" / f).read_bytes()[:4] == b"\x89PNG" for f in written)
+
+
+def test_stopped_trials_are_counted_and_drawn_as_x(data: plots.PlotData) -> None:
+    trials = data.trials.copy()
+    coarse = trials.index[(trials["stage_kind"] == "coarse") & trials["best_value"].notna()]
+    trials.loc[coarse[:2], "status"] = "stopped"
+    figures, _ = plots.build_figures(replace(data, trials=trials))
+    ax = figures["val_acc_vs_lr.png"].axes[0]
+    assert legend_texts(ax)[0].endswith("trials (2 stopped early by ASHA: x)")
+    stopped = trials.loc[coarse[:2], "lr"].astype(float).tolist()
+    crosses = [list(c.get_offsets()[:, 0]) for c in ax.collections if len(c.get_offsets()) == 2]
+    assert sorted(stopped) in [sorted(x) for x in crosses]

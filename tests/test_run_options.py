@@ -54,7 +54,9 @@ def sample(kind: StageKind) -> RunOptions:
         if name in KIND_ONLY and KIND_ONLY[name] is not kind:
             continue
         types = set(get_args(hint)) if isinstance(hint, UnionType) else {hint}
-        if bool in types:
+        if name == "schedule":  # a choice: asha | none
+            values[name] = "asha"
+        elif bool in types:
             values[name] = True
         elif int in types:
             values[name] = 3 + i

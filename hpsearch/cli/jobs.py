@@ -19,6 +19,7 @@ from hpsearch.cli.options import (
     GpusPerTrialOpt,
     QuietOpt,
     RetriesOpt,
+    ScheduleOpt,
     SeedOpt,
     SpecArg,
     TopOpt,
@@ -60,6 +61,7 @@ def submit(
     widen: WidenOpt = False,
     from_stage: FromStageOpt = None,
     top: TopOpt = None,
+    schedule: ScheduleOpt = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once submitted.")] = False,
     quiet: QuietOpt = False,
     artifacts: ArtifactsOpt = None,
@@ -84,6 +86,7 @@ def submit(
         from_stage=from_stage,
         top=top,
         artifacts=None if artifacts is None else jobs.absolute_location(artifacts),
+        schedule=schedule,
     )
     from hpsearch.spec import load_spec
 

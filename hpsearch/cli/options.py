@@ -58,6 +58,17 @@ TopOpt = Annotated[
     int | None,
     typer.Option(min=1, help="Recompute the proposal from the best K trials (default: spec)."),
 ]
+
+
+class ScheduleName(StrEnum):
+    asha = "asha"
+    none = "none"
+
+
+ScheduleOpt = Annotated[
+    ScheduleName | None,
+    typer.Option(help="asha: stop hopeless trials at rungs; none: run all (default: spec)."),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (a stable interface).")]
 StageOpt = Annotated[int | None, typer.Option("--stage", help="Only this stage (its id).")]
 

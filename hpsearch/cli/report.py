@@ -53,9 +53,11 @@ def progress_bar(label: str, quiet: bool) -> Iterator[Callable[[StageProgress], 
         task = bar.add_task(label, total=None, status="")
 
         def update(p: StageProgress) -> None:
+            stopped = p.counts.get(Status.STOPPED, 0)  # only with an ASHA schedule
             status = (
                 f"failed {p.counts.get(Status.FAILED, 0)}  "
                 f"diverged {p.counts.get(Status.DIVERGED, 0)}"
+                f"{f'  stopped {stopped}' if stopped else ''}"
                 f"  best {fmt(p.best) if p.best is not None else '-'}"
             )
             bar.update(task, total=p.total, completed=p.done, status=status)

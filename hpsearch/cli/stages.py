@@ -23,6 +23,7 @@ from hpsearch.cli.options import (
     QuietOpt,
     ResultsDbOpt,
     RetriesOpt,
+    ScheduleOpt,
     SeedOpt,
     SpecArg,
     StudyArg,
@@ -79,6 +80,7 @@ def stage_request(kind: StageKind, settings: StageSettings, options: RunOptions)
         widen=options.widen,
         from_stage=options.from_stage,
         top=options.top,
+        schedule=None if options.schedule is None else str(options.schedule),
     )
 
 
@@ -143,6 +145,7 @@ def coarse(
     quiet: QuietOpt = False,
     widen: WidenOpt = False,
     artifacts: ArtifactsOpt = None,
+    schedule: ScheduleOpt = None,
 ) -> None:
     """Run (or resume) a coarse stage: many short trials over the spec's ranges."""
     options = RunOptions(
@@ -159,6 +162,7 @@ def coarse(
         from_stage=None,
         top=None,
         artifacts=artifacts,
+        schedule=schedule,
     )
     execute_stage(open_study(spec, db, address, artifacts), StageKind.COARSE, options)
 
@@ -178,6 +182,7 @@ def fine(
     max_retries: RetriesOpt = 2,
     quiet: QuietOpt = False,
     artifacts: ArtifactsOpt = None,
+    schedule: ScheduleOpt = None,
 ) -> None:
     """Run (or resume) a fine stage: fewer, longer trials on the ranges a stage proposed."""
     options = RunOptions(
@@ -194,6 +199,7 @@ def fine(
         from_stage=from_stage,
         top=top,
         artifacts=artifacts,
+        schedule=schedule,
     )
     execute_stage(open_study(spec, db, address, artifacts), StageKind.FINE, options)
 

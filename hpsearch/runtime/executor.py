@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from hpsearch.asha import RungBoard
 from hpsearch.errors import ClusterError, Terminated
 from hpsearch.registry import Trainable, resolve
 from hpsearch.runtime import local_ray
@@ -29,6 +30,7 @@ from hpsearch.runtime.worker import (
     Ended,
     Event,
     Lost,
+    Rungs,
     Started,
     TrialTask,
     run_bundle,
@@ -43,7 +45,9 @@ IN_FLIGHT_PER_SLOT = 2
 class Executor(Protocol):
     slots: int
 
-    def run(self, tasks: list[TrialTask]) -> Iterator[list[Event]]: ...
+    def run(
+        self, tasks: list[TrialTask], board: RungBoard | None = None
+    ) -> Iterator[list[Event]]: ...
 
     def close(self) -> None: ...
 
@@ -73,10 +77,10 @@ class InProcessExecutor:
     def __init__(self, workload: Workload) -> None:
         self.workload = workload
 
-    def run(self, tasks: list[TrialTask]) -> Iterator[list[Event]]:
+    def run(self, tasks: list[TrialTask], board: RungBoard | None = None) -> Iterator[list[Event]]:
         fn = self.workload.resolve(self.workload.search_path)
         for task in tasks:
-            yield from run_bundle(fn, [task], self.workload.metric, "local", 0.0)
+            yield from run_bundle(fn, [task], self.workload.metric, "local", 0.0, board)
 
     def close(self) -> None:
         pass
@@ -156,6 +160,7 @@ def _bundle_task(
     threads: int,
     flush_seconds: float,
     driver: DriverContext | None = None,
+    board: Rungs | None = None,
 ) -> Iterator[list[Event]]:
     import ray
 
@@ -170,7 +175,39 @@ def _bundle_task(
     fn = _trainable(workload, None if shipped else workload.search_path)
     _pin_blas_threads(threads)
     node_id = context.get_node_id()
-    yield from run_bundle(fn, tasks, workload.metric, node_id, flush_seconds)
+    yield from run_bundle(fn, tasks, workload.metric, node_id, flush_seconds, board)
+
+
+class _BoardActor:
+    """The stage's rung board, held by one Ray actor: every worker of the stage asks it."""
+
+    def __init__(self, board: RungBoard) -> None:
+        self.board = board
+
+    def report(self, trial_id: int, epoch: int, value: float) -> str | None:
+        return self.board.report(trial_id, epoch, value)
+
+
+@dataclass(frozen=True)
+class _RemoteBoard:
+    """What a worker holds (pickled into its task): the rungs, and the actor to ask."""
+
+    rungs: tuple[int, ...]
+    actor: Any
+
+    def report(self, trial_id: int, epoch: int, value: float) -> str | None:
+        import ray
+
+        answer: str | None = ray.get(self.actor.report.remote(trial_id, epoch, value))
+        return answer
+
+
+def _remote_board(ray: Any, board: RungBoard | None) -> _RemoteBoard | None:
+    if board is None or not board.rungs:
+        return None
+    # no CPU: it only answers, and must not wait behind the trials for a slot
+    actor = ray.remote(_BoardActor).options(num_cpus=0).remote(board)
+    return _RemoteBoard(board.rungs, actor)
 
 
 class RayExecutor:
@@ -208,12 +245,14 @@ class RayExecutor:
         self._started: set[int] = set()  # trials whose current attempt reported its start
         self._isolate: set[int] = set()  # trials lost with others: each runs alone next
         self._latest: dict[int, Checkpointed] = {}  # running trials' latest checkpoints
+        self._board: _RemoteBoard | None = None  # the stage's rung board (ASHA), if any
 
-    def run(self, tasks: list[TrialTask]) -> Iterator[list[Event]]:
+    def run(self, tasks: list[TrialTask], board: RungBoard | None = None) -> Iterator[list[Event]]:
         import ray
 
         queue = deque(tasks)
         retries: dict[int, int] = {}
+        self._board = _remote_board(ray, board)
         while queue or self._inflight:
             self._submit(queue)
             for gen in self._ready(ray):
@@ -223,7 +262,7 @@ class RayExecutor:
         while queue and len(self._inflight) < self.slots * IN_FLIGHT_PER_SLOT:
             bundle = self._take_bundle(queue)
             gen = self._remote.remote(
-                self._workload_ref, bundle, self._threads, FLUSH_SECONDS, self._driver
+                self._workload_ref, bundle, self._threads, FLUSH_SECONDS, self._driver, self._board
             )
             self._inflight[gen] = {t.trial_id: t for t in bundle}
 
@@ -337,6 +376,7 @@ class RayExecutor:
             except Exception:  # already finished or its worker is gone
                 pass
         self._inflight.clear()
+        self._board = None  # its last handle: Ray ends the actor
         self._disconnect(ray)
 
     def _disconnect(self, ray: Any) -> None:

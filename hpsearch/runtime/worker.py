@@ -1,7 +1,8 @@
 """Running trials inside a worker: pure Python, shared by the Ray and in-process executors.
 
 A worker turns each trial into events, small frozen records with slots (cheap to pickle):
-`Started`, then `EpochDone` per epoch, then exactly one `Ended` (completed, failed or diverged).
+`Started`, then `EpochDone` per epoch, then exactly one `Ended` (completed, failed, diverged,
+or stopped: cut at an ASHA rung by the stage's rung board).
 The executor adds `Lost` when a worker died and the attempt will run again.
 
 Checkpoints: a trainable that accepts `checkpoint_dir` gets an empty directory per attempt; the
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hpsearch.registry import CHECKPOINT_DIR, RESTORE_DIR, Trainable, checkpoint_keywords
 from storage import Status
@@ -93,6 +94,15 @@ def resumes_after(fn: Trainable, task: TrialTask) -> int:
     return 0
 
 
+class Rungs(Protocol):
+    """The stage's rung board as a worker sees it (`hpsearch.asha.RungBoard`, or a proxy of
+    the Ray actor that holds it): asked after each rung epoch, None means go on."""
+
+    rungs: tuple[int, ...]
+
+    def report(self, trial_id: int, epoch: int, value: float) -> str | None: ...
+
+
 class _TrialFailed(Exception):
     """The trainable broke the API contract; the message says how."""
 
@@ -112,12 +122,14 @@ def _as_metrics(out: object, epoch: int, metric: str) -> dict[str, float]:
 
 
 def run_trial(
-    fn: Trainable, task: TrialTask, metric: str
+    fn: Trainable, task: TrialTask, metric: str, board: Rungs | None = None
 ) -> Iterator[EpochDone | Checkpointed | Ended]:
     """Events for one trial after its start: its epochs (each followed by its checkpoint when
-    the trainable writes one), then exactly one `Ended`."""
+    the trainable writes one), then exactly one `Ended`; with a rung board, the trial stops at
+    a rung when the board says so."""
     with tempfile.TemporaryDirectory(prefix="hpsearch-trial-") as scratch:
-        yield from _run_trial(fn, task, metric, _directories(fn, task, Path(scratch)))
+        directories = _directories(fn, task, Path(scratch))
+        yield from _run_trial(fn, task, metric, directories, board)
 
 
 def _directories(fn: Trainable, task: TrialTask, scratch: Path) -> dict[str, str]:
@@ -141,7 +153,11 @@ def _checkpoint_files(directory: str) -> dict[str, bytes]:
 
 
 def _run_trial(
-    fn: Trainable, task: TrialTask, metric: str, directories: dict[str, str]
+    fn: Trainable,
+    task: TrialTask,
+    metric: str,
+    directories: dict[str, str],
+    board: Rungs | None,
 ) -> Iterator[EpochDone | Checkpointed | Ended]:
     started = time.perf_counter()
     first = epoch = task.restore_epoch if RESTORE_DIR in directories else 0
@@ -164,6 +180,11 @@ def _run_trial(
                 yield Checkpointed(task.trial_id, task.attempt, epoch, files)
             if epoch >= task.epochs:
                 break
+            if board is not None and epoch in board.rungs:
+                reason = board.report(task.trial_id, epoch, metrics[metric])
+                if reason is not None:  # decided before the next epoch starts
+                    yield end(Status.STOPPED, reason)
+                    return
     except FloatingPointError as exc:  # the trainable's own "this run is hopeless"
         yield end(Status.DIVERGED, str(exc) or f"FloatingPointError at epoch {epoch + 1}")
         return
@@ -185,6 +206,7 @@ def run_bundle(
     metric: str,
     node_id: str | None,
     flush_seconds: float,
+    board: Rungs | None = None,
 ) -> Iterator[list[Event]]:
     """Run trials one after another, yielding their events in lists at most every flush_seconds.
 
@@ -195,7 +217,7 @@ def run_bundle(
     last_flush = time.monotonic()
     for task in tasks:
         buffer.append(Started(task.trial_id, task.attempt, node_id, resumes_after(fn, task)))
-        for event in run_trial(fn, task, metric):
+        for event in run_trial(fn, task, metric, board):
             buffer.append(event)
             # a checkpoint goes at once: a worker that dies must not take it along
             if isinstance(event, Checkpointed) or time.monotonic() - last_flush >= flush_seconds:

@@ -3,7 +3,7 @@
 "use strict";
 
 const COLORS = { coarse: "#1f77b4", widen: "#2ca02c", fine: "#ff7f0e", ensemble: "#9467bd" };
-const STATUSES = ["pending", "running", "completed", "failed", "diverged"];
+const STATUSES = ["pending", "running", "completed", "failed", "diverged", "stopped"];
 const view = document.getElementById("view");
 
 // ---------------------------------------------------------------- helpers
@@ -241,7 +241,8 @@ async function liveView(name, stageId) {
     el("h1", {}, `Stage ${stageId} `, el("span", { id: "live-status", class: "muted" }, "")),
     el("div", { class: "counters" }, counter("live-done", "trials done"), counter("live-total", "of total"),
       counter("live-completed", "completed"), counter("live-failed", "failed"),
-      counter("live-diverged", "diverged"), counter("live-running", "running"),
+      counter("live-diverged", "diverged"), counter("live-stopped", "stopped"),
+      counter("live-running", "running"),
       counter("live-best", `best ${study.metric}`), counter("live-rate", "trials / s"),
       counter("live-eta", "ETA"), counter("live-epochs", "epochs since opened")),
     chartSlot,
@@ -303,7 +304,7 @@ async function liveView(name, stageId) {
     const set = (id, text) => { document.getElementById(id).textContent = text; };
     set("live-status", `${u.status}, ${u.epochs} epochs per trial`);
     set("live-done", u.done); set("live-total", u.total);
-    for (const s of ["completed", "failed", "diverged", "running"]) set(`live-${s}`, u.counts[s] || 0);
+    for (const s of ["completed", "failed", "diverged", "stopped", "running"]) set(`live-${s}`, u.counts[s] || 0);
     set("live-best", fmt(u.best)); set("live-rate", samples.length > 1 ? fmt(rate) : "–");
     set("live-eta", left === 0 ? "done" : rate > 0 ? `${Math.ceil(left / rate)} s` : "–");
     set("live-updated", new Date().toLocaleTimeString()); set("live-updates", updates);
