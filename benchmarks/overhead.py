@@ -22,6 +22,7 @@ are printed with every run.
 
     python benchmarks/overhead.py [--trials 1000,10000] [--repeats 3] [--cpus 2]
         [--only hpsearch-cold,...] [--cap tune-default=100,...] [--json results.json]
+    python benchmarks/overhead.py --table a.json b.json     # one table from saved runs
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def noop_rows(trial_id: int, x: float) -> list[tuple[int, int, str, float]]:
     """One trial of trainables.noop as (trial_id, epoch, name, value) rows."""
     from trainables.noop import train
 
-    rows = []
+    rows: list[tuple[int, int, str, float]] = []
     for epoch, metrics in enumerate(train({"x": x}, epochs=EPOCHS, seed=0), start=1):
         rows.extend((trial_id, epoch, name, value) for name, value in metrics.items())
     return rows
@@ -127,7 +128,7 @@ def optuna_child(storage_kind: str, trials: int, workdir: Path, marker: str) -> 
             trial.report(metrics["val_acc"], epoch)
             others = {k: v for k, v in metrics.items() if k != "val_acc"}
             trial.set_user_attr(f"epoch_{epoch}", others)
-        return metrics["val_acc"]
+        return float(metrics["val_acc"])
 
     study.optimize(objective, n_trials=trials)
 
@@ -136,8 +137,9 @@ def optuna_storage(kind: str, workdir: Path) -> Any:
     import optuna
 
     if kind == "journal":
-        backend = optuna.storages.journal.JournalFileBackend(str(workdir / "optuna.log"))
-        return optuna.storages.JournalStorage(backend)
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(str(workdir / "optuna.log")))
     url = f"sqlite:///{workdir / 'optuna.db'}"
     if kind == "default":
         return url  # what the tutorial does: create_study(storage="sqlite:///...")
@@ -278,7 +280,9 @@ def run_hpsearch(trials: int, workdir: Path, env: dict[str, str], cpus: int) -> 
     }
 
 
-def run_child(name: str, trials: int, workdir: Path, env: dict[str, str], cpus: int) -> dict:
+def run_child(
+    name: str, trials: int, workdir: Path, env: dict[str, str], cpus: int
+) -> dict[str, float]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "child", name]
     cmd += ["--trials", str(trials), "--dir", str(workdir), "--cpus", str(cpus)]
     launched, wall = launch(cmd, env, workdir)
@@ -304,7 +308,7 @@ def rows_of(name: str, workdir: Path) -> int:
         storage = optuna_storage(name.removeprefix("optuna-"), workdir)
         study = optuna.load_study(study_name="overhead", storage=storage)
         per_trial = (len(t.intermediate_values) + 3 * len(t.user_attrs) for t in study.trials)
-        return sum(per_trial)
+        return int(sum(per_trial))
     # Ray Tune: one JSON line of every metric per reported epoch in each trial's result.json
     lines = 0
     for path in (workdir / "tune").rglob("result.json"):
@@ -401,10 +405,10 @@ def table(records: list[dict[str, Any]], cpus: int) -> str:
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for r in records:
         groups.setdefault((r["contender"], r["trials"]), []).append(r)
-    for (name, trials), rs in sorted(groups.items(), key=lambda g: (g[0][1], order(g[0][0]))):
+    for (name, trials), rs in sorted(groups.items(), key=lambda g: (order(g[0][0]), g[0][1])):
 
         def med(key: str, rs: list[dict[str, Any]] = rs) -> float:
-            return statistics.median(r[key] for r in rs)
+            return float(statistics.median(r[key] for r in rs))
 
         loads = [r["load"] for r in rs]
         lines.append(
@@ -417,7 +421,7 @@ def table(records: list[dict[str, Any]], cpus: int) -> str:
         "| hpsearch | trials | set-up (s) | trials only: first start -> last end, ms/trial |"
     )
     lines.append("|---|---:|---:|---:|")
-    for (name, trials), rs in sorted(groups.items(), key=lambda g: (g[0][1], order(g[0][0]))):
+    for (name, trials), rs in sorted(groups.items(), key=lambda g: (order(g[0][0]), g[0][1])):
         if name.startswith("hpsearch"):
             setup = statistics.median(r["setup"] for r in rs)
             only = statistics.median(r["trials_only"] for r in rs) / trials * 1000
@@ -445,6 +449,11 @@ def main() -> None:
         child(args.name, args.trials, args.dir, args.cpus)
         return
     options = parse_options()
+    if options.table:
+        saved = [json.loads(path.read_text()) for path in options.table]
+        print("\n".join(s["header"] for s in saved))
+        print(table([r for s in saved for r in s["records"]], options.cpus))
+        return
     header = (
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {versions()}\n"
         f"# {EPOCHS} epochs x {len(METRICS)} metrics per trial; trials {options.trials}; "
@@ -476,6 +485,9 @@ def parse_options() -> argparse.Namespace:
         "--cap", type=parse_cap, default={}, help="NAME=N,...: at most N trials for NAME"
     )
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
+    parser.add_argument(
+        "--table", type=Path, nargs="+", help="only print the table of runs saved with --json"
+    )
     options = parser.parse_args()
     unknown = set(options.only) - set(CONTENDERS)
     if unknown:
