@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from hpsearch.checkpoints import Checkpointing, artifact_location, checkpointing_wanted
 from hpsearch.asha import SCHEDULES
+from hpsearch.checkpoints import Checkpointing, artifact_location, checkpointing_wanted
 from hpsearch.driver import ProgressCallback, StageOutcome, execute, plan_stage
 from hpsearch.ensemble import EnsembleKind, Pick
 from hpsearch.ensemble_run import (

@@ -257,7 +257,7 @@ def _start(spec: Path, db: Path, address: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "hpsearch", *argv, "--quiet"],
         cwd=spec.parent,
-        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "ASHA_SLEEP": "0.05"},
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "ASHA_SLEEP": "0.2"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -281,6 +281,7 @@ def test_cli_asha_stage_killed_then_resumed_keeps_every_decision(
     deadline = time.monotonic() + 120
     while _stopped_count(db) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
+    assert proc.poll() is None, "the stage ended before it could be killed mid-run"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert _stopped_count(db) >= 2, proc.communicate()
