@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 import torch_mlp  # noqa: E402  (needs torch==2.13.0: the `torch` extra, installed by .ci/run)
 
+from hpsearch.summary import study_document  # noqa: E402
+from storage import load_summary  # noqa: E402
 from tests.conftest import query, run_cli  # noqa: E402
 
 PARAMS = {"lr": 3e-3, "reg": 1e-5, "dropout": 0.1, "hidden": 32, "batch": 64}
@@ -122,10 +124,9 @@ def test_coarse_fine_a_lost_trial_resumed_from_its_checkpoint_and_best_out(
 
     fine = run_cli("fine", "study.toml", *run, "--trials", "2", "--epochs", "3", cwd=tmp_path)
     assert fine.returncode == 0, fine.stderr
-    shown = run_cli("show", "digits-torch", "--db", "h.db", "--json", cwd=tmp_path)
-    assert shown.returncode == 0, shown.stderr
+    shown = study_document(load_summary(str(db), "digits-torch"))  # what show --json prints
     files = query(db, "SELECT t.stage_id, c.uri FROM checkpoints c JOIN trials t USING (trial_id)")
-    for stage in json.loads(shown.stdout)["stages"]:
+    for stage in shown["stages"]:
         mine = [Path(uri) for s, uri in files if s == stage["id"]]
         assert stage["checkpoints"]["files"] == len(mine) > 0
         assert stage["checkpoints"]["bytes"] == sum(p.stat().st_size for p in mine)
