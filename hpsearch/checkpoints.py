@@ -92,17 +92,14 @@ class Checkpointing:
             return None
 
     # -- during the run ------------------------------------------------------------------------
-    def save(self, stage_id: int, events: Iterable[Event], batch: Batch) -> bool:
-        """Write the checkpoints among `events` to the store, their rows to `batch`; whether
-        there were any (the batch is then committed at once)."""
-        saved = False
+    def save(self, stage_id: int, events: Iterable[Event], batch: Batch) -> None:
+        """Write the checkpoints among `events` to the store at once and their rows to `batch`
+        (committed with the epoch's metrics: a driver that dies first leaves files, no row)."""
         for event in events:
             if isinstance(event, Checkpointed):
                 key = f"{self.study}/{stage_id}/{event.trial_id}/{event.attempt}/{event.epoch}"
                 stored = self.artifacts.put(key, event.files)
                 batch.checkpoint(event.trial_id, event.attempt, event.epoch, stored)
-                saved = True
-        return saved
 
     def prune_due(self) -> bool:
         return time.monotonic() - self._pruned_at >= PRUNE_SECONDS

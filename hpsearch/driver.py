@@ -251,12 +251,9 @@ def run_stage(
     try:
         for events in executor.run(tasks) if board is None else executor.run(tasks, board):
             tracker.apply(events, batch)
-            saved = checkpoints.save(stage.stage_id, events, batch) if checkpoints else False
-            if (
-                saved
-                or time.monotonic() - last_commit >= COMMIT_SECONDS
-                or len(batch) >= COMMIT_ROWS
-            ):
+            if checkpoints:
+                checkpoints.save(stage.stage_id, events, batch)
+            if time.monotonic() - last_commit >= COMMIT_SECONDS or len(batch) >= COMMIT_ROWS:
                 store.record(batch)
                 batch, last_commit = Batch(), time.monotonic()
                 if checkpoints and checkpoints.prune_due():
