@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from hpsearch import planner
+from hpsearch.commits import Committer
 from hpsearch.narrowing import Analysis
 from hpsearch.planner import History, NewStage, NoProposalError, Plan, Resume, StageRequest
 from hpsearch.ranking import ranked
@@ -214,17 +215,18 @@ def run_stage(
     tasks = [_task(stage, space, t) for t in todo]
     if on_progress:
         on_progress(progress)
+    commit = Committer(store, progress.counts)
     batch, last_commit = Batch(), time.monotonic()
     try:
         for events in executor.run(tasks):
             tracker.apply(events, batch)
             if time.monotonic() - last_commit >= COMMIT_SECONDS or len(batch) >= COMMIT_ROWS:
-                store.record(batch)
+                commit(batch)
                 batch, last_commit = Batch(), time.monotonic()
                 if on_progress:
                     on_progress(progress)
     finally:
-        store.record(batch)
+        commit(batch)
     if on_progress:
         on_progress(progress)
     return store.status_counts(stage.stage_id)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
     from storage._errors import (
         ArtifactError as ArtifactError,
         NotFoundError as NotFoundError,
+        RowError as RowError,
         SchemaVersionError as SchemaVersionError,
         StorageError as StorageError,
         masked as masked,
@@ -88,6 +89,7 @@ _MODULE_OF = {
     "to_url": "_engine",
     "ArtifactError": "_errors",
     "NotFoundError": "_errors",
+    "RowError": "_errors",
     "SchemaVersionError": "_errors",
     "StorageError": "_errors",
     "SCHEMA_VERSION": "_models",

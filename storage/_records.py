@@ -93,6 +93,26 @@ class Batch:
     def __len__(self) -> int:
         return len(self.started) + len(self.metrics) + len(self.finished) + len(self.ended)
 
+    def by_trial(self) -> dict[int, Batch]:
+        """The batch split into one batch per trial, each with that trial's rows in order."""
+        parts: dict[int, Batch] = {}
+        for rows, key in self._lists():
+            for row in getattr(self, rows):
+                getattr(parts.setdefault(row[key], Batch()), rows).append(row)
+        return parts
+
+    def without(self, trial_ids: set[int]) -> Batch:
+        """The batch without the rows of these trials."""
+        kept = Batch()
+        for rows, key in self._lists():
+            getattr(kept, rows).extend(r for r in getattr(self, rows) if r[key] not in trial_ids)
+        return kept
+
+    @staticmethod
+    def _lists() -> tuple[tuple[str, str], ...]:
+        """Each list of rows and the key of its trial id."""
+        return (("started", "tid"), ("metrics", "trial_id"), ("finished", "tid"), ("ended", "tid"))
+
     def start(self, trial_id: int, attempt: int, node_id: str | None, at: datetime) -> None:
         """The attempt began on this node: the trial is running, the attempt's row is new."""
         self.started.append(
