@@ -34,6 +34,14 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
         StorageError as StorageError,
         masked as masked,
     )
+    from storage._leases import (
+        Lease as Lease,
+        beat as beat,
+        current_lease as current_lease,
+        release_lease as release_lease,
+        renew_lease as renew_lease,
+        take_lease as take_lease,
+    )
     from storage._models import SCHEMA_VERSION as SCHEMA_VERSION
     from storage._queries import (
         find_study as find_study,
@@ -92,6 +100,12 @@ _MODULE_OF = {
     "RowError": "_errors",
     "SchemaVersionError": "_errors",
     "StorageError": "_errors",
+    "Lease": "_leases",
+    "beat": "_leases",
+    "current_lease": "_leases",
+    "release_lease": "_leases",
+    "renew_lease": "_leases",
+    "take_lease": "_leases",
     "SCHEMA_VERSION": "_models",
     "METRIC_COLUMNS": "_records",
     "TRIAL_COLUMNS": "_records",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -83,6 +83,8 @@ class Store:
         self.engine = open_engine(db)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._file = _SqliteFile.of(self.engine)
+        # Run inside every `record` transaction before its rows (a stage lease's check).
+        self.fence: Callable[[Connection], None] | None = None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -223,6 +225,8 @@ class Store:
             return
         with self._session() as s, _rows_refused(self.db):
             conn = s.connection()
+            if self.fence is not None:
+                self.fence(conn)
             if batch.started:
                 conn.execute(_START, batch.started)
             if batch.metrics:

@@ -3,13 +3,26 @@ a database file deleted mid-stage stops the driver (case 2), one driver per stag
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from hpsearch import HpsearchError, Study, lease
 from hpsearch.commits import Committer
+from hpsearch.driver import begin, plan_stage
+from hpsearch.lease import LeaseLost, acquire, stage_lease
+from hpsearch.planner import StageRequest
 from hpsearch.runtime.worker import Ended, EpochDone, TrialTask, run_trial
-from storage import Batch, Status, Store, now
+from storage import Batch, Lease, StageKind, Status, Store, current_lease, now, take_lease
 from tests.conftest import db_rows
 from tests.test_e2e_coarse import _start_driver, _wait_for_rows, study
 
@@ -130,9 +143,9 @@ def test_a_refused_row_fails_its_trial_and_the_others_land(db_url: str) -> None:
 
 # -- case 2: the database never vanishes silently ------------------------------------------
 def test_a_database_deleted_mid_stage_stops_the_driver(tmp_path: Path, ray_address: str) -> None:
-    spec, db = study(tmp_path, trials=16, sleep=0.15), tmp_path / "h.db"
+    spec, db = study(tmp_path, trials=8, sleep=0.2), tmp_path / "h.db"
     proc = _start_driver(spec, db, ray_address)
-    _wait_for_rows(db, 20, proc)
+    _wait_for_rows(db, 8, proc)
     for path in tmp_path.glob("h.db*"):  # `rm results.db*`
         path.unlink()
     stdout, stderr = proc.communicate(timeout=120)
@@ -142,3 +155,129 @@ def test_a_database_deleted_mid_stage_stops_the_driver(tmp_path: Path, ray_addre
         "run wrote went with the old file); rerun the command to run on the file now there"
     ]
     assert "next:" not in stdout and not db.exists()
+
+
+# -- case 6: one driver per stage -----------------------------------------------------------
+def train_lease(params: dict, *, epochs: int, seed: int):  # type: ignore[no-untyped-def]
+    for epoch in range(1, epochs + 1):
+        yield {"val_acc": params["x"] * epoch}
+
+
+def lease_study(db: str, name: str = "leased") -> Study:
+    spec = {
+        "name": name,
+        "trainable": train_lease,
+        "metric": "val_acc",
+        "space": {"x": {"type": "uniform", "low": 0.0, "high": 1.0}},
+        "coarse": {"trials": 3, "epochs": 2},
+    }
+    return Study.from_spec(spec, db)
+
+
+def holder(study: str, *, host: str, pid: int, age: float) -> Lease:
+    at = now() - timedelta(seconds=age)
+    return Lease(study, "coarse", uuid.uuid4().hex, host, pid, at, at)
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_live_lease_stops_a_second_driver_and_changes_nothing(db_url: str) -> None:
+    study = lease_study(db_url)
+    study.coarse(trials=2, epochs=1, executor="local")  # stage 1, finished
+    assert take_lease(study.store, holder("leased", host="gpu-7", pid=4242, age=3), None)
+    before = {t: db_rows(db_url, f"SELECT * FROM {t}") for t in ("stages", "trials", "metrics")}
+    with pytest.raises(HpsearchError) as info:
+        study.coarse(executor="local")
+    assert str(info.value) == (
+        "a coarse stage of study 'leased' is being run by another driver (host gpu-7, pid 4242, "
+        "last heartbeat 3 s ago): wait for it to end or stop it; a driver silent for 30 s is "
+        "taken over"
+    )
+    assert {t: db_rows(db_url, f"SELECT * FROM {t}") for t in before} == before
+    assert db_rows(db_url, "SELECT host, pid FROM stage_leases") == [("gpu-7", 4242)]
+    study.close()
+
+
+@pytest.mark.parametrize(
+    "gone",
+    [
+        {"host": "gpu-7", "pid": 4242, "age": 31},  # no heartbeat for longer than 30 s
+        {"host": socket.gethostname(), "pid": -1, "age": 0},  # this host, its process ended
+    ],
+    ids=["stale-heartbeat", "dead-process-on-this-host"],
+)
+def test_a_lease_whose_driver_is_gone_is_taken_over(db_url: str, gone: dict) -> None:
+    study = lease_study(db_url)
+    if gone["pid"] == -1:
+        gone["pid"] = dead_pid()
+    assert take_lease(study.store, holder("leased", **gone), None)
+    result = study.coarse(executor="local")
+    assert result.counts == {"completed": 3}
+    assert db_rows(db_url, "SELECT count(*) FROM stage_leases") == [(0,)]  # released at the end
+    study.close()
+
+
+def test_drivers_racing_for_one_lease_exactly_one_wins(db_url: str) -> None:
+    """Eight drivers at once, for a free lease and then for a stale one (the conditional UPDATE)."""
+    stores = [Store(db_url) for _ in range(8)]
+    for stale in (None, holder("race", host="gone", pid=1, age=60)):
+        if stale is not None:
+            take_lease(stores[0], stale, current_lease(stores[0], "race", "coarse"))
+        start = threading.Barrier(len(stores))
+
+        def drive(store: Store, start: threading.Barrier = start) -> str:
+            start.wait()
+            try:
+                return acquire(store, "race", "coarse", plan=None).driver_id  # type: ignore[arg-type]
+            except HpsearchError as exc:
+                return str(exc)
+
+        with ThreadPoolExecutor(len(stores)) as pool:
+            outcomes = list(pool.map(drive, stores))
+        winners = [o for o in outcomes if "being run by another driver" not in o]
+        assert len(winners) == 1, outcomes
+        assert current_lease(stores[0], "race", "coarse").driver_id == winners[0]  # type: ignore[union-attr]
+    for store in stores:
+        store.close()
+
+
+def test_a_driver_whose_lease_was_taken_over_writes_nothing_more(db_url: str) -> None:
+    study = lease_study(db_url)
+    store, spec = study.store, study.spec
+    request = StageRequest(StageKind.COARSE, 2, 1)
+    with stage_lease(store, spec, request, plan_stage(store, spec, request)) as plan:
+        _, stage, _ = begin(store, spec, plan)
+        trial_id = store.trials(stage.stage_id)[0].trial_id
+        mine = current_lease(store, "leased", "coarse")
+        assert mine is not None and mine.pid == os.getpid()
+        taker = holder("leased", host="other", pid=1, age=0)
+        assert take_lease(store, taker, mine)  # as if this driver had been silent for 30 s
+        batch = Batch()
+        trial_rows(batch, trial_id, ["val_acc"], status="completed")
+        with pytest.raises(LeaseLost, match="another driver took over its coarse stage"):
+            store.record(batch)
+    assert db_rows(db_url, "SELECT count(*) FROM metrics") == [(0,)]
+    assert db_rows(db_url, "SELECT driver_id FROM stage_leases") == [(taker.driver_id,)]
+    study.close()
+
+
+def test_the_heartbeat_renews_the_lease_while_a_trial_sends_nothing(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lease, "HEARTBEAT_SECONDS", 0.05)
+    study = lease_study(db_url)
+    store, spec = study.store, study.spec
+    request = StageRequest(StageKind.COARSE, 2, 1)
+    with stage_lease(store, spec, request, plan_stage(store, spec, request)):
+        first = current_lease(store, "leased", "coarse")
+        assert first is not None
+        deadline = time.monotonic() + 30
+        while current_lease(store, "leased", "coarse") == first:  # type: ignore[comparison-overlap]
+            assert time.monotonic() < deadline, "no heartbeat"
+            time.sleep(0.02)
+    assert current_lease(store, "leased", "coarse") is None  # released
+    study.close()

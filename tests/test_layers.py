@@ -85,6 +85,8 @@ IO_MODULES = {
     "__main__": "the console entry point",
     "api": "the Python API: opens the Store, starts executors",
     "driver": "runs a stage: the Store and an executor",
+    "commits": "the driver's commits: writes batches through the Store",
+    "lease": "the driver's stage lease: rows through the Store",
     "lookup": "finds a study through the read-only path",
     "plots": "loads results and draws them",
 }
