@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from hpsearch.driver import ProgressCallback, StageOutcome, execute, plan_stage
 from hpsearch.errors import DatabaseError, HpsearchError, SpecError
-from hpsearch.lease import stage_lease
+from hpsearch.lease import check_free, stage_lease
 from hpsearch.narrowing import split_proposal
 from hpsearch.planner import StageRequest
 from hpsearch.registry import qualified, resolve
@@ -193,12 +193,13 @@ class Study:
         _check_request(request, options)
         with _database_errors():
             plan = plan_stage(self.store, self.spec, request)
-            with stage_lease(self.store, self.spec, request, plan) as plan:  # before Ray starts
-                runner = self._executor(executor, options)
-                try:
+            check_free(self.store, self.spec, request, plan)  # another driver's: before Ray
+            runner = self._executor(executor, options)
+            try:
+                with stage_lease(self.store, self.spec, request, plan) as plan:
                     outcome = execute(self.store, self.spec, plan, runner, on_progress)
-                finally:
-                    runner.close()
+            finally:
+                runner.close()
         return StageResult.of(outcome)
 
     def trials(self, *, stage: int | None = None, status: str | None = None) -> pd.DataFrame:

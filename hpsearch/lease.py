@@ -1,7 +1,9 @@
 """One driver per stage: a lease on a study's stage of a kind, held while a driver runs it.
 
-Taken after planning and before Ray starts; a second driver finds it held and stops with one
-line naming the holder, having changed nothing. The holder renews its heartbeat from a small
+Looked at after planning and before Ray starts: a second driver finds it held and stops with
+one line naming the holder, having changed nothing. Taken once Ray is up (Ray may refuse the
+resources asked for: the database stays untouched); of two drivers that got that far at once,
+one takes it and the other stops the same way. The holder renews its heartbeat from a small
 thread every few seconds (a trial may send nothing for minutes) and at every commit, inside
 the commit's transaction: a driver whose lease was taken over writes nothing more. A lease is
 taken over when its heartbeat is older than `STALE_SECONDS`, or at once when its holder ran
@@ -61,6 +63,14 @@ def stage_lease(store: Store, spec: StudySpec, request: StageRequest, plan: Plan
         heartbeat.stop()
         with suppress(StorageError):  # the database may be what failed
             release_lease(store, lease)
+
+
+def check_free(store: Store, spec: StudySpec, request: StageRequest, plan: Plan) -> None:
+    """Before Ray starts, reading only: a live holder of the lease stops this driver."""
+    kind = str(request.kind)
+    holder = current_lease(store, spec.name, kind)
+    if holder is not None and not _gone(holder):
+        raise HpsearchError(_held(holder, spec.name, kind, plan))
 
 
 def acquire(store: Store, study: str, kind: str, plan: Plan) -> Lease:
