@@ -182,10 +182,9 @@ def test_sigkill_mid_stage_then_rerun_resumes(tmp_path: Path, ray_address: str) 
 
 
 def test_ctrl_c_commits_and_exits_130(tmp_path: Path, ray_address: str) -> None:
-    spec, db = study(tmp_path, trials=16, sleep=0.3), tmp_path / "h.db"  # runs on while a
-    # second driver starts
+    spec, db = study(tmp_path, trials=16, sleep=0.15), tmp_path / "h.db"
     proc = _start_driver(spec, db, ray_address)
-    _wait_for_rows(db, 40, proc)
+    _wait_for_rows(db, 1, proc)  # the stage runs: its driver holds the lease
     second = coarse(spec, db, ray_address)  # a second driver on the running stage (case 6)
     assert second.returncode == 2 and proc.poll() is None, second.stderr
     assert re.fullmatch(
@@ -194,6 +193,7 @@ def test_ctrl_c_commits_and_exits_130(tmp_path: Path, ray_address: str) -> None:
         r"wait for it to end or stop it; a driver silent for 30 s is taken over",
         second.stderr.strip(),
     )
+    _wait_for_rows(db, 40, proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

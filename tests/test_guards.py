@@ -266,10 +266,10 @@ def test_a_driver_whose_lease_was_taken_over_writes_nothing_more(db_url: str) ->
 
 
 def test_the_heartbeat_renews_the_lease_while_a_trial_sends_nothing(
-    db_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(lease, "HEARTBEAT_SECONDS", 0.05)
-    study = lease_study(db_url)
+    study = lease_study(str(tmp_path / "h.db"))
     store, spec = study.store, study.spec
     request = StageRequest(StageKind.COARSE, 2, 1)
     with stage_lease(store, spec, request, plan_stage(store, spec, request)):
