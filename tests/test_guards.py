@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,8 +23,18 @@ from hpsearch.driver import begin, plan_stage
 from hpsearch.lease import LeaseLost, acquire, stage_lease
 from hpsearch.planner import StageRequest
 from hpsearch.runtime.worker import Ended, EpochDone, TrialTask, run_trial
-from storage import Batch, Lease, StageKind, Status, Store, current_lease, now, take_lease
-from tests.conftest import db_rows
+from storage import (
+    Batch,
+    Lease,
+    StageKind,
+    Status,
+    StorageError,
+    Store,
+    current_lease,
+    now,
+    take_lease,
+)
+from tests.conftest import db_rows, query
 from tests.test_e2e_coarse import _start_driver, _wait_for_rows, study
 
 BAD_NAME = "bad" + chr(0xD800) + "name"  # a lone surrogate, as from bytes decoded carelessly
@@ -155,6 +166,24 @@ def test_a_database_deleted_mid_stage_stops_the_driver(tmp_path: Path, ray_addre
         "run wrote went with the old file); rerun the command to run on the file now there"
     ]
     assert "next:" not in stdout and not db.exists()
+
+
+def test_a_database_replaced_under_the_store_is_noticed_before_the_next_write(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "h.db"
+    store = Store(str(db))
+    trial_id = new_stage(store, 1)[0]
+    copy = tmp_path / "copy.db"
+    with sqlite3.connect(db) as source, sqlite3.connect(copy) as target:
+        source.backup(target)  # a restored backup, moved into place
+    os.replace(copy, db)
+    batch = Batch()
+    trial_rows(batch, trial_id, ["val_acc"], status="completed")
+    with pytest.raises(StorageError, match="was deleted or replaced while the stage ran"):
+        store.record(batch)
+    assert query(db, "SELECT status FROM trials") == [("pending",)]  # the new file untouched
+    store.close()
 
 
 # -- case 6: one driver per stage -----------------------------------------------------------
