@@ -30,6 +30,7 @@ from hpsearch.ensemble_run import (
     study_of,
 )
 from hpsearch.errors import DatabaseError, HpsearchError, SpecError
+from hpsearch.lease import check_free, stage_lease
 from hpsearch.narrowing import split_proposal
 from hpsearch.planner import Plan, Resume, StageRequest, resumable, seeds_stage
 from hpsearch.ranking import ranked
@@ -222,7 +223,8 @@ class Study:
         spec = scheduled(self.spec, request)
         with _database_errors():
             plan = plan_stage(self.store, spec, request)
-            outcome = self._execute(plan, options, on_progress, executor, spec=spec)
+            check_free(self.store, spec, request, plan)  # another driver's: before Ray
+            outcome = self._execute(plan, options, on_progress, executor, spec=spec, lease=request)
         return StageResult.of(outcome)
 
     def _execute(
@@ -233,13 +235,20 @@ class Study:
         executor: ExecutorName,
         checkpoints: Checkpointing | None = None,
         spec: StudySpec | None = None,
+        lease: StageRequest | None = None,
     ) -> StageOutcome:
         """Run the planned stage (of `spec`, default this study's: e.g. with `--schedule`
-        applied); checkpoints as the spec says unless `checkpoints` is given."""
+        applied); checkpoints as the spec says unless `checkpoints` is given. With `lease` (the
+        request of a coarse or fine stage) the stage's lease is held while it runs, taken once
+        Ray is up (see `hpsearch.lease`)."""
+        spec = spec or self.spec
         checkpoints = checkpoints or self._checkpointing()  # a server db without --artifacts: here
         runner = self._executor(executor, options)
         try:
-            return execute(self.store, spec or self.spec, plan, runner, on_progress, checkpoints)
+            if lease is None:
+                return execute(self.store, spec, plan, runner, on_progress, checkpoints)
+            with stage_lease(self.store, spec, lease, plan) as plan:
+                return execute(self.store, spec, plan, runner, on_progress, checkpoints)
         finally:
             runner.close()
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from hpsearch import asha, planner
 from hpsearch.asha import RungBoard
+from hpsearch.commits import Committer
 from hpsearch.narrowing import Analysis
 from hpsearch.planner import History, NewStage, NoProposalError, Plan, Resume, StageRequest
 from hpsearch.ranking import ranked
@@ -231,7 +232,7 @@ def run_stage(
     """Run the stage's unfinished trials; commit results in batches. Returns status counts.
 
     On an interrupt (Ctrl-C) everything received so far is committed before it propagates.
-    With `checkpoints`, trials write checkpoints (each committed as soon as it arrives), a
+    With `checkpoints`, trials write checkpoints (files stored as they arrive), a
     resumed trial continues from its latest, and retention prunes as the stage goes.
     """
     todo = store.trials(stage.stage_id, unfinished_only=True)
@@ -247,6 +248,7 @@ def run_stage(
     board = rung_board(store, spec, stage, resumed)
     if on_progress:
         on_progress(progress)
+    commit = Committer(store, progress.counts)
     batch, last_commit = Batch(), time.monotonic()
     try:
         for events in executor.run(tasks) if board is None else executor.run(tasks, board):
@@ -254,14 +256,14 @@ def run_stage(
             if checkpoints:
                 checkpoints.save(stage.stage_id, events, batch)
             if time.monotonic() - last_commit >= COMMIT_SECONDS or len(batch) >= COMMIT_ROWS:
-                store.record(batch)
+                commit(batch)
                 batch, last_commit = Batch(), time.monotonic()
                 if checkpoints and checkpoints.prune_due():
                     checkpoints.prune(store, stage.stage_id)
                 if on_progress:
                     on_progress(progress)
     finally:
-        store.record(batch)
+        commit(batch)
     if checkpoints:
         checkpoints.prune(store, stage.stage_id)
     if on_progress:

@@ -34,9 +34,18 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
     from storage._errors import (
         ArtifactError as ArtifactError,
         NotFoundError as NotFoundError,
+        RowError as RowError,
         SchemaVersionError as SchemaVersionError,
         StorageError as StorageError,
         masked as masked,
+    )
+    from storage._leases import (
+        Lease as Lease,
+        beat as beat,
+        current_lease as current_lease,
+        release_lease as release_lease,
+        renew_lease as renew_lease,
+        take_lease as take_lease,
     )
     from storage._models import SCHEMA_VERSION as SCHEMA_VERSION
     from storage._queries import (
@@ -99,8 +108,15 @@ _MODULE_OF = {
     "to_url": "_engine",
     "ArtifactError": "_errors",
     "NotFoundError": "_errors",
+    "RowError": "_errors",
     "SchemaVersionError": "_errors",
     "StorageError": "_errors",
+    "Lease": "_leases",
+    "beat": "_leases",
+    "current_lease": "_leases",
+    "release_lease": "_leases",
+    "renew_lease": "_leases",
+    "take_lease": "_leases",
     "SCHEMA_VERSION": "_models",
     "METRIC_COLUMNS": "_records",
     "TRIAL_COLUMNS": "_records",

@@ -17,6 +17,15 @@ class NotFoundError(StorageError):
     """The database or the study named on the command line does not exist."""
 
 
+class RowError(StorageError):
+    """The database refused a row of a batch (its encoding, length or a constraint), not the
+    batch as a whole: the other rows may still go in without it."""
+
+    def __init__(self, db: str, reason: str) -> None:
+        super().__init__(f"{db}: {reason}")
+        self.reason = reason  # the database's (or its driver's) words, on one line
+
+
 class QueryTimeout(StorageError):
     """A read-only query ran past its time limit and was stopped."""
 

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 5  # the newest revision's number: revision "0005" (see storage/_schema.py)
+SCHEMA_VERSION = 6  # the newest revision's number: revision "0006" (see storage/_schema.py)
 
 
 class Base(DeclarativeBase):
@@ -188,3 +188,16 @@ class EnsembleMember(Base):
     )
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     accuracy: Mapped[float] = mapped_column(Float)
+
+
+class StageLease(Base):
+    """The driver running a study's stage of a kind (one at a time); see `hpsearch.lease`."""
+
+    __tablename__ = "stage_leases"
+    study: Mapped[str] = mapped_column(String(200), primary_key=True)  # the study's name
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # 'coarse' | 'fine'
+    driver_id: Mapped[str] = mapped_column(String(32))  # one run of a driver
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[datetime] = mapped_column(DateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime)  # renewed every few seconds

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -187,6 +187,23 @@ class Batch:
             for f in files
         )
 
+    def by_trial(self) -> dict[int, Batch]:
+        """The batch split into one batch per trial, each with that trial's rows in order."""
+        parts: dict[int, Batch] = {}
+        for rows in fields(self):
+            for row in getattr(self, rows.name):
+                getattr(parts.setdefault(_trial_of(row), Batch()), rows.name).append(row)
+        return parts
+
+    def without(self, trial_ids: set[int]) -> Batch:
+        """The batch without the rows of these trials."""
+        kept = Batch()
+        for rows in fields(self):
+            getattr(kept, rows.name).extend(
+                row for row in getattr(self, rows.name) if _trial_of(row) not in trial_ids
+            )
+        return kept
+
     def start(self, trial_id: int, attempt: int, node_id: str | None, at: datetime) -> None:
         """The attempt began on this node: the trial is running, the attempt's row is new."""
         self.started.append(
@@ -237,6 +254,11 @@ class Batch:
                 "finished_at": at,
             }
         )
+
+
+def _trial_of(row: dict[str, Any]) -> int:
+    """The trial a batch row belongs to: every list of a Batch keys it `tid` or `trial_id`."""
+    return int(row["tid"] if "tid" in row else row["trial_id"])
 
 
 # The columns of `load_trials` (before one column per parameter) and of `load_metrics`.

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import asdict
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage._engine import describe, open_engine, session_scope
-from storage._errors import StorageError
+from storage._engine import describe, open_engine, reason, session_scope
+from storage._errors import RowError, StorageError
 from storage._models import (
     Attempt,
     Checkpoint,
@@ -54,6 +56,39 @@ def _finite_or_none(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
+@dataclass(frozen=True)
+class _SqliteFile:
+    """The SQLite file a Store opened. Deleted or replaced under it, the Store would go on
+    writing to the old file (an unlinked inode) and lose everything: every transaction checks
+    first (one stat)."""
+
+    path: str
+    identity: tuple[int, int]  # (device, inode)
+
+    @classmethod
+    def of(cls, engine: Engine) -> _SqliteFile | None:
+        if engine.dialect.name != "sqlite" or not engine.url.database:
+            return None
+        path = os.path.abspath(engine.url.database)
+        try:
+            found = os.stat(path)
+        except OSError:  # a `file:` URI: not a path to check
+            return None
+        return cls(path, (found.st_dev, found.st_ino))
+
+    def check(self, db: str) -> None:
+        try:
+            found = os.stat(self.path)
+            identity: tuple[int, int] | None = (found.st_dev, found.st_ino)
+        except FileNotFoundError:
+            identity = None
+        if identity != self.identity:
+            raise StorageError(
+                f"{db} was deleted or replaced while the stage ran: stopped (what this run "
+                "wrote went with the old file); rerun the command to run on the file now there"
+            )
+
+
 class Store:
     """Opens (or creates) the database; every write goes through one of these methods."""
 
@@ -61,11 +96,16 @@ class Store:
         self.db = describe(db)
         self.engine = open_engine(db)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._file = _SqliteFile.of(self.engine)
+        # Run inside every `record` transaction before its rows (a stage lease's check).
+        self.fence: Callable[[Connection], None] | None = None
 
     def close(self) -> None:
         self.engine.dispose()
 
     def _session(self) -> AbstractContextManager[Session]:
+        if self._file is not None:
+            self._file.check(self.db)
         return session_scope(self._sessions, self.db)
 
     # -- studies and stages -------------------------------------------------------------
@@ -211,8 +251,10 @@ class Store:
         """Write one batch of results in a single transaction."""
         if not len(batch):
             return
-        with self._session() as s:
+        with self._session() as s, _rows_refused(self.db):
             conn = s.connection()
+            if self.fence is not None:
+                self.fence(conn)
             if batch.started:
                 conn.execute(_START, batch.started)
             if batch.metrics:
@@ -357,6 +399,18 @@ class Store:
 
 def _checkpoint_record(row: Checkpoint) -> CheckpointRecord:
     return CheckpointRecord(row.trial_id, row.attempt, row.epoch, row.uri, row.bytes, row.sha256)
+
+
+@contextmanager
+def _rows_refused(db: str) -> Iterator[None]:
+    """A row the database (or its driver, encoding it) refuses, as a RowError; other errors
+    (locked, disk full, connection lost) are the database's and stay StorageErrors."""
+    try:
+        yield
+    except (IntegrityError, DataError) as exc:
+        raise RowError(db, reason(exc)) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # raised while binding a value
+        raise RowError(db, f"{type(exc).__name__}: {exc}") from None
 
 
 _trials = table(Trial)

@@ -40,6 +40,8 @@ def misbehaving(params, *, epochs, seed):
             yield {"val_acc": "high"}
         elif kind == "nometric":
             yield {"val_loss": 0.1}
+        elif kind == "surrogate":  # a name decoded from bytes carelessly
+            yield {"val_acc": params["x"], "bad" + chr(0xD800) + "name": 1.0}
         else:
             yield {"val_acc": params["x"] * epoch}
 
@@ -334,7 +336,8 @@ def test_misbehaving_trainable_fails_trials_not_the_stage(workdir: Path, ray_add
         edited('"badmod:train"', '"badmod:misbehaving"')
         .replace('name = "bad-input"', 'name = "misbehaving"')
         .replace("trials = 2", "trials = 40")
-        + '\n[space.kind]\ntype = "choice"\nvalues = ["ok", "nondict", "nonnumeric", "nometric"]\n',
+        + '\n[space.kind]\ntype = "choice"\n'
+        + 'values = ["ok", "nondict", "nonnumeric", "nometric", "surrogate"]\n',
     )
     db = workdir / "misbehaving.db"
     result = coarse(workdir, spec, db, "--address", ray_address, "--quiet")
@@ -355,7 +358,16 @@ def test_misbehaving_trainable_fails_trials_not_the_stage(workdir: Path, ray_add
         "nometric": {
             ("failed", "epoch 1: no value for the spec's metric 'val_acc' (got val_loss)")
         },
+        "surrogate": {
+            (
+                "failed",
+                r"epoch 1: metric name 'bad\ud800name' is not valid UTF-8 "
+                "(a lone surrogate: decode its bytes first)",
+            )
+        },
     }
+    again = coarse(workdir, spec, db, "--address", ray_address, "--quiet", "--trials", "10")
+    assert again.returncode == 0, again.stderr  # a new stage: nothing left poisoned
 
 
 def test_submit_and_jobs_bad_input(workdir: Path) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -183,6 +185,15 @@ def test_sigkill_mid_stage_then_rerun_resumes(tmp_path: Path, ray_address: str) 
 def test_ctrl_c_commits_and_exits_130(tmp_path: Path, ray_address: str) -> None:
     spec, db = study(tmp_path, trials=16, sleep=0.15), tmp_path / "h.db"
     proc = _start_driver(spec, db, ray_address)
+    _wait_for_rows(db, 1, proc)  # the stage runs: its driver holds the lease
+    second = coarse(spec, db, ray_address)  # a second driver on the running stage (case 6)
+    assert second.returncode == 2 and proc.poll() is None, second.stderr
+    assert re.fullmatch(
+        rf"hpsearch: error: stage 1 \(coarse\) of study 'e2e' is being run by another driver "
+        rf"\(host {re.escape(socket.gethostname())}, pid {proc.pid}, last heartbeat \d+ s ago\): "
+        r"wait for it to end or stop it; a driver silent for 30 s is taken over",
+        second.stderr.strip(),
+    )
     _wait_for_rows(db, 40, proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
@@ -190,9 +201,12 @@ def test_ctrl_c_commits_and_exits_130(tmp_path: Path, ray_address: str) -> None:
     assert "interrupted" in stderr and "Traceback" not in stderr
     received = query(db, "SELECT count(*) FROM metrics")[0][0]
     assert received >= 40
+    assert query(db, "SELECT count(*) FROM stage_leases") == [(0,)]  # released on Ctrl-C
     result = coarse(spec, db, ray_address)
     assert result.returncode == 0 and "resuming coarse stage 1" in result.stderr
     assert query(db, "SELECT status, count(*) FROM trials GROUP BY 1") == [("completed", 16)]
+    assert query(db, "SELECT count(*) FROM stages") == [(1,)]
+    assert query(db, "SELECT count(*) FROM stage_leases") == [(0,)]  # released at the end
 
 
 def test_sigterm_commits_and_exits_143_like_ctrl_c(tmp_path: Path, ray_address: str) -> None:
@@ -208,6 +222,7 @@ def test_sigterm_commits_and_exits_143_like_ctrl_c(tmp_path: Path, ray_address: 
     )
     assert "Traceback" not in stderr and "SIGTERM received" not in stderr + stdout
     assert query(db, "SELECT count(*) FROM metrics")[0][0] >= 40
+    assert query(db, "SELECT count(*) FROM stage_leases") == [(0,)]  # released on SIGTERM
     result = coarse(spec, db, ray_address)
     assert result.returncode == 0 and "resuming coarse stage 1" in result.stderr
     assert query(db, "SELECT status, count(*) FROM trials GROUP BY 1") == [("completed", 16)]

@@ -86,7 +86,10 @@ IO_MODULES = {
     "api": "the Python API: opens the Store, starts executors",
     "checkpoints": "a stage's checkpoint files: the artifact store and their Store rows",
     "best": "copies the best trial's checkpoint out of the artifact store",
+    "ensemble_run": "builds an ensemble: checkpoints from the artifact store, rows via the Store",
     "driver": "runs a stage: the Store and an executor",
+    "commits": "the driver's commits: writes batches through the Store",
+    "lease": "the driver's stage lease: rows through the Store",
     "lookup": "finds a study through the read-only path",
     "plots": "loads results and draws them",
 }

@@ -117,6 +117,7 @@ def test_v1_database_upgrades_through_the_cli_with_every_row_kept(v1: Path) -> N
              status if ended else None, error if ended else None)
         )  # fmt: skip
     assert set(query(v1, "SELECT * FROM attempts")) == expected
+    assert query(v1, "SELECT count(*) FROM stage_leases") == [(0,)]  # version 6: no driver yet
     assert query(v1, "PRAGMA foreign_key_check") == []
     assert query(v1, "SELECT count(*) FROM checkpoints") == [(0,)]  # revision 0004: none yet
     assert query(v1, "SELECT count(*) FROM ensembles") == [(0,)]  # revision 0005: none yet
@@ -302,6 +303,7 @@ def test_a_version_1_postgres_database_upgrades_through_the_cli(pg_url: str) -> 
     assert f":{make_url(pg_url).password}@" not in done.stdout  # the password stays hidden
     for name, count in counts.items():
         assert db_rows(pg_url, f"SELECT count(*) FROM {name}")[0][0] == count, name
+    assert db_rows(pg_url, "SELECT count(*) FROM stage_leases") == [(0,)]
     attempts = db_rows(pg_url, "SELECT count(*), (SELECT sum(attempts) FROM trials) FROM attempts")
     assert attempts[0][0] == attempts[0][1]  # one row per attempt of every trial
     kinds = db_rows(pg_url, "SELECT DISTINCT json_typeof(params->'lr') FROM trial_results")

@@ -107,14 +107,53 @@ class _TrialFailed(Exception):
     """The trainable broke the API contract; the message says how."""
 
 
+MAX_NAME = 200  # the metric name column's length (PostgreSQL enforces it)
+
+
+def storable(text: str) -> str:
+    """`text` as every database stores it: lone surrogates and NUL escaped (`\\ud800`)."""
+    if "\x00" not in text:
+        try:
+            text.encode("utf-8")
+            return text
+        except UnicodeEncodeError:
+            pass
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def _metric_name(name: object, epoch: int) -> str:
+    """The metric's name, refused (the trial fails) when no database could store it."""
+    text = str(name)
+    shown = repr(text if len(text) <= 60 else text[:60] + "...")
+    if storable(text) != text:
+        why = "is not valid UTF-8 (a lone surrogate: decode its bytes first)"
+        if "\x00" in text:
+            why = "contains a NUL character"
+        raise _TrialFailed(f"epoch {epoch}: metric name {shown} {why}")
+    if len(text) > MAX_NAME:
+        raise _TrialFailed(
+            f"epoch {epoch}: metric name {shown} has {len(text)} characters (at most {MAX_NAME})"
+        )
+    return text
+
+
+def _metric_value(name: str, value: object, epoch: int) -> float:
+    """A real number as a float; non-finite values are kept (the trial then diverges)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise _TrialFailed(f"epoch {epoch}: metric {name!r} is {value!r}, not a number")
+    try:
+        return float(value)
+    except (OverflowError, ValueError, TypeError) as exc:  # e.g. 10**400, a broken __float__
+        raise _TrialFailed(f"epoch {epoch}: metric {name!r} is not a float ({exc})") from None
+
+
 def _as_metrics(out: object, epoch: int, metric: str) -> dict[str, float]:
     if not isinstance(out, dict):
         raise _TrialFailed(f"epoch {epoch} yielded {type(out).__name__}, not a dict of metrics")
     metrics: dict[str, float] = {}
-    for name, value in out.items():
-        if isinstance(value, bool) or not isinstance(value, Real):
-            raise _TrialFailed(f"epoch {epoch}: metric {name!r} is {value!r}, not a number")
-        metrics[str(name)] = float(value)
+    for key, value in out.items():
+        name = _metric_name(key, epoch)
+        metrics[name] = _metric_value(name, value, epoch)
     if metric not in metrics:
         got = ", ".join(sorted(metrics)) or "nothing"
         raise _TrialFailed(f"epoch {epoch}: no value for the spec's metric {metric!r} (got {got})")
@@ -164,7 +203,8 @@ def _run_trial(
     saving = directories.get(CHECKPOINT_DIR)
 
     def end(status: Status, error: str | None) -> Ended:
-        return Ended(task.trial_id, task.attempt, status, error, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        return Ended(task.trial_id, task.attempt, status, error and storable(error), seconds)
 
     try:
         for out in fn(dict(task.params), epochs=task.epochs, seed=task.seed, **directories):
