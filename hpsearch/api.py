@@ -133,6 +133,7 @@ class Study:
         cpus_per_trial: float = 1.0,
         gpus_per_trial: float = 0.0,
         max_retries: int = 2,
+        trial_timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         executor: ExecutorName = "ray",
     ) -> StageResult:
@@ -144,7 +145,10 @@ class Study:
             seed,
             widen=widen,
         )
-        options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
+        timeout = self.spec.coarse.trial_timeout if trial_timeout is None else trial_timeout
+        options = RayOptions(
+            address, cpus, cpus_per_trial, gpus_per_trial, max_retries, trial_timeout=timeout
+        )
         return self.run(request, options, on_progress=on_progress, executor=executor)
 
     def fine(
@@ -160,6 +164,7 @@ class Study:
         cpus_per_trial: float = 1.0,
         gpus_per_trial: float = 0.0,
         max_retries: int = 2,
+        trial_timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         executor: ExecutorName = "ray",
     ) -> StageResult:
@@ -173,7 +178,10 @@ class Study:
             from_stage=from_stage,
             top=top,
         )
-        options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
+        timeout = self.spec.fine.trial_timeout if trial_timeout is None else trial_timeout
+        options = RayOptions(
+            address, cpus, cpus_per_trial, gpus_per_trial, max_retries, trial_timeout=timeout
+        )
         return self.run(request, options, on_progress=on_progress, executor=executor)
 
     def run(
@@ -240,6 +248,7 @@ def _check_request(request: StageRequest, options: RayOptions) -> None:
         ("cpus_per_trial", options.cpus_per_trial, 0.01),
         ("gpus_per_trial", options.gpus_per_trial, 0),
         ("max_retries", options.max_retries, 0),
+        ("trial_timeout", options.trial_timeout, 0.01),
     ]
     for name, value, low in values:
         if value is None:

@@ -19,6 +19,7 @@ from hpsearch.cli.options import (
     FromStageOpt,
     GpusPerTrialOpt,
     JsonOpt,
+    KeepLogsOpt,
     QuietOpt,
     ResultsDbOpt,
     RetriesOpt,
@@ -27,10 +28,11 @@ from hpsearch.cli.options import (
     StudyArg,
     TopOpt,
     TrialsOpt,
+    TrialTimeoutOpt,
     WidenOpt,
 )
 from hpsearch.cli.report import Timer, err, fmt, out, progress_bar, summary_line, top_table
-from hpsearch.errors import Terminated
+from hpsearch.errors import ClusterLost, Terminated
 from hpsearch.run_options import RunOptions
 from storage import DEFAULT_DB, StageKind, StageStatus, Status
 
@@ -50,8 +52,8 @@ def open_study(spec_path: Path, db: str, address: str | None) -> Study:
     return Study.from_spec(spec_path, db, address=address)
 
 
-def ray_options(options: RunOptions) -> RayOptions:
-    """The run options the executor uses."""
+def ray_options(options: RunOptions, settings: StageSettings) -> RayOptions:
+    """The run options the executor uses (the time limit defaults to the spec's)."""
     from hpsearch.runtime.executor import RayOptions
 
     return RayOptions(
@@ -60,6 +62,8 @@ def ray_options(options: RunOptions) -> RayOptions:
         options.cpus_per_trial,
         options.gpus_per_trial,
         options.max_retries,
+        trial_timeout=options.trial_timeout or settings.trial_timeout,
+        keep_logs=options.keep_logs,
     )
 
 
@@ -88,11 +92,19 @@ def execute_stage(study: Study, kind: StageKind, options: RunOptions) -> None:
     try:
         with ExitStack() as stack:
             view = _progress_view(spec, quiet, stack)
-            result = study.run(request, ray_options(options), on_progress=view)
-    except KeyboardInterrupt as stop:
-        why, code = (
-            ("terminated (SIGTERM)", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
+            result = study.run(request, ray_options(options, settings), on_progress=view)
+    except ClusterLost as lost:
+        err.print(
+            f"hpsearch: {lost}; results so far are saved: rerun the command to resume",
+            markup=False,
+            soft_wrap=True,
         )
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt as stop:
+        from hpsearch.runtime.executor import sigterm_seen
+
+        sigterm = isinstance(stop, Terminated) or sigterm_seen()
+        why, code = ("terminated (SIGTERM)", 143) if sigterm else ("interrupted", 130)
         err.print(
             f"hpsearch: {why}; results so far are saved: rerun the command to resume",
             soft_wrap=True,
@@ -137,6 +149,8 @@ def coarse(
     cpus_per_trial: CpusPerTrialOpt = 1.0,
     gpus_per_trial: GpusPerTrialOpt = 0.0,
     max_retries: RetriesOpt = 2,
+    trial_timeout: TrialTimeoutOpt = None,
+    keep_logs: KeepLogsOpt = False,
     quiet: QuietOpt = False,
     widen: WidenOpt = False,
 ) -> None:
@@ -150,6 +164,8 @@ def coarse(
         cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial,
         max_retries=max_retries,
+        trial_timeout=trial_timeout,
+        keep_logs=keep_logs,
         quiet=quiet,
         widen=widen,
         from_stage=None,
@@ -171,6 +187,8 @@ def fine(
     cpus_per_trial: CpusPerTrialOpt = 1.0,
     gpus_per_trial: GpusPerTrialOpt = 0.0,
     max_retries: RetriesOpt = 2,
+    trial_timeout: TrialTimeoutOpt = None,
+    keep_logs: KeepLogsOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Run (or resume) a fine stage: fewer, longer trials on the ranges a stage proposed."""
@@ -183,6 +201,8 @@ def fine(
         cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial,
         max_retries=max_retries,
+        trial_timeout=trial_timeout,
+        keep_logs=keep_logs,
         quiet=quiet,
         widen=False,
         from_stage=from_stage,

@@ -13,18 +13,27 @@ import math
 import os
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from hpsearch.errors import ClusterError, Terminated
+from hpsearch.errors import ClusterError, ClusterLost, Terminated
 from hpsearch.registry import Trainable, resolve
 from hpsearch.runtime import local_ray
 from hpsearch.runtime.cluster import UPLOAD_EXCLUDES, check_cluster, cluster_address, first_line
 from hpsearch.runtime.local_ray import loopback_only
-from hpsearch.runtime.worker import Ended, Event, Lost, Started, TrialTask, run_bundle
+from hpsearch.runtime.worker import (
+    Ended,
+    EpochDone,
+    Event,
+    Lost,
+    Started,
+    TrialTask,
+    run_bundle,
+)
 from storage import Status
 
 FLUSH_SECONDS = 0.05  # a worker sends at most one message per trial bundle this often
@@ -81,6 +90,8 @@ class RayOptions:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_retries: int = 2
+    trial_timeout: float | None = None  # seconds from a trial's start; None: no limit
+    keep_logs: bool = False  # keep the session directory of a private local Ray
 
 
 _pinned_threads: int | None = None
@@ -199,6 +210,10 @@ class RayExecutor:
         self._trials_timed = 0
         self._started: set[int] = set()  # trials whose current attempt reported its start
         self._isolate: set[int] = set()  # trials lost with others: each runs alone next
+        self._running: dict[Any, tuple[int, float]] = {}  # task -> its trial now, since when
+        self._last_epoch: dict[int, int] = {}
+        self._stopping: dict[Any, tuple[int, str]] = {}  # task cancelled -> trial, why
+        self._nodes: dict[Any, str | None] = {}  # task -> the node it runs on
 
     def run(self, tasks: list[TrialTask]) -> Iterator[list[Event]]:
         import ray
@@ -207,8 +222,12 @@ class RayExecutor:
         retries: dict[int, int] = {}
         while queue or self._inflight:
             self._submit(queue)
-            for gen in self._ready(ray):
+            ready = self._ready(ray)
+            for gen in ready:
                 yield self._next_events(ray, gen, queue, retries)
+            self._stop_overdue(ray)
+            if not ready:
+                yield []  # nothing arrived this second: the driver still updates its progress
 
     def _submit(self, queue: deque[TrialTask]) -> None:
         while queue and len(self._inflight) < self.slots * IN_FLIGHT_PER_SLOT:
@@ -252,25 +271,121 @@ class RayExecutor:
             events: list[Event] = ray.get(next(gen))
         except StopIteration:
             del self._inflight[gen]
-            return []
-        except ray.exceptions.RayTaskError as exc:  # the worker code raised: no retry helps
+            self._nodes.pop(gen, None)
+            if gen in self._stopping or not unfinished:
+                return self._stopped(gen, unfinished, queue)
+            raise ClusterLost(_lost_cluster("Ray ended a task before its trials ran")) from None
+        except ray.exceptions.RayError as exc:
             del self._inflight[gen]
+            if gen in self._stopping:  # we killed its worker: a trial ran past its limit
+                return self._stopped(gen, unfinished, queue)
+            self._running.pop(gen, None)
+            node = self._nodes.pop(gen, None)
+            if not isinstance(exc, ray.exceptions.RayTaskError) and self._node_lost(ray, exc, node):
+                lost = f"worker lost with its node: {first_line(exc)}"
+                return self._stopped(gen, unfinished, queue, lost)
+            return self._failed(ray, exc, unfinished, queue, retries)
+        self._track(gen, events, unfinished)
+        return events
+
+    def _node_lost(self, ray: Any, exc: Exception, node: str | None) -> bool:
+        """Whether Ray lost the node the task ran on (not just the trial's worker process).
+
+        Raises ClusterLost when this driver's own Ray is gone (its local raylet, a process of
+        its private Ray, the GCS) or no node is left: the stage stops, nothing is charged.
+        """
+        dead = _dead_ray_processes()
+        if dead or isinstance(
+            exc, ray.exceptions.LocalRayletDiedError | ray.exceptions.RaySystemError
+        ):
+            detail = f"Ray's {', '.join(dead)} died" if dead else first_line(exc)
+            raise ClusterLost(_lost_cluster(detail))
+        alive = _alive_nodes(ray)
+        if not alive:
+            raise ClusterLost(_lost_cluster(first_line(exc)))
+        return isinstance(exc, ray.exceptions.NodeDiedError) or (
+            node is not None and node not in alive
+        )
+
+    def _failed(
+        self,
+        ray: Any,
+        exc: Exception,
+        unfinished: dict[int, TrialTask],
+        queue: deque[TrialTask],
+        retries: dict[int, int],
+    ) -> list[Event]:
+        if isinstance(exc, ray.exceptions.RayTaskError):  # the worker code raised: no retry helps
             reason = _task_error(exc)
             return [
                 Ended(t.trial_id, t.attempt, Status.FAILED, reason, 0.0)
                 for t in unfinished.values()
             ]
-        except ray.exceptions.RayError as exc:  # worker process or node died
-            del self._inflight[gen]
-            return self._lost(list(unfinished.values()), exc, queue, retries)
+        return self._lost(list(unfinished.values()), exc, queue, retries)  # its worker died
+
+    def _track(self, gen: Any, events: list[Event], unfinished: dict[int, TrialTask]) -> None:
         for event in events:
             if isinstance(event, Started):
                 self._started.add(event.trial_id)
+                self._nodes[gen] = event.node_id
+                self._running[gen] = (event.trial_id, time.monotonic())
+                self._last_epoch[event.trial_id] = 0
+            elif isinstance(event, EpochDone):
+                self._last_epoch[event.trial_id] = event.epoch
             elif isinstance(event, Ended):
                 self._started.discard(event.trial_id)
+                self._last_epoch.pop(event.trial_id, None)
                 unfinished.pop(event.trial_id, None)
+                if self._running.get(gen, (None,))[0] == event.trial_id:
+                    del self._running[gen]
                 self._trial_seconds += event.seconds
                 self._trials_timed += 1
+
+    def _stop_overdue(self, ray: Any) -> None:
+        """Kill the worker of each trial past its time limit (a hung trial may never return
+        to Python: only ending its process is sure to stop it)."""
+        limit = self.options.trial_timeout
+        if limit is None:
+            return
+        now = time.monotonic()
+        for gen, (trial_id, since) in list(self._running.items()):
+            if gen in self._stopping or now - since <= limit:
+                continue
+            epoch = self._last_epoch.get(trial_id, 0) + 1
+            self._stopping[gen] = (trial_id, f"timed out after {limit:g} s at epoch {epoch}")
+            try:
+                ray.cancel(gen, force=True)
+            except Exception:  # the task ended meanwhile: its events tell
+                pass
+
+    def _stopped(
+        self,
+        gen: Any,
+        unfinished: dict[int, TrialTask],
+        queue: deque[TrialTask],
+        reason: str = "",
+    ) -> list[Event]:
+        """A task ended by us or by its node's loss: not its trials' fault. The trial whose
+        worker we killed for its time limit fails for good (no retry); the others run again
+        uncharged, as a new attempt if theirs had started."""
+        self._running.pop(gen, None)
+        self._nodes.pop(gen, None)
+        culprit, reason = self._stopping.pop(gen, (None, reason))
+        events: list[Event] = []
+        again: list[TrialTask] = []
+        for task in unfinished.values():
+            started = task.trial_id in self._started
+            self._started.discard(task.trial_id)
+            if task.trial_id == culprit:
+                seconds = self.options.trial_timeout or 0.0
+                events.append(Ended(task.trial_id, task.attempt, Status.FAILED, reason, seconds))
+            elif started:
+                why = reason if culprit is None else f"worker stopped: {reason}"
+                events.append(Lost(task.trial_id, task.attempt, why))
+                again.append(replace(task, attempt=task.attempt + 1))
+            else:
+                again.append(task)
+        queue.extendleft(reversed(again))
         return events
 
     def _lost(
@@ -336,8 +451,44 @@ def _stop_on_sigterm() -> Any:
     return signal.signal(signal.SIGTERM, _raise_terminated) or signal.SIG_DFL
 
 
+_sigterm_seen = False
+
+
 def _raise_terminated(_signum: int, _frame: Any) -> None:
+    global _sigterm_seen
+    _sigterm_seen = True
     raise Terminated()
+
+
+def sigterm_seen() -> bool:
+    """Whether SIGTERM stopped this process's stage: raised inside `ray.wait`, our
+    `Terminated` reaches the caller as Ray's plain KeyboardInterrupt."""
+    return _sigterm_seen
+
+
+def _lost_cluster(detail: str) -> str:
+    return f"Ray failed mid-stage ({detail}); no trial was charged for it"
+
+
+def _dead_ray_processes() -> list[str]:
+    """The processes of this command's private local Ray that died (none elsewhere)."""
+    import ray
+
+    node: Any = ray._private.worker._global_node
+    if node is None or not node.head:
+        return []
+    return sorted({name for name, _ in node.dead_processes()})
+
+
+def _alive_nodes(ray: Any) -> set[str]:
+    """Ids of the nodes the GCS reports alive; empty when the GCS itself does not answer."""
+    gcs = ray.get_runtime_context().gcs_address
+    if not local_ray.answers(gcs):
+        return set()
+    try:
+        return {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+    except Exception:  # the GCS went away meanwhile
+        return set()
 
 
 def _in_ray_job() -> bool:

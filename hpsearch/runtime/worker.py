@@ -123,14 +123,19 @@ def run_bundle(
     node_id: str | None,
     flush_seconds: float,
 ) -> Iterator[list[Event]]:
-    """Run trials one after another, yielding their events in lists at most every flush_seconds.
+    """Run trials one after another, yielding their events in lists at most every flush_seconds
+    within a trial, and at each trial's start (with what the previous trial left).
 
     Buffering delays the report, not the decision: divergence still stops a trial at its epoch.
+    The flush at a trial's start means a finished trial's events never wait behind a trial
+    that hangs, and the driver times each trial from its start (its time limit).
     """
     buffer: list[Event] = []
-    last_flush = time.monotonic()
     for task in tasks:
         buffer.append(Started(task.trial_id, task.attempt, node_id))
+        yield buffer
+        buffer = []
+        last_flush = time.monotonic()
         for event in run_trial(fn, task, metric):
             buffer.append(event)
             if time.monotonic() - last_flush >= flush_seconds:
