@@ -94,8 +94,10 @@ def execute_stage(study: Study, kind: StageKind, options: RunOptions) -> None:
             view = _progress_view(spec, quiet, stack)
             result = study.run(request, ray_options(options, settings), on_progress=view)
     except ClusterLost as lost:
+        log = ray_messages()
         err.print(
-            f"hpsearch: {lost}; results so far are saved: rerun the command to resume",
+            f"hpsearch: {lost}; results so far are saved: rerun the command to resume"
+            + (f" ({log})" if log else ""),
             markup=False,
             soft_wrap=True,
         )
@@ -111,11 +113,29 @@ def execute_stage(study: Study, kind: StageKind, options: RunOptions) -> None:
         )
         raise typer.Exit(code) from None
     out.print(summary_line(result, spec.metric, timer.seconds), soft_wrap=True)
+    log = ray_messages()
+    if log:
+        out.print(log, markup=False, soft_wrap=True)
     if result.top and not quiet:
         out.print(top_table(list(result.top), spec.metric, list(spec.space.dimensions)))
     print_advice(spec, study.store.db, result)
     if not result.counts.get(Status.COMPLETED):
         raise typer.Exit(1)
+
+
+def ray_messages() -> str | None:
+    """Where Ray's own messages (dead workers, a dead raylet) went, and the session directory
+    of a local Ray kept by --keep-logs; None when there is neither."""
+    from hpsearch.runtime import ray_log
+
+    notes = []
+    written = ray_log.written()
+    if written:
+        notes.append(f"Ray's messages ({written[1]}, e.g. workers that died): {written[0]}")
+    kept = ray_log.kept_session()
+    if kept:
+        notes.append(f"Ray's session directory (kept): {kept}")
+    return "; ".join(notes) or None
 
 
 def _progress_view(spec: StudySpec, quiet: bool, stack: ExitStack) -> ProgressCallback:

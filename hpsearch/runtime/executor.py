@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from hpsearch.errors import ClusterError, ClusterLost, Terminated
 from hpsearch.registry import Trainable, resolve
-from hpsearch.runtime import local_ray
+from hpsearch.runtime import local_ray, ray_log
 from hpsearch.runtime.cluster import UPLOAD_EXCLUDES, check_cluster, cluster_address, first_line
 from hpsearch.runtime.local_ray import loopback_only
 from hpsearch.runtime.worker import (
@@ -186,8 +186,10 @@ class RayExecutor:
         self.options = options
         self._owns_ray = not ray.is_initialized()  # an API caller may have started Ray
         self._lease: local_ray.Lease | None = None
+        self._session: Path | None = None  # of the private Ray this executor started
         if self._owns_ray:
             self._lease = _connect(options, workload.search_path)
+            self._session = ray_log.session_dir()
         self._sigterm = _stop_on_sigterm()  # after ray.init, which installs its own handler
         self._driver = DriverContext.here() if self._lease else None
         try:
@@ -227,6 +229,9 @@ class RayExecutor:
                 yield self._next_events(ray, gen, queue, retries)
             self._stop_overdue(ray)
             if not ready:
+                dead = _dead_ray_processes()
+                if dead:  # sooner than Ray's own verdict on the tasks (~15 s)
+                    raise ClusterLost(_lost_cluster(f"Ray's {', '.join(dead)} died"))
                 yield []  # nothing arrived this second: the driver still updates its progress
 
     def _submit(self, queue: deque[TrialTask]) -> None:
@@ -437,6 +442,8 @@ class RayExecutor:
             self._sigterm = None
         if self._owns_ray:
             ray.shutdown()
+            ray_log.end_session(self._session, self.options.keep_logs)
+            self._session = None
         if self._lease is not None:
             self._lease.release()
             self._lease = None
@@ -506,6 +513,7 @@ def _task_error(exc: Exception) -> str:
 def _connect(options: RayOptions, search_path: Path) -> local_ray.Lease | None:
     """Join the cluster, else the warm local Ray (its lease), else start a private local Ray."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray_log.divert()
     address = cluster_address(options.address)
     if address:
         _join(address, search_path, {"RAY_USAGE_STATS_ENABLED": "0"})

@@ -378,11 +378,15 @@ class _Owner:
             ray_version=ray.__version__,
         )
         _write_state(state)
+        session = Path(node.get_session_dir_path())
         try:
             self._watch(node, state)
         finally:
             _remove_state(state.pid)
             ray.shutdown()
+            from hpsearch.runtime.ray_log import remove_session
+
+            remove_session(session)
 
     def _stop(self, *_: Any) -> None:
         self.stopping = True
