@@ -21,6 +21,7 @@ from hpsearch.runtime.executor import Executor
 from hpsearch.runtime.worker import Ended, EpochDone, Event, Lost, Started, TrialTask
 from hpsearch.space import Space
 from hpsearch.spec import StudySpec
+from hpsearch.stall import StallWatch
 from storage import (
     FINAL_STATUSES,
     Batch,
@@ -50,6 +51,7 @@ class Progress:
     counts: dict[str, int] = field(default_factory=dict)  # final statuses only
     best: float | None = None
     started: float = field(default_factory=time.monotonic)
+    stalled: tuple[int, float] | None = None  # trials without an epoch for long, longest gap
 
     @property
     def done(self) -> int:
@@ -87,20 +89,26 @@ class _Tracker:
         self.progress = progress
         self.best: dict[int, tuple[float, int]] = {}
         self.epochs: dict[int, int] = {}
+        self.stalls = StallWatch()
 
     def apply(self, events: list[Event], batch: Batch) -> None:
-        at = now()
+        at, clock = now(), time.monotonic()
         for event in events:
             if isinstance(event, EpochDone):
                 self._epoch(event, batch)
+                self.stalls.alive(event.trial_id, clock)
             elif isinstance(event, Started):
                 self.best.pop(event.trial_id, None)
                 self.epochs[event.trial_id] = 0
                 batch.start(event.trial_id, event.attempt, event.node_id, at)
+                self.stalls.alive(event.trial_id, clock)
             elif isinstance(event, Ended):
                 self._end(event, batch, at)
+                self.stalls.ended(event.trial_id, event.seconds, self.epochs.get(event.trial_id, 0))
             elif isinstance(event, Lost):
                 batch.lose(event.trial_id, event.attempt, event.reason, at)
+                self.stalls.ended(event.trial_id, 0.0, 0)
+        self.progress.stalled = self.stalls.stalled(clock)
 
     def _epoch(self, event: EpochDone, batch: Batch) -> None:
         trial_id, attempt, epoch = event.trial_id, event.attempt, event.epoch

@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from hpsearch.cli.report import stall_note
+from hpsearch.driver import Progress
 from hpsearch.errors import SpecError
 from hpsearch.runtime.worker import Ended, EpochDone, Started, TrialTask, run_bundle
 from hpsearch.spec import load_spec
+from hpsearch.stall import StallWatch
 from storage import Status
 from tests.conftest import query, run_cli
 
@@ -135,3 +138,18 @@ def test_a_bad_trial_timeout_is_a_spec_error(value: str, tmp_path: Path) -> None
     spec.write_text(SPEC.replace("epochs = 3", f"epochs = 3\ntrial_timeout = {value}"))
     with pytest.raises(SpecError, match="coarse.trial_timeout: must be"):
         load_spec(spec)
+
+
+def test_a_trial_without_an_epoch_for_ten_median_epochs_is_reported_stalled() -> None:
+    watch = StallWatch()
+    watch.alive(1, now=0.0)
+    watch.alive(2, now=0.0)
+    assert watch.stalled(now=60.0) is None  # no trial finished yet: no median to compare with
+    watch.ended(1, seconds=6.0, epochs=3)  # 2 s per epoch
+    watch.alive(3, now=50.0)
+    assert watch.stalled(now=19.0) is None  # trial 2: 19 s < 10 x 2 s
+    assert watch.stalled(now=61.0) == (1, 61.0)  # trial 2 only; trial 3 is 11 s in
+    watch.alive(2, now=61.0)  # an epoch arrived
+    assert watch.stalled(now=62.0) is None
+    progress = Progress(stage=None, total=3, left=3, stalled=(2, 75.4))  # type: ignore[arg-type]
+    assert "stalled: 2 trials without an epoch for 75s" in stall_note(progress)
