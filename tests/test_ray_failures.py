@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import query, run_cli
+from tests.conftest import descendants, query, run_cli
 
 TRAINABLE = """
 import time
@@ -94,3 +94,43 @@ def test_a_killed_raylet_stops_the_stage_and_the_rerun_completes_every_trial(
     assert done.returncode == 0, done.stderr
     assert "resuming coarse stage 1" in done.stderr
     assert query(db, "SELECT status, count(*) FROM trials GROUP BY 1") == [("completed", 8)]
+
+
+def test_a_killed_driver_leaves_no_ray_process_and_no_session_directory(tmp_path: Path) -> None:
+    (tmp_path / "slow.py").write_text(TRAINABLE)
+    spec, db = tmp_path / "study.toml", tmp_path / "h.db"
+    spec.write_text(SPEC)
+    temp = Path(tempfile.mkdtemp(prefix="hp-", dir="/tmp"))  # Ray's socket paths stay short
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "TMPDIR": str(temp)}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch", "coarse", str(spec), "--db", str(db), "--cpus", "2"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while metric_rows(db) < 3:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        ray_processes = descendants(proc.pid) - {proc.pid}
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 60
+        while (alive(ray_processes) or list(temp.iterdir())) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert alive(ray_processes) == set()  # Ray's agents included
+        assert list(temp.iterdir()) == []
+    finally:
+        shutil.rmtree(temp)
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of the processes that still run (not zombies)."""
+    running = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                running.add(pid)
+        except OSError:
+            pass
+    return running

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from hpsearch.errors import ClusterError, ClusterLost, Terminated
 from hpsearch.registry import Trainable, resolve
-from hpsearch.runtime import local_ray, ray_log
+from hpsearch.runtime import local_ray, ray_log, session_guard
 from hpsearch.runtime.cluster import UPLOAD_EXCLUDES, check_cluster, cluster_address, first_line
 from hpsearch.runtime.local_ray import loopback_only
 from hpsearch.runtime.worker import (
@@ -187,9 +187,12 @@ class RayExecutor:
         self._owns_ray = not ray.is_initialized()  # an API caller may have started Ray
         self._lease: local_ray.Lease | None = None
         self._session: Path | None = None  # of the private Ray this executor started
+        self._guard: Any = None  # ends that Ray and its session even after `kill -9`
         if self._owns_ray:
             self._lease = _connect(options, workload.search_path)
             self._session = ray_log.session_dir()
+        if self._session is not None:
+            self._guard = session_guard.start(self._session, options.keep_logs, ray_log.ray_pids())
         self._sigterm = _stop_on_sigterm()  # after ray.init, which installs its own handler
         self._driver = DriverContext.here() if self._lease else None
         try:
@@ -444,6 +447,9 @@ class RayExecutor:
             ray.shutdown()
             ray_log.end_session(self._session, self.options.keep_logs)
             self._session = None
+        if self._guard is not None:
+            session_guard.stop(self._guard)
+            self._guard = None
         if self._lease is not None:
             self._lease.release()
             self._lease = None

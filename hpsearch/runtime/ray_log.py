@@ -65,6 +65,18 @@ def session_dir() -> Path | None:
     return Path(node.get_session_dir_path())
 
 
+def ray_pids() -> list[int]:
+    """The processes of the Ray this process started itself, its raylet first."""
+    import ray
+    from ray._private import ray_constants
+
+    node: Any = ray._private.worker._global_node
+    processes = node.all_processes
+    raylet = [info.process.pid for info in processes.get(ray_constants.PROCESS_TYPE_RAYLET, [])]
+    others = [info.process.pid for infos in processes.values() for info in infos]
+    return list(dict.fromkeys(raylet + others))
+
+
 def remove_session(session: Path) -> None:
     """Remove a stopped Ray's session directory, its `session_latest` link if that points to
     it, and Ray's temp directory if nothing else is left in it."""
