@@ -81,7 +81,7 @@ def test_a_killed_raylet_stops_the_stage_and_the_rerun_completes_every_trial(
     stdout, stderr = proc.communicate(timeout=120)
 
     assert proc.returncode == 1, stderr
-    line = stderr.strip().splitlines()[-1]
+    (line,) = stderr.strip().splitlines()
     assert line.startswith("hpsearch: Ray failed mid-stage (") and "rerun the command" in line
     assert "Traceback" not in stderr and "(raylet)" not in stdout + stderr
     assert stdout == ""
