@@ -6,6 +6,7 @@ retried; the trials that finished before it keep their results, and the stage go
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -17,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from hpsearch.cli.report import stall_note
+from hpsearch.cli.stages import ray_options
 from hpsearch.driver import Progress
 from hpsearch.errors import SpecError
+from hpsearch.run_options import RunOptions
 from hpsearch.runtime.worker import Ended, EpochDone, Started, TrialTask, run_bundle
 from hpsearch.spec import load_spec
 from hpsearch.stall import StallWatch
@@ -153,3 +156,17 @@ def test_a_trial_without_an_epoch_for_ten_median_epochs_is_reported_stalled() ->
     assert watch.stalled(now=62.0) is None
     progress = Progress(stage=None, total=3, left=3, stalled=(2, 75.4))  # type: ignore[arg-type]
     assert "stalled: 2 trials without an epoch for 75s" in stall_note(progress)
+
+
+def test_the_spec_time_limit_applies_unless_the_command_line_gives_one(tmp_path: Path) -> None:
+    spec = study(tmp_path)
+    spec.write_text(SPEC.replace("epochs = 3", "epochs = 3\ntrial_timeout = 30"))
+    settings = load_spec(spec).coarse
+    given = RunOptions(
+        trials=None, epochs=None, seed=None, address=None, cpus=None, cpus_per_trial=1.0,
+        gpus_per_trial=0.0, max_retries=2, trial_timeout=None, keep_logs=False, quiet=True,
+        widen=False, from_stage=None, top=None,
+    )  # fmt: skip
+    assert ray_options(given, settings).trial_timeout == 30
+    flag = dataclasses.replace(given, trial_timeout=2.5)
+    assert ray_options(flag, settings).trial_timeout == 2.5
