@@ -114,7 +114,8 @@ def test_bad_spec_is_one_line_exit_2_and_database_untouched(
     result = run_cli("coarse", str(spec), "--db", str(db), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "hpsearch: error: study.toml: coarse.trails: unknown key (allowed: epochs, trials)"
+        "hpsearch: error: study.toml: coarse.trails: unknown key "
+        "(allowed: epochs, trial_timeout, trials)"
     )
     assert db.read_bytes() == before
 
