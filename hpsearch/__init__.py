@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
     from hpsearch.api import StageResult as StageResult, Study as Study
     from hpsearch.errors import (
         ClusterError as ClusterError,
+        ClusterLost as ClusterLost,
         DatabaseError as DatabaseError,
         HpsearchError as HpsearchError,
         SpecError as SpecError,
@@ -26,6 +27,7 @@ _MODULE_OF = {
     "StageResult": "api",
     "Study": "api",
     "ClusterError": "errors",
+    "ClusterLost": "errors",
     "DatabaseError": "errors",
     "HpsearchError": "errors",
     "SpecError": "errors",

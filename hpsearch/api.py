@@ -158,6 +158,7 @@ class Study:
         cpus_per_trial: float = 1.0,
         gpus_per_trial: float = 0.0,
         max_retries: int = 2,
+        trial_timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         executor: ExecutorName = "ray",
         schedule: str | None = None,
@@ -172,7 +173,10 @@ class Study:
             widen=widen,
             schedule=schedule,
         )
-        options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
+        timeout = self.spec.coarse.trial_timeout if trial_timeout is None else trial_timeout
+        options = RayOptions(
+            address, cpus, cpus_per_trial, gpus_per_trial, max_retries, trial_timeout=timeout
+        )
         return self.run(request, options, on_progress=on_progress, executor=executor)
 
     def fine(
@@ -188,6 +192,7 @@ class Study:
         cpus_per_trial: float = 1.0,
         gpus_per_trial: float = 0.0,
         max_retries: int = 2,
+        trial_timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         executor: ExecutorName = "ray",
         schedule: str | None = None,
@@ -203,7 +208,10 @@ class Study:
             top=top,
             schedule=schedule,
         )
-        options = RayOptions(address, cpus, cpus_per_trial, gpus_per_trial, max_retries)
+        timeout = self.spec.fine.trial_timeout if trial_timeout is None else trial_timeout
+        options = RayOptions(
+            address, cpus, cpus_per_trial, gpus_per_trial, max_retries, trial_timeout=timeout
+        )
         return self.run(request, options, on_progress=on_progress, executor=executor)
 
     def run(
@@ -408,6 +416,7 @@ def _check_request(request: StageRequest, options: RayOptions) -> None:
         ("cpus_per_trial", options.cpus_per_trial, 0.01),
         ("gpus_per_trial", options.gpus_per_trial, 0),
         ("max_retries", options.max_retries, 0),
+        ("trial_timeout", options.trial_timeout, 0.01),
     ]
     for name, value, low in values:
         if value is None:

@@ -24,6 +24,7 @@ from hpsearch.runtime.executor import Executor
 from hpsearch.runtime.worker import Ended, EpochDone, Event, Lost, Started, TrialTask
 from hpsearch.space import Space
 from hpsearch.spec import StudySpec
+from hpsearch.stall import StallWatch
 from storage import (
     FINAL_STATUSES,
     Batch,
@@ -57,6 +58,7 @@ class Progress:
     counts: dict[str, int] = field(default_factory=dict)  # final statuses only
     best: float | None = None
     started: float = field(default_factory=time.monotonic)
+    stalled: tuple[int, float] | None = None  # trials without an epoch for long, longest gap
 
     @property
     def done(self) -> int:
@@ -97,19 +99,25 @@ class _Tracker:
         # (epoch, value) of each running trial's epochs: what an attempt resumed from a
         # checkpoint takes over (up to the checkpoint's epoch)
         self.history: dict[int, EpochValues] = {}
+        self.stalls = StallWatch()
 
     def apply(self, events: list[Event], batch: Batch) -> None:
-        at = now()
+        at, clock = now(), time.monotonic()
         for event in events:
             if isinstance(event, EpochDone):
                 self._epoch(event, batch)
+                self.stalls.alive(event.trial_id, clock)
             elif isinstance(event, Started):
                 self._start(event)
                 batch.start(event.trial_id, event.attempt, event.node_id, at)
+                self.stalls.alive(event.trial_id, clock)
             elif isinstance(event, Ended):
                 self._end(event, batch, at)
+                self.stalls.ended(event.trial_id, event.seconds, self.epochs.get(event.trial_id, 0))
             elif isinstance(event, Lost):
                 batch.lose(event.trial_id, event.attempt, event.reason, at)
+                self.stalls.ended(event.trial_id, 0.0, 0)
+        self.progress.stalled = self.stalls.stalled(clock)
 
     def _start(self, event: Started) -> None:
         """A new attempt: from scratch, or after its restored checkpoint's epoch."""

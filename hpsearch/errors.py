@@ -7,7 +7,8 @@
      └── DatabaseError      the database refused (the API's form of `storage.StorageError`)
 
 Storage problems arrive as `storage.StorageError` and are reported the same way. Outside the
-tree, `Terminated` (a KeyboardInterrupt) is SIGTERM during a stage: handled like Ctrl-C.
+tree, `Terminated` (a KeyboardInterrupt) is SIGTERM during a stage: handled like Ctrl-C, and
+`ClusterLost` is Ray failing under a running stage: one line, exit 1, resumable.
 """
 
 from __future__ import annotations
@@ -35,3 +36,10 @@ class DatabaseError(HpsearchError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (kill, systemd, Kubernetes) arrived while a stage ran: handled like Ctrl-C."""
+
+
+class ClusterLost(Exception):
+    """Ray itself failed mid-stage (a raylet, the GCS, every node): not the trials' fault.
+
+    Results received so far are committed; the unfinished trials run on the next resume.
+    """

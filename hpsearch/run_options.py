@@ -18,6 +18,8 @@ LOCAL_ONLY = {
     "address": "the job joins the cluster it runs on (Ray gives the job its address); "
     "`submit --address` names that cluster's dashboard instead",
     "cpus": "it sizes a Ray started on this machine; a job runs on a cluster that exists",
+    "keep_logs": "it keeps the session directory of a Ray started on this machine; a "
+    "cluster's session directories are the cluster's",
 }
 # Options of one stage kind only.
 KIND_ONLY = {"widen": StageKind.COARSE, "from_stage": StageKind.FINE, "top": StageKind.FINE}
@@ -38,6 +40,8 @@ class RunOptions:
     cpus_per_trial: float
     gpus_per_trial: float
     max_retries: int
+    trial_timeout: float | None
+    keep_logs: bool
     quiet: bool
     widen: bool
     from_stage: int | None

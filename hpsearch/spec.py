@@ -45,6 +45,7 @@ class StageSettings:
     trials: int
     epochs: int
     schedule: Schedule = Schedule()  # `schedule`, `eta`, `grace`: ASHA inside the stage
+    trial_timeout: float | None = None  # seconds a trial may run; None: no limit
 
 
 @dataclass(frozen=True)
@@ -239,11 +240,12 @@ def _parse_checkpoints(check: _Checker, data: dict[str, Any]) -> CheckpointSetti
 
 
 def _parse_coarse(check: _Checker, data: dict[str, Any]) -> StageSettings:
-    check.no_unknown(data, {"trials", "epochs", *SCHEDULE_KEYS}, "coarse.")
+    check.no_unknown(data, {"trials", "epochs", "trial_timeout", *SCHEDULE_KEYS}, "coarse.")
     return StageSettings(
         trials=check.positive_int(data, "trials", "coarse.", 50),
         epochs=check.positive_int(data, "epochs", "coarse.", 3),
         schedule=_schedule(check, data, "coarse."),
+        trial_timeout=_trial_timeout(check, data, "coarse."),
     )
 
 
@@ -260,10 +262,16 @@ def _schedule(check: _Checker, data: dict[str, Any], prefix: str) -> Schedule:
     return Schedule(kind, eta, check.positive_int(data, "grace", prefix, 1))
 
 
+def _trial_timeout(check: _Checker, data: dict[str, Any], prefix: str) -> float | None:
+    seconds = check.number(data, "trial_timeout", prefix)
+    if seconds is not None and seconds <= 0:
+        raise check.fail(f"{prefix}trial_timeout", f"must be > 0 (seconds), got {seconds}")
+    return seconds
+
+
 def _parse_fine(check: _Checker, data: dict[str, Any]) -> FineSettings:
-    check.no_unknown(
-        data, {"trials", "epochs", "top", "edge", "pad", "keep", *SCHEDULE_KEYS}, "fine."
-    )
+    keys = {"trials", "epochs", "top", "edge", "pad", "keep", "trial_timeout", *SCHEDULE_KEYS}
+    check.no_unknown(data, keys, "fine.")
     edge = check.number(data, "edge", "fine.")
     if edge is not None and not 0 < edge < 0.5:
         raise check.fail("fine.edge", f"must be between 0 and 0.5 (a fraction), got {edge}")
@@ -278,6 +286,7 @@ def _parse_fine(check: _Checker, data: dict[str, Any]) -> FineSettings:
         edge=0.1 if edge is None else edge,
         pad=0.25 if pad is None else pad,
         keep=_keep(check, data),
+        trial_timeout=_trial_timeout(check, data, "fine."),
     )
 
 

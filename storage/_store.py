@@ -261,10 +261,10 @@ class Store:
                 for row in batch.metrics:
                     row["value"] = _finite_or_none(row["value"])
                 conn.execute(table(Metric).insert(), batch.metrics)
-            if batch.finished:
-                conn.execute(_FINISH, batch.finished)
             if batch.started or batch.ended:
                 _write_attempts(conn, batch.started, batch.ended)
+            if batch.finished:  # after the attempts: the trial takes its last attempt's node
+                conn.execute(_FINISH, batch.finished)
             if batch.checkpoints:
                 conn.execute(table(Checkpoint).insert(), batch.checkpoints)
 
@@ -414,6 +414,7 @@ def _rows_refused(db: str) -> Iterator[None]:
 
 
 _trials = table(Trial)
+_attempts = table(Attempt)
 _START = (
     update(_trials)
     .where(_trials.c.trial_id == bindparam("tid"))
@@ -435,10 +436,15 @@ _FINISH = (
         best_epoch=bindparam("best_epoch"),
         epochs_run=bindparam("epochs_run"),
         finished_at=bindparam("finished_at"),
+        # none when the last attempt's start never reached the driver (its worker died first)
+        node_id=select(_attempts.c.node_id)
+        .where(
+            _attempts.c.trial_id == bindparam("tid"),
+            _attempts.c.attempt == bindparam("attempts"),
+        )
+        .scalar_subquery(),
     )
 )
-
-_attempts = table(Attempt)
 _ATTEMPT_END = (
     update(_attempts)
     .where(_attempts.c.trial_id == bindparam("tid"), _attempts.c.attempt == bindparam("n"))

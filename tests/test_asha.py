@@ -142,15 +142,18 @@ def test_at_equal_fidelity_ranks_by_the_best_value_up_to_the_level() -> None:
 
 # -- the driver: in-process stages ----------------------------------------------------------
 TRAINABLE = """
-import os
+import time
+from pathlib import Path
 
 CALLS = []
+SLOW = Path(__file__).with_name("slow")  # seconds per epoch: a file, as Ray workers of a
+# cluster started elsewhere do not see the command's environment
 
 def train(params, *, epochs, seed):
     for epoch in range(1, epochs + 1):
         CALLS.append(params["x"])
-        if os.environ.get("ASHA_SLEEP"):
-            import time; time.sleep(float(os.environ["ASHA_SLEEP"]))
+        if SLOW.exists():
+            time.sleep(float(SLOW.read_text()))
         yield {"val_acc": params["x"] * (1 - 0.5 ** epoch)}
 """
 
@@ -257,7 +260,7 @@ def _start(spec: Path, db: Path, address: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "hpsearch", *argv, "--quiet"],
         cwd=spec.parent,
-        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "ASHA_SLEEP": "0.2"},
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -277,6 +280,7 @@ def test_cli_asha_stage_killed_then_resumed_keeps_every_decision(
     spec = make_spec(tmp_path, trials=12)
     spec.write_text(spec.read_text().replace('schedule = "asha"\n', ""))  # from --schedule
     db = tmp_path / "h.db"
+    (tmp_path / "slow").write_text("0.2")
     proc = _start(spec, db, ray_address)
     deadline = time.monotonic() + 120
     while _stopped_count(db) < 2 and proc.poll() is None and time.monotonic() < deadline:
@@ -289,6 +293,7 @@ def test_cli_asha_stage_killed_then_resumed_keeps_every_decision(
         query(db, "SELECT trial_id, epochs_run, error FROM trials WHERE status = 'stopped'")
     )
     rows_before = set(query(db, "SELECT * FROM metrics"))
+    (tmp_path / "slow").unlink()
     went_on = query(  # trials with a row past a rung: that rung let them go on
         db,
         "SELECT DISTINCT m.trial_id, r.rung FROM metrics m JOIN (SELECT 1 AS rung UNION ALL "
@@ -305,7 +310,6 @@ def test_cli_asha_stage_killed_then_resumed_keeps_every_decision(
         "--schedule",
         "asha",
         cwd=tmp_path,
-        env={"ASHA_SLEEP": "0"},
     )
     assert result.returncode == 0, result.stderr
     assert "resuming coarse stage 1" in result.stderr

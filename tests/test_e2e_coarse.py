@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -115,7 +117,7 @@ def test_bad_spec_is_one_line_exit_2_and_database_untouched(
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "hpsearch: error: study.toml: coarse.trails: unknown key "
-        "(allowed: epochs, eta, grace, schedule, trials)"
+        "(allowed: epochs, eta, grace, schedule, trial_timeout, trials)"
     )
     assert db.read_bytes() == before
 
@@ -231,11 +233,18 @@ def test_sigterm_commits_and_exits_143_like_ctrl_c(tmp_path: Path, ray_address: 
 def test_quick_start_on_a_fresh_local_ray_with_the_default_database(tmp_path: Path) -> None:
     """The README's main job: a local Ray starts on 127.0.0.1, results land in ./hpsearch.db."""
     spec = Path(__file__).resolve().parent.parent / "examples" / "digits.toml"
-    result = run_cli(
-        "coarse", str(spec), "--trials", "4", "--epochs", "2", "--cpus", "2", cwd=tmp_path
-    )
+    temp = Path(tempfile.mkdtemp(prefix="hp-", dir="/tmp"))  # Ray's socket paths stay short
+    try:
+        result = run_cli(
+            "coarse", str(spec), "--trials", "4", "--epochs", "2", "--cpus", "2",
+            cwd=tmp_path, env={"TMPDIR": str(temp)},
+        )  # fmt: skip
+        left = list(temp.rglob("*"))
+    finally:
+        shutil.rmtree(temp)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
+    assert left == []  # the Ray session directory went with the command
     db = tmp_path / "hpsearch.db"
     assert (
         query(db, "SELECT study, status, epochs_run FROM trial_results")

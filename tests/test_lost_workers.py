@@ -105,6 +105,10 @@ def test_trial_out_of_retries_fails_with_the_reason(tmp_path: Path, ray_address:
     )  # fmt: skip
     assert result.returncode == 1, result.stderr  # nothing completed
     assert "Traceback" not in result.stderr
+    lines = result.stdout.splitlines()  # -q: hpsearch's lines only, no `(raylet)` text from Ray
+    assert lines[0].startswith("coarse stage 1: 2 trials (2 failed)"), result.stdout
+    assert all(line.startswith(("Ray's messages (", "next: ")) for line in lines[1:]), lines
+    assert "(raylet)" not in result.stdout + result.stderr
     rows = query(db, "SELECT status, attempts, error FROM trials")
     assert [(status, attempts) for status, attempts, _ in rows] == [("failed", 2)] * 2
     for _, _, error in rows:

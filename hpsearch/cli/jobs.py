@@ -24,6 +24,7 @@ from hpsearch.cli.options import (
     SpecArg,
     TopOpt,
     TrialsOpt,
+    TrialTimeoutOpt,
     WidenOpt,
 )
 from hpsearch.cli.report import err, out
@@ -58,6 +59,7 @@ def submit(
     cpus_per_trial: CpusPerTrialOpt = 1.0,
     gpus_per_trial: GpusPerTrialOpt = 0.0,
     max_retries: RetriesOpt = 2,
+    trial_timeout: TrialTimeoutOpt = None,
     widen: WidenOpt = False,
     from_stage: FromStageOpt = None,
     top: TopOpt = None,
@@ -81,6 +83,8 @@ def submit(
         cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial,
         max_retries=max_retries,
+        trial_timeout=trial_timeout,
+        keep_logs=False,  # a job's Ray is the cluster's (LOCAL_ONLY)
         quiet=quiet,
         widen=widen,
         from_stage=from_stage,

@@ -42,6 +42,18 @@ CpusOpt = Annotated[int | None, typer.Option(min=1, help="CPUs of the local Ray 
 CpusPerTrialOpt = Annotated[float, typer.Option(min=0.01, help="CPUs per trial.")]
 GpusPerTrialOpt = Annotated[float, typer.Option(min=0.0, help="GPUs per trial.")]
 RetriesOpt = Annotated[int, typer.Option(min=0, help="Retries of a trial whose worker died.")]
+TrialTimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0.01,
+        help="Seconds a trial may run; past it the trial is stopped and fails "
+        "(default: the spec's trial_timeout, else none).",
+    ),
+]
+KeepLogsOpt = Annotated[
+    bool,
+    typer.Option("--keep-logs", help="Keep the session directory (logs) of a local Ray."),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")]
 WidenOpt = Annotated[
     bool,

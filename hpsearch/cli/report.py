@@ -59,10 +59,19 @@ def progress_bar(label: str, quiet: bool) -> Iterator[Callable[[StageProgress], 
                 f"diverged {p.counts.get(Status.DIVERGED, 0)}"
                 f"{f'  stopped {stopped}' if stopped else ''}"
                 f"  best {fmt(p.best) if p.best is not None else '-'}"
-            )
+            ) + stall_note(p)
             bar.update(task, total=p.total, completed=p.done, status=status)
 
         yield update
+
+
+def stall_note(p: StageProgress) -> str:
+    """The progress line's warning while trials send no epoch for 10x the median epoch."""
+    if p.stalled is None:
+        return ""
+    count, seconds = p.stalled
+    trials = "1 trial" if count == 1 else f"{count} trials"
+    return f"  [yellow]stalled: {trials} without an epoch for {seconds:.0f}s[/yellow]"
 
 
 def summary_line(stage: StageResult, metric: str, seconds: float) -> str:

@@ -20,6 +20,7 @@ from hpsearch.cli.options import (
     FromStageOpt,
     GpusPerTrialOpt,
     JsonOpt,
+    KeepLogsOpt,
     QuietOpt,
     ResultsDbOpt,
     RetriesOpt,
@@ -29,10 +30,11 @@ from hpsearch.cli.options import (
     StudyArg,
     TopOpt,
     TrialsOpt,
+    TrialTimeoutOpt,
     WidenOpt,
 )
 from hpsearch.cli.report import Timer, err, fmt, out, progress_bar, summary_line, top_table
-from hpsearch.errors import Terminated
+from hpsearch.errors import ClusterLost, Terminated
 from hpsearch.run_options import RunOptions
 from storage import DEFAULT_DB, StageKind, StageStatus, Status
 
@@ -54,8 +56,8 @@ def open_study(
     return Study.from_spec(spec_path, db, address=address, artifacts=artifacts)
 
 
-def ray_options(options: RunOptions) -> RayOptions:
-    """The run options the executor uses."""
+def ray_options(options: RunOptions, settings: StageSettings) -> RayOptions:
+    """The run options the executor uses (the time limit defaults to the spec's)."""
     from hpsearch.runtime.executor import RayOptions
 
     return RayOptions(
@@ -64,6 +66,8 @@ def ray_options(options: RunOptions) -> RayOptions:
         options.cpus_per_trial,
         options.gpus_per_trial,
         options.max_retries,
+        trial_timeout=options.trial_timeout or settings.trial_timeout,
+        keep_logs=options.keep_logs,
     )
 
 
@@ -93,22 +97,50 @@ def execute_stage(study: Study, kind: StageKind, options: RunOptions) -> None:
     try:
         with ExitStack() as stack:
             view = _progress_view(spec, quiet, stack)
-            result = study.run(request, ray_options(options), on_progress=view)
-    except KeyboardInterrupt as stop:
-        why, code = (
-            ("terminated (SIGTERM)", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
+            result = study.run(request, ray_options(options, settings), on_progress=view)
+    except ClusterLost as lost:
+        log = ray_messages()
+        err.print(
+            f"hpsearch: {lost}; results so far are saved: rerun the command to resume"
+            + (f" ({log})" if log else ""),
+            markup=False,
+            soft_wrap=True,
         )
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt as stop:
+        from hpsearch.runtime.executor import sigterm_seen
+
+        sigterm = isinstance(stop, Terminated) or sigterm_seen()
+        why, code = ("terminated (SIGTERM)", 143) if sigterm else ("interrupted", 130)
         err.print(
             f"hpsearch: {why}; results so far are saved: rerun the command to resume",
             soft_wrap=True,
         )
         raise typer.Exit(code) from None
     out.print(summary_line(result, spec.metric, timer.seconds), soft_wrap=True)
+    log = ray_messages()
+    if log:
+        out.print(log, markup=False, soft_wrap=True)
     if result.top and not quiet:
         out.print(top_table(list(result.top), spec.metric, list(spec.space.dimensions)))
     print_advice(spec, study.store.db, result)
     if not result.counts.get(Status.COMPLETED):
         raise typer.Exit(1)
+
+
+def ray_messages() -> str | None:
+    """Where Ray's own messages (dead workers, a dead raylet) went, and the session directory
+    of a local Ray kept by --keep-logs; None when there is neither."""
+    from hpsearch.runtime import ray_log
+
+    notes = []
+    written = ray_log.written()
+    if written:
+        notes.append(f"Ray's messages ({written[1]}, e.g. workers that died): {written[0]}")
+    kept = ray_log.kept_session()
+    if kept:
+        notes.append(f"Ray's session directory (kept): {kept}")
+    return "; ".join(notes) or None
 
 
 def _progress_view(spec: StudySpec, quiet: bool, stack: ExitStack) -> ProgressCallback:
@@ -142,6 +174,8 @@ def coarse(
     cpus_per_trial: CpusPerTrialOpt = 1.0,
     gpus_per_trial: GpusPerTrialOpt = 0.0,
     max_retries: RetriesOpt = 2,
+    trial_timeout: TrialTimeoutOpt = None,
+    keep_logs: KeepLogsOpt = False,
     quiet: QuietOpt = False,
     widen: WidenOpt = False,
     artifacts: ArtifactsOpt = None,
@@ -157,6 +191,8 @@ def coarse(
         cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial,
         max_retries=max_retries,
+        trial_timeout=trial_timeout,
+        keep_logs=keep_logs,
         quiet=quiet,
         widen=widen,
         from_stage=None,
@@ -180,6 +216,8 @@ def fine(
     cpus_per_trial: CpusPerTrialOpt = 1.0,
     gpus_per_trial: GpusPerTrialOpt = 0.0,
     max_retries: RetriesOpt = 2,
+    trial_timeout: TrialTimeoutOpt = None,
+    keep_logs: KeepLogsOpt = False,
     quiet: QuietOpt = False,
     artifacts: ArtifactsOpt = None,
     schedule: ScheduleOpt = None,
@@ -194,6 +232,8 @@ def fine(
         cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial,
         max_retries=max_retries,
+        trial_timeout=trial_timeout,
+        keep_logs=keep_logs,
         quiet=quiet,
         widen=False,
         from_stage=from_stage,

@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -20,14 +21,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hpsearch.asha import RungBoard
-from hpsearch.errors import ClusterError, Terminated
+from hpsearch.errors import ClusterError, ClusterLost, Terminated
 from hpsearch.registry import Trainable, resolve
-from hpsearch.runtime import local_ray
+from hpsearch.runtime import local_ray, ray_log, session_guard
 from hpsearch.runtime.cluster import UPLOAD_EXCLUDES, check_cluster, cluster_address, first_line
 from hpsearch.runtime.local_ray import loopback_only
 from hpsearch.runtime.worker import (
     Checkpointed,
     Ended,
+    EpochDone,
     Event,
     Lost,
     Rungs,
@@ -93,6 +95,8 @@ class RayOptions:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_retries: int = 2
+    trial_timeout: float | None = None  # seconds from a trial's start; None: no limit
+    keep_logs: bool = False  # keep the session directory of a private local Ray
 
 
 _pinned_threads: int | None = None
@@ -220,8 +224,13 @@ class RayExecutor:
         self.options = options
         self._owns_ray = not ray.is_initialized()  # an API caller may have started Ray
         self._lease: local_ray.Lease | None = None
+        self._session: Path | None = None  # of the private Ray this executor started
+        self._guard: Any = None  # ends that Ray and its session even after `kill -9`
         if self._owns_ray:
             self._lease = _connect(options, workload.search_path)
+            self._session = ray_log.session_dir()
+        if self._session is not None:
+            self._guard = session_guard.start(self._session, options.keep_logs, ray_log.ray_pids())
         self._sigterm = _stop_on_sigterm()  # after ray.init, which installs its own handler
         self._driver = DriverContext.here() if self._lease else None
         try:
@@ -246,6 +255,10 @@ class RayExecutor:
         self._isolate: set[int] = set()  # trials lost with others: each runs alone next
         self._latest: dict[int, Checkpointed] = {}  # running trials' latest checkpoints
         self._board: _RemoteBoard | None = None  # the stage's rung board (ASHA), if any
+        self._running: dict[Any, tuple[int, float]] = {}  # task -> its trial now, since when
+        self._last_epoch: dict[int, int] = {}
+        self._stopping: dict[Any, tuple[int, str]] = {}  # task cancelled -> trial, why
+        self._nodes: dict[Any, str | None] = {}  # task -> the node it runs on
 
     def run(self, tasks: list[TrialTask], board: RungBoard | None = None) -> Iterator[list[Event]]:
         import ray
@@ -255,8 +268,15 @@ class RayExecutor:
         self._board = _remote_board(ray, board)
         while queue or self._inflight:
             self._submit(queue)
-            for gen in self._ready(ray):
+            ready = self._ready(ray)
+            for gen in ready:
                 yield self._next_events(ray, gen, queue, retries)
+            self._stop_overdue(ray)
+            if not ready:
+                dead = _dead_ray_processes()
+                if dead:  # sooner than Ray's own verdict on the tasks (~15 s)
+                    raise ClusterLost(_lost_cluster(f"Ray's {', '.join(dead)} died"))
+                yield []  # nothing arrived this second: the driver still updates its progress
 
     def _submit(self, queue: deque[TrialTask]) -> None:
         while queue and len(self._inflight) < self.slots * IN_FLIGHT_PER_SLOT:
@@ -300,9 +320,51 @@ class RayExecutor:
             events: list[Event] = ray.get(next(gen))
         except StopIteration:
             del self._inflight[gen]
-            return []
-        except ray.exceptions.RayTaskError as exc:  # the worker code raised: no retry helps
+            self._nodes.pop(gen, None)
+            if gen in self._stopping or not unfinished:
+                return self._stopped(gen, unfinished, queue)
+            raise ClusterLost(_lost_cluster("Ray ended a task before its trials ran")) from None
+        except ray.exceptions.RayError as exc:
             del self._inflight[gen]
+            if gen in self._stopping:  # we killed its worker: a trial ran past its limit
+                return self._stopped(gen, unfinished, queue)
+            self._running.pop(gen, None)
+            node = self._nodes.pop(gen, None)
+            if not isinstance(exc, ray.exceptions.RayTaskError) and self._node_lost(ray, exc, node):
+                lost = f"worker lost with its node: {first_line(exc)}"
+                return self._stopped(gen, unfinished, queue, lost)
+            return self._failed(ray, exc, unfinished, queue, retries)
+        self._track(gen, events, unfinished)
+        return events
+
+    def _node_lost(self, ray: Any, exc: Exception, node: str | None) -> bool:
+        """Whether Ray lost the node the task ran on (not just the trial's worker process).
+
+        Raises ClusterLost when this driver's own Ray is gone (its local raylet, a process of
+        its private Ray, the GCS) or no node is left: the stage stops, nothing is charged.
+        """
+        dead = _dead_ray_processes()
+        if dead or isinstance(
+            exc, ray.exceptions.LocalRayletDiedError | ray.exceptions.RaySystemError
+        ):
+            detail = f"Ray's {', '.join(dead)} died" if dead else first_line(exc)
+            raise ClusterLost(_lost_cluster(detail))
+        alive = _alive_nodes(ray)
+        if not alive:
+            raise ClusterLost(_lost_cluster(first_line(exc)))
+        return isinstance(exc, ray.exceptions.NodeDiedError) or (
+            node is not None and node not in alive
+        )
+
+    def _failed(
+        self,
+        ray: Any,
+        exc: Exception,
+        unfinished: dict[int, TrialTask],
+        queue: deque[TrialTask],
+        retries: dict[int, int],
+    ) -> list[Event]:
+        if isinstance(exc, ray.exceptions.RayTaskError):  # the worker code raised: no retry helps
             reason = _task_error(exc)
             for trial_id in unfinished:
                 self._latest.pop(trial_id, None)
@@ -310,20 +372,75 @@ class RayExecutor:
                 Ended(t.trial_id, t.attempt, Status.FAILED, reason, 0.0)
                 for t in unfinished.values()
             ]
-        except ray.exceptions.RayError as exc:  # worker process or node died
-            del self._inflight[gen]
-            return self._lost(list(unfinished.values()), exc, queue, retries)
+        return self._lost(list(unfinished.values()), exc, queue, retries)  # its worker died
+
+    def _track(self, gen: Any, events: list[Event], unfinished: dict[int, TrialTask]) -> None:
         for event in events:
             if isinstance(event, Started):
                 self._started.add(event.trial_id)
+                self._nodes[gen] = event.node_id
+                self._running[gen] = (event.trial_id, time.monotonic())
+                self._last_epoch[event.trial_id] = event.resumed_after
+            elif isinstance(event, EpochDone):
+                self._last_epoch[event.trial_id] = event.epoch
             elif isinstance(event, Checkpointed):
                 self._latest[event.trial_id] = event
             elif isinstance(event, Ended):
                 self._started.discard(event.trial_id)
+                self._last_epoch.pop(event.trial_id, None)
                 self._latest.pop(event.trial_id, None)
                 unfinished.pop(event.trial_id, None)
+                if self._running.get(gen, (None,))[0] == event.trial_id:
+                    del self._running[gen]
                 self._trial_seconds += event.seconds
                 self._trials_timed += 1
+
+    def _stop_overdue(self, ray: Any) -> None:
+        """Kill the worker of each trial past its time limit (a hung trial may never return
+        to Python: only ending its process is sure to stop it)."""
+        limit = self.options.trial_timeout
+        if limit is None:
+            return
+        now = time.monotonic()
+        for gen, (trial_id, since) in list(self._running.items()):
+            if gen in self._stopping or now - since <= limit:
+                continue
+            epoch = self._last_epoch.get(trial_id, 0) + 1
+            self._stopping[gen] = (trial_id, f"timed out after {limit:g} s at epoch {epoch}")
+            try:
+                ray.cancel(gen, force=True)
+            except Exception:  # the task ended meanwhile: its events tell
+                pass
+
+    def _stopped(
+        self,
+        gen: Any,
+        unfinished: dict[int, TrialTask],
+        queue: deque[TrialTask],
+        reason: str = "",
+    ) -> list[Event]:
+        """A task ended by us or by its node's loss: not its trials' fault. The trial whose
+        worker we killed for its time limit fails for good (no retry); the others run again
+        uncharged, as a new attempt if theirs had started."""
+        self._running.pop(gen, None)
+        self._nodes.pop(gen, None)
+        culprit, reason = self._stopping.pop(gen, (None, reason))
+        events: list[Event] = []
+        again: list[TrialTask] = []
+        for task in unfinished.values():
+            started = task.trial_id in self._started
+            self._started.discard(task.trial_id)
+            if task.trial_id == culprit:
+                self._latest.pop(task.trial_id, None)
+                seconds = self.options.trial_timeout or 0.0
+                events.append(Ended(task.trial_id, task.attempt, Status.FAILED, reason, seconds))
+            elif started:
+                why = reason if culprit is None else f"worker stopped: {reason}"
+                events.append(Lost(task.trial_id, task.attempt, why))
+                again.append(self._retry(task))
+            else:
+                again.append(task)
+        queue.extendleft(reversed(again))
         return events
 
     def _lost(
@@ -385,6 +502,11 @@ class RayExecutor:
             self._sigterm = None
         if self._owns_ray:
             ray.shutdown()
+            ray_log.end_session(self._session, self.options.keep_logs)
+            self._session = None
+        if self._guard is not None:
+            session_guard.stop(self._guard)
+            self._guard = None
         if self._lease is not None:
             self._lease.release()
             self._lease = None
@@ -399,8 +521,44 @@ def _stop_on_sigterm() -> Any:
     return signal.signal(signal.SIGTERM, _raise_terminated) or signal.SIG_DFL
 
 
+_sigterm_seen = False
+
+
 def _raise_terminated(_signum: int, _frame: Any) -> None:
+    global _sigterm_seen
+    _sigterm_seen = True
     raise Terminated()
+
+
+def sigterm_seen() -> bool:
+    """Whether SIGTERM stopped this process's stage: raised inside `ray.wait`, our
+    `Terminated` reaches the caller as Ray's plain KeyboardInterrupt."""
+    return _sigterm_seen
+
+
+def _lost_cluster(detail: str) -> str:
+    return f"Ray failed mid-stage ({detail}); no trial was charged for it"
+
+
+def _dead_ray_processes() -> list[str]:
+    """The processes of this command's private local Ray that died (none elsewhere)."""
+    import ray
+
+    node: Any = ray._private.worker._global_node
+    if node is None or not node.head:
+        return []
+    return sorted({name for name, _ in node.dead_processes()})
+
+
+def _alive_nodes(ray: Any) -> set[str]:
+    """Ids of the nodes the GCS reports alive; empty when the GCS itself does not answer."""
+    gcs = ray.get_runtime_context().gcs_address
+    if not local_ray.answers(gcs):
+        return set()
+    try:
+        return {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+    except Exception:  # the GCS went away meanwhile
+        return set()
 
 
 def _in_ray_job() -> bool:
@@ -418,6 +576,7 @@ def _task_error(exc: Exception) -> str:
 def _connect(options: RayOptions, search_path: Path) -> local_ray.Lease | None:
     """Join the cluster, else the warm local Ray (its lease), else start a private local Ray."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray_log.divert()
     address = cluster_address(options.address)
     if address:
         _join(address, search_path, {"RAY_USAGE_STATS_ENABLED": "0"})

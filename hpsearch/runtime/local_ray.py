@@ -123,7 +123,8 @@ def _is_owner(pid: int) -> bool:
         return False
 
 
-def _answers(address: str) -> bool:
+def answers(address: str) -> bool:
+    """Whether something accepts TCP connections at HOST:PORT (within 2 s)."""
     host, _, port = address.rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=2.0).close()
@@ -134,7 +135,7 @@ def _answers(address: str) -> bool:
 
 def alive(state: WarmRay) -> bool:
     """The owner runs and its Ray answers (a crashed Ray takes its owner down within a second)."""
-    return _is_owner(state.pid) and _answers(state.address)
+    return _is_owner(state.pid) and answers(state.address)
 
 
 def last_used() -> float:
@@ -377,11 +378,15 @@ class _Owner:
             ray_version=ray.__version__,
         )
         _write_state(state)
+        session = Path(node.get_session_dir_path())
         try:
             self._watch(node, state)
         finally:
             _remove_state(state.pid)
             ray.shutdown()
+            from hpsearch.runtime.ray_log import remove_session
+
+            remove_session(session)
 
     def _stop(self, *_: Any) -> None:
         self.stopping = True

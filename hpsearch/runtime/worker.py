@@ -248,15 +248,20 @@ def run_bundle(
     flush_seconds: float,
     board: Rungs | None = None,
 ) -> Iterator[list[Event]]:
-    """Run trials one after another, yielding their events in lists at most every flush_seconds.
+    """Run trials one after another, yielding their events in lists at most every flush_seconds
+    within a trial, and at each trial's start (with what the previous trial left).
 
     Buffering delays the report, not the decision: divergence still stops a trial at its epoch.
-    A checkpoint is never buffered: the list holding it is sent at once.
+    A checkpoint is never buffered: the list holding it is sent at once. The flush at a
+    trial's start means a finished trial's events never wait behind a trial that hangs, and
+    the driver times each trial from its start (its time limit).
     """
     buffer: list[Event] = []
-    last_flush = time.monotonic()
     for task in tasks:
         buffer.append(Started(task.trial_id, task.attempt, node_id, resumes_after(fn, task)))
+        yield buffer
+        buffer = []
+        last_flush = time.monotonic()
         for event in run_trial(fn, task, metric, board):
             buffer.append(event)
             # a checkpoint goes at once: a worker that dies must not take it along
