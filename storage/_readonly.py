@@ -180,6 +180,18 @@ _PG_HARMLESS_VOLATILE = {
 _PG_VOLATILE_SQL = "SELECT DISTINCT lower(proname) FROM pg_proc WHERE provolatile = 'v'"
 _PG_READ_ONLY_ERROR = re.compile(r"cannot execute (.+?) in a read-only transaction")
 _WORD = re.compile(r"[a-z_][a-z0-9_$]*")
+# How SQLite and PostgreSQL refuse a write to a view (such as `metrics`), before any guard.
+_VIEW_WRITE = re.compile(
+    r"cannot modify \S+ because it is a view|use DROP VIEW to delete view"
+    r"|cannot (delete|insert|update)( from| into)? view"
+)
+
+
+def _view_write(found: re.Match[str], keyword: str) -> str:
+    """What the refused write was: PostgreSQL names it, SQLite leaves it to the keyword."""
+    if keyword == "WITH":
+        return "a write inside WITH"
+    return found.group(1).upper() if found.group(1) else keyword
 
 
 class Reader:
@@ -199,6 +211,7 @@ class Reader:
         self.schema_version = schema_version
         self._stop = _Stop(None)
         self._volatile: set[str] | None = None
+        self._keyword = ""  # the leading keyword of the statement running
 
     @property
     def dialect(self) -> str:
@@ -221,8 +234,9 @@ class Reader:
         cancel()
 
     def _arm(self, sql: str) -> None:
+        self._keyword = leading_keyword(sql)
         if self._guard is not None:
-            self._guard.keyword = leading_keyword(sql)
+            self._guard.keyword = self._keyword
             self._guard.reason = None
 
     def stream(self, sql: str, *, timeout: float | None = None) -> QueryRows:
@@ -382,6 +396,8 @@ class Reader:
             )
         orig = driver_error(exc)
         message = " ".join(str(orig).split())
+        if (found := _VIEW_WRITE.search(message)) is not None:  # `metrics` is a view
+            return _refused(_view_write(found, self._keyword))
         if isinstance(orig, sqlite3.Error) and "readonly" in message:
             return StorageError(f"sql: read-only: {message} {NEVER_CHANGES}")
         if (found := _PG_READ_ONLY_ERROR.search(message)) is not None:

@@ -14,7 +14,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage._engine import describe, open_engine, session_scope
 from storage._errors import StorageError
-from storage._models import Attempt, Flag, Metric, Param, Stage, Study, Trial, table
+from storage._models import (
+    Attempt,
+    Flag,
+    MetricName,
+    MetricValue,
+    Param,
+    Stage,
+    Study,
+    Trial,
+    table,
+)
 from storage._records import (
     Batch,
     FlagRecord,
@@ -47,6 +57,7 @@ class Store:
         self.db = describe(db)
         self.engine = open_engine(db)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._name_ids: dict[str, int] = {}  # metric name -> id: ids never change once given
 
     def close(self) -> None:
         self.engine.dispose()
@@ -183,18 +194,71 @@ class Store:
         """Write one batch of results in a single transaction."""
         if not len(batch):
             return
+        name_ids: dict[str, int] = {}
         with self._session() as s:
             conn = s.connection()
             if batch.started:
                 conn.execute(_START, batch.started)
             if batch.metrics:
-                for row in batch.metrics:
-                    row["value"] = _finite_or_none(row["value"])
-                conn.execute(table(Metric).insert(), batch.metrics)
+                name_ids = self._metric_name_ids(conn, {row["name"] for row in batch.metrics})
+                conn.execute(_insert_values, _value_rows(batch.metrics, name_ids))
             if batch.finished:
                 conn.execute(_FINISH, batch.finished)
             if batch.started or batch.ended:
                 _write_attempts(conn, batch.started, batch.ended)
+        self._name_ids.update(name_ids)  # only once committed: a rolled-back id is no id
+
+    def _metric_name_ids(self, conn: Connection, names: set[str]) -> dict[str, int]:
+        """{name: name_id} for these names, new names added to `metric_names`."""
+        known = {name: self._name_ids[name] for name in names if name in self._name_ids}
+        missing = names - known.keys()
+        if missing:
+            found = _name_ids_in(conn, missing)
+            if new := missing - found.keys():
+                conn.execute(_insert_ignoring_duplicates(conn), [{"name": n} for n in sorted(new)])
+                found |= _name_ids_in(conn, new)  # another driver may have given some first
+            known |= found
+        return known
+
+
+_names = table(MetricName)
+_insert_values = insert(table(MetricValue))
+
+
+def _name_ids_in(conn: Connection, names: set[str]) -> dict[str, int]:
+    rows = conn.execute(select(_names.c.name, _names.c.name_id).where(_names.c.name.in_(names)))
+    return {name: name_id for name, name_id in rows}
+
+
+def _insert_ignoring_duplicates(conn: Connection) -> Any:
+    """INSERT INTO metric_names that skips a name another driver inserted meanwhile."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(_names).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(_names).on_conflict_do_nothing()
+    if dialect in ("mysql", "mariadb"):
+        return insert(_names).prefix_with("IGNORE")
+    return insert(_names)
+
+
+def _value_rows(metrics: list[dict[str, Any]], name_ids: dict[str, int]) -> list[dict[str, Any]]:
+    """The batch's metric rows as `metric_values` rows (the batch is left as it is: a failed
+    write may be tried again)."""
+    return [
+        {
+            "trial_id": row["trial_id"],
+            "attempt": row["attempt"],
+            "epoch": row["epoch"],
+            "name_id": name_ids[row["name"]],
+            "value": _finite_or_none(row["value"]),
+        }
+        for row in metrics
+    ]
 
 
 _trials = table(Trial)

@@ -34,11 +34,9 @@ def study(db: str, name: str) -> dict[str, Any]:
     return study_document(load_summary(db, name))
 
 
-def live(
-    db: str, name: str, stage_id: int, after: tuple[str, int] | None, epochs_after: int | None
-) -> dict[str, Any]:
+def live(db: str, name: str, stage_id: int, after: tuple[str, int] | None) -> dict[str, Any]:
     with read_only(db) as reader:
-        return live_update(reader, study_by_name(reader, name), stage_id, after, epochs_after)
+        return live_update(reader, study_by_name(reader, name), stage_id, after)
 
 
 def trials(db: str, name: str, **query: Any) -> dict[str, Any]:

@@ -187,9 +187,8 @@ class Api:
         q = request.query
         after = (q["at"], _int(q, "id", 0) or 0) if q.get("at") else None
         stage = _int(request.match_info, "stage", 0) or 0
-        epochs_after = _int(q, "epoch", None)
         payload = await asyncio.to_thread(
-            data.live, self.db, request.match_info["name"], stage, after, epochs_after
+            data.live, self.db, request.match_info["name"], stage, after
         )
         return _json(payload)
 
