@@ -160,13 +160,15 @@ def main() -> None:
         shutil.copy(v3, Path(tmp) / "up.db")
         up = Path(tmp) / "up.db"
         start = time.perf_counter()
-        subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", "hpsearch", "db", "upgrade", "--db", str(up)],
-            check=True,
             cwd=tmp,
             capture_output=True,
+            text=True,
             env={**os.environ, "PYTHONPATH": str(args.hpsearch.resolve())},
         )
+        if done.returncode != 0:
+            sys.exit(f"hpsearch db upgrade failed: {done.stderr}")
         upgrade = time.perf_counter() - start
         n = size(up)
         print(f"{'version 3 upgraded to 7':44} {n / 1e6:9.1f} {n / rows:10.1f} {upgrade:8.1f}")

@@ -33,7 +33,6 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
         StorageError as StorageError,
         masked as masked,
     )
-    from storage._models import SCHEMA_VERSION as SCHEMA_VERSION
     from storage._queries import (
         find_study as find_study,
         iter_metrics as iter_metrics,
@@ -62,7 +61,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
         StudySummary as StudySummary,
         TrialRecord as TrialRecord,
     )
-    from storage._schema import revision_id as revision_id
+    from storage._schema import SCHEMA_VERSION as SCHEMA_VERSION, revision_id as revision_id
     from storage._store import Store as Store, now as now
     from storage._terms import (
         DEFAULT_DB as DEFAULT_DB,
@@ -90,7 +89,7 @@ _MODULE_OF = {
     "NotFoundError": "_errors",
     "SchemaVersionError": "_errors",
     "StorageError": "_errors",
-    "SCHEMA_VERSION": "_models",
+    "SCHEMA_VERSION": "_schema",
     "METRIC_COLUMNS": "_records",
     "TRIAL_COLUMNS": "_records",
     "find_study": "_queries",

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 7  # the newest revision's number: revision "0007" (see storage/_schema.py)
+from storage._schema import SCHEMA_VERSION as SCHEMA_VERSION  # the head the models mirror
 
 
 class Base(DeclarativeBase):
