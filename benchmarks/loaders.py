@@ -83,7 +83,12 @@ def build_hpsearch(path: Path, trials: int, epochs: int) -> float:
                         }
                     )
             batch.finish(
-                tid, Status.COMPLETED, attempt=1, error=None, best=(0.9, epochs), epochs_run=epochs,
+                tid,
+                Status.COMPLETED,
+                attempt=1,
+                error=None,
+                best=(0.9, epochs),
+                epochs_run=epochs,
                 at=now,
             )
         store.record(batch)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from hpsearch.checkpoints import Checkpointing, artifact_location, checkpointing_wanted
 from hpsearch.driver import ProgressCallback, StageOutcome, execute, plan_stage
 from hpsearch.errors import DatabaseError, HpsearchError, SpecError
 from hpsearch.narrowing import split_proposal
@@ -34,6 +35,7 @@ from hpsearch.spec import StudySpec, load_spec, parse_spec
 from hpsearch.summary import best_json, flag_json
 from storage import (
     DEFAULT_DB,
+    ArtifactStore,
     StageKind,
     StorageError,
     Store,
@@ -87,11 +89,19 @@ class StageResult:
 
 
 class Study:
-    """A study spec and the database its stages go to."""
+    """A study spec and the database its stages go to (checkpoints: to `artifacts`, by default
+    the directory beside a SQLite file, `results.db` -> `results.artifacts/`)."""
 
-    def __init__(self, spec: StudySpec, db: str | os.PathLike[str] = DEFAULT_DB) -> None:
+    def __init__(
+        self,
+        spec: StudySpec,
+        db: str | os.PathLike[str] = DEFAULT_DB,
+        *,
+        artifacts: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.spec = spec
         self.db = str(db)
+        self.artifacts = None if artifacts is None else str(artifacts)
         with _database_errors():
             self.store = Store(self.db)
 
@@ -102,10 +112,12 @@ class Study:
         db: str | os.PathLike[str] = DEFAULT_DB,
         *,
         address: str | None = None,
+        artifacts: str | os.PathLike[str] | None = None,
     ) -> Study:
         """From a TOML file, or a dict with the TOML's keys (whose `trainable` may be a
         generator function); checked like the CLI checks it before anything runs. With
-        `address`, that Ray cluster is checked before the database is opened or created."""
+        `address`, that Ray cluster is checked before the database is opened or created;
+        `artifacts` is where checkpoints go (a directory or an fsspec URL)."""
         if isinstance(spec, str | os.PathLike):
             study_spec = load_spec(Path(spec))
         elif isinstance(spec, Mapping):
@@ -115,7 +127,7 @@ class Study:
         if study_spec.function is None:
             resolve(study_spec.trainable, study_spec.directory.resolve())
         check_cluster(address)
-        return cls(study_spec, db)
+        return cls(study_spec, db, artifacts=artifacts)
 
     @property
     def name(self) -> str:
@@ -192,9 +204,10 @@ class Study:
         _check_request(request, options)
         with _database_errors():
             plan = plan_stage(self.store, self.spec, request)
+            checkpoints = self._checkpointing()  # a server database without --artifacts: here
             runner = self._executor(executor, options)
             try:
-                outcome = execute(self.store, self.spec, plan, runner, on_progress)
+                outcome = execute(self.store, self.spec, plan, runner, on_progress, checkpoints)
             finally:
                 runner.close()
         return StageResult.of(outcome)
@@ -205,8 +218,27 @@ class Study:
         with _database_errors():
             return load_trials(self.db, self.spec.name, stage=stage, status=status)
 
+    def best_checkpoint(self, out: str | os.PathLike[str], *, stage: int | None = None) -> Path:
+        """Copy the best trial's chosen checkpoint (its best kept epoch) with `params.json`
+        into `out` (a new or empty directory), as `hpsearch best --out`; returns `out`."""
+        from hpsearch.best import export_best
+
+        with _database_errors():
+            export_best(self.db, self.spec.name, Path(out), stage=stage)
+        return Path(out)
+
     def close(self) -> None:
         self.store.close()
+
+    def _checkpointing(self) -> Checkpointing | None:
+        """Checkpoints of this study's stages, when the spec keeps them and the trainable
+        accepts `checkpoint_dir`; the artifact store is checked before Ray starts."""
+        spec = self.spec
+        fn = spec.function or resolve(spec.trainable, spec.directory.resolve())
+        if not checkpointing_wanted(spec, fn):
+            return None
+        location = artifact_location(self.db, self.artifacts)
+        return Checkpointing(spec, fn, ArtifactStore(location))
 
     def _executor(self, name: ExecutorName, options: RayOptions) -> Executor:
         spec = self.spec

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from hpsearch import planner
 from hpsearch.narrowing import Analysis
@@ -33,6 +34,9 @@ from storage import (
     TrialRecord,
     now,
 )
+
+if TYPE_CHECKING:
+    from hpsearch.checkpoints import Checkpointing, EpochValues
 
 COMMIT_SECONDS = 0.25
 COMMIT_ROWS = 5000
@@ -87,6 +91,9 @@ class _Tracker:
         self.progress = progress
         self.best: dict[int, tuple[float, int]] = {}
         self.epochs: dict[int, int] = {}
+        # (epoch, value) of each running trial's epochs: what an attempt resumed from a
+        # checkpoint takes over (up to the checkpoint's epoch)
+        self.history: dict[int, EpochValues] = {}
 
     def apply(self, events: list[Event], batch: Batch) -> None:
         at = now()
@@ -94,13 +101,28 @@ class _Tracker:
             if isinstance(event, EpochDone):
                 self._epoch(event, batch)
             elif isinstance(event, Started):
-                self.best.pop(event.trial_id, None)
-                self.epochs[event.trial_id] = 0
+                self._start(event)
                 batch.start(event.trial_id, event.attempt, event.node_id, at)
             elif isinstance(event, Ended):
                 self._end(event, batch, at)
             elif isinstance(event, Lost):
                 batch.lose(event.trial_id, event.attempt, event.reason, at)
+
+    def _start(self, event: Started) -> None:
+        """A new attempt: from scratch, or after its restored checkpoint's epoch."""
+        after = event.resumed_after
+        kept = [(e, v) for e, v in self.history.pop(event.trial_id, []) if e <= after]
+        self.history[event.trial_id] = kept
+        self.best.pop(event.trial_id, None)
+        self.epochs[event.trial_id] = after
+        for epoch, value in kept:
+            self._note(event.trial_id, epoch, value)
+
+    def _note(self, trial_id: int, epoch: int, value: float | None) -> None:
+        best = self.best.get(trial_id)
+        if value is not None and math.isfinite(value):
+            if best is None or self.mode.better(value, best[0]):
+                self.best[trial_id] = (value, epoch)
 
     def _epoch(self, event: EpochDone, batch: Batch) -> None:
         trial_id, attempt, epoch = event.trial_id, event.attempt, event.epoch
@@ -110,11 +132,11 @@ class _Tracker:
         )
         self.epochs[trial_id] = epoch
         value = event.metrics[self.metric]
-        best = self.best.get(trial_id)
-        if math.isfinite(value) and (best is None or self.mode.better(value, best[0])):
-            self.best[trial_id] = (value, epoch)
+        self.history.setdefault(trial_id, []).append((epoch, value))
+        self._note(trial_id, epoch, value)
 
     def _end(self, event: Ended, batch: Batch, at: datetime) -> None:
+        self.history.pop(event.trial_id, None)
         best = self.best.get(event.trial_id)
         batch.finish(
             event.trial_id,
@@ -200,10 +222,13 @@ def run_stage(
     on_progress: ProgressCallback | None = None,
     *,
     resumed: bool = False,
+    checkpoints: Checkpointing | None = None,
 ) -> dict[str, int]:
     """Run the stage's unfinished trials; commit results in batches. Returns status counts.
 
     On an interrupt (Ctrl-C) everything received so far is committed before it propagates.
+    With `checkpoints`, trials write checkpoints (each committed as soon as it arrives), a
+    resumed trial continues from its latest, and retention prunes as the stage goes.
     """
     todo = store.trials(stage.stage_id, unfinished_only=True)
     counts = store.status_counts(stage.stage_id)
@@ -212,19 +237,31 @@ def run_stage(
     tracker = _Tracker(spec.metric, Mode(spec.mode), progress)
     space = Space.from_dict(stage.ranges)
     tasks = [_task(stage, space, t) for t in todo]
+    if checkpoints:
+        tasks, histories = checkpoints.prepare(store, stage.stage_id, tasks)
+        tracker.history.update(histories)
     if on_progress:
         on_progress(progress)
     batch, last_commit = Batch(), time.monotonic()
     try:
         for events in executor.run(tasks):
             tracker.apply(events, batch)
-            if time.monotonic() - last_commit >= COMMIT_SECONDS or len(batch) >= COMMIT_ROWS:
+            saved = checkpoints.save(stage.stage_id, events, batch) if checkpoints else False
+            if (
+                saved
+                or time.monotonic() - last_commit >= COMMIT_SECONDS
+                or len(batch) >= COMMIT_ROWS
+            ):
                 store.record(batch)
                 batch, last_commit = Batch(), time.monotonic()
+                if checkpoints and checkpoints.prune_due():
+                    checkpoints.prune(store, stage.stage_id)
                 if on_progress:
                     on_progress(progress)
     finally:
         store.record(batch)
+    if checkpoints:
+        checkpoints.prune(store, stage.stage_id)
     if on_progress:
         on_progress(progress)
     return store.status_counts(stage.stage_id)
@@ -246,10 +283,13 @@ def execute(
     plan: Plan,
     executor: Executor,
     on_progress: ProgressCallback | None = None,
+    checkpoints: Checkpointing | None = None,
 ) -> StageOutcome:
     """Begin (or resume) the planned stage, run it with the executor, finish it."""
     study, stage, resumed = begin(store, spec, plan)
-    counts = run_stage(store, spec, stage, executor, on_progress, resumed=resumed)
+    counts = run_stage(
+        store, spec, stage, executor, on_progress, resumed=resumed, checkpoints=checkpoints
+    )
     finished = finish_stage(store, spec, stage)
     return StageOutcome(study, finished.stage, resumed, counts, finished.analysis, finished.top)
 

@@ -60,6 +60,23 @@ def reference(func: Callable[..., object]) -> str:
     return f"{module}:{getattr(func, '__qualname__', repr(func))}"
 
 
+CHECKPOINT_DIR = "checkpoint_dir"
+RESTORE_DIR = "restore_dir"
+_keywords: dict[object, frozenset[str]] = {}
+
+
+def checkpoint_keywords(func: Trainable) -> frozenset[str]:
+    """Which of `checkpoint_dir` and `restore_dir` the trainable accepts (inspected once)."""
+    if func not in _keywords:
+        params = inspect.signature(func).parameters.values()
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            _keywords[func] = frozenset({CHECKPOINT_DIR, RESTORE_DIR})
+        else:
+            names = {p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+            _keywords[func] = frozenset({CHECKPOINT_DIR, RESTORE_DIR} & names)
+    return _keywords[func]
+
+
 def checked(func: object, ref: str) -> Trainable:
     """The function itself, if it is a generator function (the trainable protocol)."""
     if not inspect.isgeneratorfunction(func):

@@ -42,6 +42,7 @@ class RunOptions:
     widen: bool
     from_stage: int | None
     top: int | None
+    artifacts: str | None
 
     def check(self, kind: StageKind) -> None:
         """Refuse options of the other stage kind (e.g. --widen on a fine stage)."""

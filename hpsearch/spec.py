@@ -15,7 +15,18 @@ from hpsearch.registry import Trainable, checked, reference
 from hpsearch.space import NUMERIC_TYPES, TYPES, Choice, Dimension, Numeric, Space
 from storage import Mode
 
-TOP_KEYS = {"name", "trainable", "metric", "mode", "seed", "fixed", "space", "coarse", "fine"}
+TOP_KEYS = {
+    "name",
+    "trainable",
+    "metric",
+    "mode",
+    "seed",
+    "fixed",
+    "space",
+    "coarse",
+    "fine",
+    "checkpoints",
+}
 NUMERIC_KEYS = {"type", "low", "high", "min", "max"}
 CHOICE_KEYS = {"type", "values"}
 
@@ -36,6 +47,15 @@ class FineSettings(StageSettings):
 
 
 @dataclass(frozen=True)
+class CheckpointSettings:
+    """`[checkpoints]`: the best `keep_trials` trials of a stage keep their best `keep_epochs`
+    epochs plus their last; `keep_trials = 0` turns checkpointing off."""
+
+    keep_trials: int = 10
+    keep_epochs: int = 1
+
+
+@dataclass(frozen=True)
 class StudySpec:
     path: Path
     name: str
@@ -47,6 +67,7 @@ class StudySpec:
     fine: FineSettings
     fixed: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    checkpoints: CheckpointSettings = field(default_factory=CheckpointSettings)
     # the trainable itself when the spec (a dict) gave a function object; `trainable` then
     # holds its `module:qualname`, for the record only (the function is never imported by name)
     function: Trainable | None = field(default=None, compare=False, repr=False)
@@ -168,7 +189,20 @@ def parse_spec(data: dict[str, Any], path: Path) -> StudySpec:
         fine=_parse_fine(check, check.table(data, "fine", required=False)),
         fixed=dict(fixed),
         seed=seed,
+        checkpoints=_parse_checkpoints(check, check.table(data, "checkpoints", required=False)),
         function=function,
+    )
+
+
+def _parse_checkpoints(check: _Checker, data: dict[str, Any]) -> CheckpointSettings:
+    check.no_unknown(data, {"keep_trials", "keep_epochs"}, "checkpoints.")
+    keep_trials = data.get("keep_trials", 10)
+    if isinstance(keep_trials, bool) or not isinstance(keep_trials, int) or keep_trials < 0:
+        raise check.fail(
+            "checkpoints.keep_trials", f"must be an integer >= 0 (0: off), got {keep_trials!r}"
+        )
+    return CheckpointSettings(
+        keep_trials, check.positive_int(data, "keep_epochs", "checkpoints.", 1)
     )
 
 

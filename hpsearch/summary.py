@@ -5,6 +5,7 @@ One shape for `hpsearch show`, the dashboard's study page and the API's `StageRe
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from hpsearch.narrowing import split_proposal
@@ -50,6 +51,7 @@ def stage_document(summary: StageSummary) -> dict[str, Any]:
         "flags": [flag_json(f) for f in summary.flags],
         "proposal": proposal,
         "reasons": reasons,
+        "checkpoints": asdict(summary.checkpoints),  # checkpoints, files, bytes
     }
 
 

@@ -20,6 +20,11 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
         ArtifactStore as ArtifactStore,
         StoredFile as StoredFile,
         default_location as default_location,
+        read_files as read_files,
+    )
+    from storage._checkpoint_reads import (
+        BestCheckpoint as BestCheckpoint,
+        load_best_checkpoint as load_best_checkpoint,
     )
     from storage._engine import (
         describe as describe,
@@ -53,6 +58,8 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
         METRIC_COLUMNS as METRIC_COLUMNS,
         TRIAL_COLUMNS as TRIAL_COLUMNS,
         Batch as Batch,
+        CheckpointRecord as CheckpointRecord,
+        CheckpointTotals as CheckpointTotals,
         FlagRecord as FlagRecord,
         QueryResult as QueryResult,
         StageRecord as StageRecord,
@@ -60,6 +67,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
         StudyRecord as StudyRecord,
         StudySummary as StudySummary,
         TrialRecord as TrialRecord,
+        latest_files as latest_files,
     )
     from storage._schema import SCHEMA_VERSION as SCHEMA_VERSION, revision_id as revision_id
     from storage._store import Store as Store, now as now
@@ -81,6 +89,7 @@ _MODULE_OF = {
     "ArtifactStore": "_artifacts",
     "StoredFile": "_artifacts",
     "default_location": "_artifacts",
+    "read_files": "_artifacts",
     "describe": "_engine",
     "masked": "_errors",
     "parse_url": "_engine",
@@ -106,12 +115,17 @@ _MODULE_OF = {
     "read_only": "_readonly",
     "run_sql": "_readonly",
     "Batch": "_records",
+    "CheckpointRecord": "_records",
+    "CheckpointTotals": "_records",
+    "BestCheckpoint": "_checkpoint_reads",
+    "load_best_checkpoint": "_checkpoint_reads",
     "FlagRecord": "_records",
     "StageRecord": "_records",
     "StageSummary": "_records",
     "StudyRecord": "_records",
     "StudySummary": "_records",
     "TrialRecord": "_records",
+    "latest_files": "_records",
     "revision_id": "_schema",
     "Store": "_store",
     "now": "_store",

@@ -108,9 +108,33 @@ class ArtifactStore:
         return into
 
     def delete(self, uris: Iterable[str]) -> None:
-        """Remove files; ones already gone are fine."""
+        """Remove files; ones already gone are fine. Folders left empty go too (up to the
+        root), so pruned trials leave no empty directories behind."""
+        folders = set()
         for uri in uris:
+            path = self._path(uri)
+            folders.add(path.rsplit("/", 1)[0])
             try:
-                self.fs.rm(self._path(uri))
+                self.fs.rm(path)
             except FileNotFoundError:
                 pass
+        for folder in sorted(folders, reverse=True):
+            self._remove_empty(folder)
+
+    def _remove_empty(self, folder: str) -> None:
+        while folder.startswith(self.root + "/"):
+            try:
+                self.fs.rmdir(folder)
+            except OSError:  # not empty (or gone, or no folders on this store): stop here
+                return
+            folder = folder.rsplit("/", 1)[0]
+
+
+def read_files(files: Iterable[Any]) -> dict[str, bytes]:
+    """Recorded files (with `.name`, `.uri`, `.sha256`) by name, each checked; wherever they
+    live (each `uri` is absolute)."""
+    content = {}
+    for file in files:
+        folder = file.uri.rsplit("/", 1)[0] if "://" in file.uri else str(Path(file.uri).parent)
+        content[file.name] = ArtifactStore(folder).read(file.uri, file.sha256)
+    return content

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -155,3 +156,17 @@ class Flag(Base):
     value: Mapped[float | None] = mapped_column(Float)
     position: Mapped[float | None] = mapped_column(Float)
     message: Mapped[str] = mapped_column(Text)
+
+
+class Checkpoint(Base):
+    """One file of a trial's checkpoint at one epoch, kept in the artifact store."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (Index("ix_checkpoints_trial_epoch", "trial_id", "epoch"),)
+    checkpoint_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.trial_id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer)
+    uri: Mapped[str] = mapped_column(Text)  # absolute: a local path or a URL
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))

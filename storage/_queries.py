@@ -9,11 +9,13 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from storage._checkpoint_reads import checkpoint_totals
 from storage._errors import NotFoundError
 from storage._readonly import Reader, read_only
 from storage._records import (
     METRIC_COLUMNS,
     TRIAL_COLUMNS,
+    CheckpointTotals,
     FlagRecord,
     StageRecord,
     StageSummary,
@@ -123,12 +125,14 @@ def load_summary(db: str, study: str) -> StudySummary:
         record = _study(reader, study)
         counts = _status_counts(reader, record.study_id)
         flags = _flags(reader, record.study_id)
+        sizes = checkpoint_totals(reader, record.study_id)
         stages = tuple(
             StageSummary(
                 stage,
                 counts.get(stage.stage_id, {}),
                 _best_trial(reader, stage.stage_id, Mode(record.mode)),
                 flags.get(stage.stage_id, ()),
+                sizes.get(stage.stage_id, CheckpointTotals()),
             )
             for stage in _stages(reader, record.study_id)
         )

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from storage._terms import (
     FINAL_STATUSES,  # noqa: F401  (re-exported)
     AttemptOutcome,
 )
+
+
+class StoredFileLike(Protocol):
+    """A file written to the artifact store (storage._artifacts.StoredFile)."""
+
+    @property
+    def uri(self) -> str: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -53,12 +65,47 @@ class TrialRecord:
 
 
 @dataclass(frozen=True)
+class CheckpointRecord:
+    """One recorded file of a trial's checkpoint at one epoch (`uri` absolute)."""
+
+    trial_id: int
+    attempt: int
+    epoch: int
+    uri: str
+    bytes: int
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        """The file's name in the checkpoint directory the trainable wrote."""
+        return self.uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def latest_files(files: Iterable[CheckpointRecord]) -> list[CheckpointRecord]:
+    """The files of the latest (attempt, epoch) among one trial's checkpoint files."""
+    files = list(files)
+    if not files:
+        return []
+    last = max((f.attempt, f.epoch) for f in files)
+    return [f for f in files if (f.attempt, f.epoch) == last]
+
+
+@dataclass(frozen=True)
 class FlagRecord:
     param: str
     side: str
     value: float | None
     position: float | None
     message: str
+
+
+@dataclass(frozen=True)
+class CheckpointTotals:
+    """A stage's recorded checkpoints: how many (trial, attempt, epoch), files, bytes."""
+
+    checkpoints: int = 0
+    files: int = 0
+    bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -69,6 +116,7 @@ class StageSummary:
     counts: dict[str, int]  # trials by status, statuses in alphabetical order
     best: TrialRecord | None  # the best completed trial (ties: the lowest number)
     flags: tuple[FlagRecord, ...]
+    checkpoints: CheckpointTotals = CheckpointTotals()
 
 
 @dataclass(frozen=True)
@@ -89,9 +137,32 @@ class Batch:
     metrics: list[dict[str, Any]] = field(default_factory=list)  # trial_id, attempt, epoch, ...
     finished: list[dict[str, Any]] = field(default_factory=list)  # trial_id, status, error, ...
     ended: list[dict[str, Any]] = field(default_factory=list)  # attempt endings: outcome, reason
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)  # one row per file
 
     def __len__(self) -> int:
-        return len(self.started) + len(self.metrics) + len(self.finished) + len(self.ended)
+        return (
+            len(self.started)
+            + len(self.metrics)
+            + len(self.finished)
+            + len(self.ended)
+            + len(self.checkpoints)
+        )
+
+    def checkpoint(
+        self, trial_id: int, attempt: int, epoch: int, files: Iterable[StoredFileLike]
+    ) -> None:
+        """Epoch `epoch`'s checkpoint of this attempt: files already in the artifact store."""
+        self.checkpoints.extend(
+            {
+                "trial_id": trial_id,
+                "attempt": attempt,
+                "epoch": epoch,
+                "uri": f.uri,
+                "bytes": f.bytes,
+                "sha256": f.sha256,
+            }
+            for f in files
+        )
 
     def start(self, trial_id: int, attempt: int, node_id: str | None, at: datetime) -> None:
         """The attempt began on this node: the trial is running, the attempt's row is new."""

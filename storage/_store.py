@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    column,
+    delete,
+    func,
+    insert,
+    select,
+    table as sa_table,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage._engine import describe, open_engine, session_scope
 from storage._errors import StorageError
 from storage._models import (
     Attempt,
+    Checkpoint,
     Flag,
     MetricName,
     MetricValue,
@@ -27,10 +38,12 @@ from storage._models import (
 )
 from storage._records import (
     Batch,
+    CheckpointRecord,
     FlagRecord,
     StageRecord,
     StudyRecord,
     TrialRecord,
+    latest_files,
 )
 from storage._terms import FINAL_STATUSES
 
@@ -206,6 +219,8 @@ class Store:
                 conn.execute(_FINISH, batch.finished)
             if batch.started or batch.ended:
                 _write_attempts(conn, batch.started, batch.ended)
+            if batch.checkpoints:
+                conn.execute(table(Checkpoint).insert(), batch.checkpoints)
         self._name_ids.update(name_ids)  # only once committed: a rolled-back id is no id
 
     def _metric_name_ids(self, conn: Connection, names: set[str]) -> dict[str, int]:
@@ -220,8 +235,107 @@ class Store:
             known |= found
         return known
 
+    # -- checkpoints ----------------------------------------------------------------------
+    def checkpoints(self, trial_id: int) -> list[CheckpointRecord]:
+        """Every recorded checkpoint file of the trial, the latest (attempt, epoch) last."""
+        return self._checkpoints(Checkpoint.trial_id == trial_id)
+
+    def stage_checkpoints(self, stage_id: int) -> list[CheckpointRecord]:
+        """Every recorded checkpoint file of the stage's trials, by trial, latest last."""
+        in_stage = select(Trial.trial_id).where(Trial.stage_id == stage_id)
+        return self._checkpoints(Checkpoint.trial_id.in_(in_stage))
+
+    def latest_checkpoint(self, trial_id: int) -> list[CheckpointRecord]:
+        """The files of the trial's latest checkpoint (empty: it has none)."""
+        return latest_files(self.checkpoints(trial_id))
+
+    def delete_checkpoints(self, uris: Iterable[str]) -> int:
+        """Forget these files (their rows); the caller removes the files afterwards, so a
+        crash in between leaves a file no row names, never a row naming no file."""
+        wanted = list(uris)
+        if not wanted:
+            return 0
+        deleted = 0
+        with self._session() as s:
+            for start in range(0, len(wanted), 500):  # within every database's bind limit
+                chunk = wanted[start : start + 500]
+                done = s.execute(delete(Checkpoint).where(Checkpoint.uri.in_(chunk)))
+                deleted += int(getattr(done, "rowcount", 0) or 0)
+        return deleted
+
+    def checkpoint_values(
+        self, stage_id: int, metric: str
+    ) -> list[tuple[CheckpointRecord, float | None]]:
+        """The stage's checkpoint files, each with the metric's value at its epoch (None: NaN
+        or not recorded), by trial, latest last: what retention ranks."""
+        at_epoch = (
+            (_metrics.c.trial_id == Checkpoint.trial_id)
+            & (_metrics.c.attempt == Checkpoint.attempt)
+            & (_metrics.c.epoch == Checkpoint.epoch)
+            & (_metrics.c.name == metric)
+        )
+        query = (
+            select(Checkpoint, _metrics.c.value)
+            .join(Trial, Trial.trial_id == Checkpoint.trial_id)
+            .outerjoin(_metrics, at_epoch)
+            .where(Trial.stage_id == stage_id)
+            .order_by(
+                Checkpoint.trial_id, Checkpoint.attempt, Checkpoint.epoch, Checkpoint.checkpoint_id
+            )
+        )
+        with self._session() as s:
+            return [(_checkpoint_record(c), value) for c, value in s.execute(query)]
+
+    def final_results(self, trial_ids: Iterable[int]) -> dict[int, tuple[str, float | None]]:
+        """(status, best value) of those of these trials that have a final status."""
+        wanted = sorted(set(trial_ids))
+        if not wanted:
+            return {}
+        query = select(Trial.trial_id, Trial.status, Trial.best_value).where(
+            Trial.trial_id.in_(wanted), Trial.status.in_(FINAL_STATUSES)
+        )
+        with self._session() as s:
+            return {tid: (status, value) for tid, status, value in s.execute(query)}
+
+    def metric_lineage(
+        self, trial_id: int, metric: str, attempt: int, epoch: int
+    ) -> list[tuple[int, float | None]]:
+        """(epoch, value) of epochs 1..`epoch` as the checkpoint made in `attempt` at `epoch`
+        saw them: per epoch, the latest attempt up to `attempt` that recorded it."""
+        query = (
+            select(_metrics.c.epoch, _metrics.c.attempt, _metrics.c.value)
+            .where(
+                _metrics.c.trial_id == trial_id,
+                _metrics.c.name == metric,
+                _metrics.c.attempt <= attempt,
+                _metrics.c.epoch <= epoch,
+            )
+            .order_by(_metrics.c.epoch, _metrics.c.attempt)
+        )
+        with self._session() as s:
+            latest = {e: v for e, _, v in s.execute(query)}  # a later attempt overwrites
+        return sorted(latest.items())
+
+    def _checkpoints(self, where: Any) -> list[CheckpointRecord]:
+        query = (
+            select(Checkpoint)
+            .where(where)
+            .order_by(
+                Checkpoint.trial_id,
+                Checkpoint.attempt,
+                Checkpoint.epoch,
+                Checkpoint.checkpoint_id,
+            )
+        )
+        with self._session() as s:
+            return [_checkpoint_record(r) for r in s.scalars(query)]
+
 
 _names = table(MetricName)
+_metrics = sa_table(  # the view: what users and these reads see, names as text
+    "metrics", column("trial_id"), column("attempt"), column("epoch"), column("name"),
+    column("value"),
+)  # fmt: skip
 _insert_values = insert(table(MetricValue))
 
 
@@ -259,6 +373,10 @@ def _value_rows(metrics: list[dict[str, Any]], name_ids: dict[str, int]) -> list
         }
         for row in metrics
     ]
+
+
+def _checkpoint_record(row: Checkpoint) -> CheckpointRecord:
+    return CheckpointRecord(row.trial_id, row.attempt, row.epoch, row.uri, row.bytes, row.sha256)
 
 
 _trials = table(Trial)

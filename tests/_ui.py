@@ -78,9 +78,7 @@ def build_search(directory: Path, db: Path) -> None:
         store.close()
 
 
-def _run(
-    store: Store, spec: StudySpec, executor: InProcessExecutor, request: StageRequest
-) -> None:
+def _run(store: Store, spec: StudySpec, executor: InProcessExecutor, request: StageRequest) -> None:
     _, stage, _ = start_or_resume(store, spec, request)
     run_stage(store, spec, stage, executor)
     finish_stage(store, spec, stage)

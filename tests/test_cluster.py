@@ -7,6 +7,7 @@ Ray's token authentication as `ray start` sets it up; the CLI runs inside the na
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -62,11 +63,17 @@ def train(params, *, epochs, seed):
     for epoch in range(1, epochs + 1):
         time.sleep(params["sleep"])
         yield {"val_acc": params["x"] * epoch / epochs, "val_loss": 1.0 / epoch, "shipped": SHIPPED}
+
+def saving(params, *, epochs, seed, checkpoint_dir):
+    for epoch, metrics in enumerate(train(params, epochs=epochs, seed=seed), start=1):
+        with open(f"{checkpoint_dir}/state.txt", "w") as out:
+            out.write(f"{params['x']!r} {epoch}")
+        yield metrics
 """
 
 SPEC = """
 name = "{name}"
-trainable = "clustertrain:train"
+trainable = "clustertrain:{trainable}"
 metric = "val_acc"
 
 [fixed]
@@ -193,16 +200,21 @@ def _logs(temp: Path) -> str:
     )
 
 
-def study(path: Path, name: str, trials: int, epochs: int, sleep: float) -> Path:
+def study(
+    path: Path, name: str, trials: int, epochs: int, sleep: float, trainable: str = "train"
+) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / "clustertrain.py").write_text(TRAINABLE)
     spec = path / "study.toml"
-    spec.write_text(SPEC.format(name=name, trials=trials, epochs=epochs, sleep=sleep))
+    spec.write_text(
+        SPEC.format(name=name, trials=trials, epochs=epochs, sleep=sleep, trainable=trainable)
+    )
     return spec
 
 
 def test_a_stage_spreads_trials_over_both_nodes(cluster: Cluster, tmp_path: Path) -> None:
-    spec = study(tmp_path / "study", "spread", trials=8, epochs=2, sleep=0.25)
+    """...and each epoch's checkpoint, made on either node, ends up in the driver's store."""
+    spec = study(tmp_path / "study", "spread", trials=8, epochs=2, sleep=0.25, trainable="saving")
     db = tmp_path / "results.db"
     result = cluster.run(
         "coarse", str(spec), "--db", str(db), "--address", "127.0.0.1:6379", "-q", cwd=tmp_path
@@ -214,6 +226,16 @@ def test_a_stage_spreads_trials_over_both_nodes(cluster: Cluster, tmp_path: Path
     assert query(db, "SELECT count(*) FROM metrics") == [(8 * 2 * 3,)]
     # every worker ran the trainable from the runtime_env copy of the spec's directory
     assert query(db, "SELECT DISTINCT value FROM metrics WHERE name = 'shipped'") == [(1.0,)]
+    kept = query(
+        db, "SELECT t.node_id, p.value, c.epoch, c.uri, c.sha256 FROM checkpoints c "
+        "JOIN trials t USING (trial_id) JOIN params p ON p.trial_id = t.trial_id AND p.name = 'x'"
+    )  # fmt: skip
+    assert {node for node, *_ in kept} == {cluster.head_node, cluster.worker_node}
+    for _, x, epoch, uri, sha in kept:  # the last epoch of each trial (all 8 are kept)
+        content = Path(uri).read_bytes()
+        assert content == f"{x!r} {epoch}".encode() and epoch == 2
+        assert hashlib.sha256(content).hexdigest() == sha
+        assert Path(uri).is_relative_to(tmp_path / "results.artifacts")
 
 
 @pytest.mark.parametrize(
@@ -242,19 +264,22 @@ def test_token_problems_are_one_clear_line(
 
 
 def test_submit_runs_a_coarse_stage_as_a_ray_job(cluster: Cluster, tmp_path: Path) -> None:
-    study(tmp_path / "project", "submitted", trials=4, epochs=2, sleep=0.0)
+    study(tmp_path / "project", "submitted", trials=4, epochs=2, sleep=0.0, trainable="saving")
     client_dir = tmp_path / "client"
     client_dir.mkdir()
     address = "http://127.0.0.1:8265"
     result = cluster.run(
         "submit", "../project/study.toml", "coarse", "--address", address,
-        "--db", "results.db", "--trials", "4", cwd=client_dir,
+        "--db", "results.db", "--trials", "4", "--artifacts", "store", cwd=client_dir,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
     job_id = re.search(r"submitted job (\S+):", result.stderr).group(1)
     db = client_dir / "results.db"  # the relative --db became absolute, not the job's copy
     assert f"database: {db}" in result.stderr
     assert query(db, "SELECT status, count(*) FROM trials GROUP BY 1") == [("completed", 4)]
+    stored = [Path(uri) for (uri,) in query(db, "SELECT uri FROM checkpoints")]
+    assert len(stored) == 4 and all(p.is_relative_to(client_dir / "store") for p in stored)
+    assert all(p.is_file() for p in stored)  # --artifacts reached the job, made absolute
     assert "coarse stage 1: 4 trials (4 completed)" in result.stdout
     assert f"job {job_id}: SUCCEEDED" in result.stderr
 

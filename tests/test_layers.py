@@ -84,6 +84,8 @@ IO_MODULES = {
     "__init__": "the package's public names",
     "__main__": "the console entry point",
     "api": "the Python API: opens the Store, starts executors",
+    "checkpoints": "a stage's checkpoint files: the artifact store and their Store rows",
+    "best": "copies the best trial's checkpoint out of the artifact store",
     "driver": "runs a stage: the Store and an executor",
     "lookup": "finds a study through the read-only path",
     "plots": "loads results and draws them",

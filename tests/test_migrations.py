@@ -122,6 +122,7 @@ def test_v1_database_upgrades_through_the_cli_with_every_row_kept(v1: Path) -> N
         )  # fmt: skip
     assert set(query(v1, "SELECT * FROM attempts")) == expected
     assert query(v1, "PRAGMA foreign_key_check") == []
+    assert query(v1, "SELECT count(*) FROM checkpoints") == [(0,)]  # revision 0004: none yet
 
     fresh = v1.parent / "fresh.db"
     Store(str(fresh)).close()
@@ -320,6 +321,7 @@ def test_a_version_1_postgres_database_upgrades_through_the_cli(pg_url: str) -> 
     assert attempts[0][0] == attempts[0][1]  # one row per attempt of every trial
     kinds = db_rows(pg_url, "SELECT DISTINCT json_typeof(params->'lr') FROM trial_results")
     assert kinds == [("number",)]  # version 1's view gave numbers as strings here
+    assert db_rows(pg_url, "SELECT count(*) FROM checkpoints") == [(0,)]
     assert run_cli("trials", "v1-asset", "--db", pg_url, cwd=ASSET).returncode == 0
     with create_engine(storage.to_url(pg_url)).connect() as conn:
         found = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()

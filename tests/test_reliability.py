@@ -114,7 +114,7 @@ def test_a_submitted_job_carries_the_password_in_its_environment_not_its_command
     """`jobs list` and the dashboard show the entrypoint to everyone who can reach the cluster."""
     options = RunOptions(trials=None, epochs=None, seed=None, address=None, cpus=None,
                          cpus_per_trial=1.0, gpus_per_trial=0.0, max_retries=2, quiet=True,
-                         widen=False, from_stage=None, top=None)  # fmt: skip
+                         widen=False, from_stage=None, top=None, artifacts=None)  # fmt: skip
     request = plan_job(StageKind.COARSE, spec, SECRET_URL, None, options)
     assert SECRET not in request.entrypoint and "--db" not in request.entrypoint
     assert request.env_vars["HPSEARCH_DB"] == SECRET_URL

@@ -12,7 +12,7 @@ import sys
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer's own click
 
-from hpsearch.cli import check, db, jobs, plot, ray, results, stages, ui
+from hpsearch.cli import best, check, db, jobs, plot, ray, results, stages, ui
 from hpsearch.cli.report import err
 from hpsearch.errors import HpsearchError
 from storage import StorageError, masked
@@ -23,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for group in (stages, check, results, plot, jobs, db, ray, ui):
+for group in (stages, check, results, best, plot, jobs, db, ray, ui):
     group.register(app)
 
 

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from hpsearch.cli.options import (
+    ArtifactsOpt,
     CpusPerTrialOpt,
     DbOpt,
     EpochsOpt,
@@ -60,6 +61,7 @@ def submit(
     top: TopOpt = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once submitted.")] = False,
     quiet: QuietOpt = False,
+    artifacts: ArtifactsOpt = None,
 ) -> None:
     """Run a stage's driver on the cluster as a Ray Job; the database lives where it runs."""
     options = RunOptions(
@@ -75,6 +77,7 @@ def submit(
         widen=widen,
         from_stage=from_stage,
         top=top,
+        artifacts=None if artifacts is None else jobs.absolute_location(artifacts),
     )
     from hpsearch.spec import load_spec
 

@@ -20,6 +20,15 @@ ResultsDbOpt = Annotated[
     str,
     typer.Option("--db", envvar="HPSEARCH_DB", help="SQLite path or SQLAlchemy URL (read-only)."),
 ]
+ArtifactsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--artifacts",
+        envvar="HPSEARCH_ARTIFACTS",
+        help="Where checkpoints go: a directory or an fsspec URL (s3://, gs://); "
+        "default: results.artifacts/ beside a SQLite --db.",
+    ),
+]
 TrialsOpt = Annotated[int | None, typer.Option(min=1, help="Trials (default: from the spec).")]
 EpochsOpt = Annotated[int | None, typer.Option(min=1, help="Epochs per trial (default: spec).")]
 SeedOpt = Annotated[

@@ -12,6 +12,7 @@ import typer
 from hpsearch.cli.advice import print_advice
 from hpsearch.cli.options import (
     AddressOpt,
+    ArtifactsOpt,
     CpusOpt,
     CpusPerTrialOpt,
     DbOpt,
@@ -42,12 +43,14 @@ if TYPE_CHECKING:  # the API, planner and driver import numpy and SQLAlchemy: no
     from hpsearch.spec import StageSettings, StudySpec
 
 
-def open_study(spec_path: Path, db: str, address: str | None) -> Study:
+def open_study(
+    spec_path: Path, db: str, address: str | None, artifacts: str | None = None
+) -> Study:
     """Validate everything a stage needs before Ray starts: spec, trainable, cluster address,
     database; a bad address fails before the database is created or opened."""
     from hpsearch.api import Study
 
-    return Study.from_spec(spec_path, db, address=address)
+    return Study.from_spec(spec_path, db, address=address, artifacts=artifacts)
 
 
 def ray_options(options: RunOptions) -> RayOptions:
@@ -139,6 +142,7 @@ def coarse(
     max_retries: RetriesOpt = 2,
     quiet: QuietOpt = False,
     widen: WidenOpt = False,
+    artifacts: ArtifactsOpt = None,
 ) -> None:
     """Run (or resume) a coarse stage: many short trials over the spec's ranges."""
     options = RunOptions(
@@ -154,8 +158,9 @@ def coarse(
         widen=widen,
         from_stage=None,
         top=None,
+        artifacts=artifacts,
     )
-    execute_stage(open_study(spec, db, address), StageKind.COARSE, options)
+    execute_stage(open_study(spec, db, address, artifacts), StageKind.COARSE, options)
 
 
 def fine(
@@ -172,6 +177,7 @@ def fine(
     gpus_per_trial: GpusPerTrialOpt = 0.0,
     max_retries: RetriesOpt = 2,
     quiet: QuietOpt = False,
+    artifacts: ArtifactsOpt = None,
 ) -> None:
     """Run (or resume) a fine stage: fewer, longer trials on the ranges a stage proposed."""
     options = RunOptions(
@@ -187,8 +193,9 @@ def fine(
         widen=False,
         from_stage=from_stage,
         top=top,
+        artifacts=artifacts,
     )
-    execute_stage(open_study(spec, db, address), StageKind.FINE, options)
+    execute_stage(open_study(spec, db, address, artifacts), StageKind.FINE, options)
 
 
 def show(study: StudyArg, db: ResultsDbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
@@ -233,6 +240,11 @@ def _stage_lines(stage: dict[str, Any], metric: str) -> list[str]:
             f"at epoch {best['epoch']} ({params})"
         )
     lines.extend(f"  flag: {f['message']}" for f in stage["flags"])
+    if stage["checkpoints"]["files"]:
+        kept = stage["checkpoints"]
+        lines.append(
+            f"  checkpoints: {kept['checkpoints']} ({kept['files']} files, {_size(kept['bytes'])})"
+        )
     if stage["proposal"] is not None:
         lines.append("  proposed next ranges:")
         lines.extend(
@@ -242,6 +254,18 @@ def _stage_lines(stage: dict[str, Any], metric: str) -> list[str]:
     elif stage["status"] == StageStatus.FINISHED:
         lines.append("  no proposal: no trial completed")
     return lines
+
+
+def _size(n: int) -> str:
+    """Bytes for a person: 532 bytes, 1.2 MB."""
+    if n < 1000:
+        return f"{n} bytes"
+    value, unit = float(n) / 1000, "KB"
+    for bigger in ("MB", "GB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, bigger
+    return f"{value:.1f} {unit}"
 
 
 def _range(name: str, r: dict[str, Any]) -> str:

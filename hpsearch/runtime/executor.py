@@ -24,7 +24,15 @@ from hpsearch.registry import Trainable, resolve
 from hpsearch.runtime import local_ray
 from hpsearch.runtime.cluster import UPLOAD_EXCLUDES, check_cluster, cluster_address, first_line
 from hpsearch.runtime.local_ray import loopback_only
-from hpsearch.runtime.worker import Ended, Event, Lost, Started, TrialTask, run_bundle
+from hpsearch.runtime.worker import (
+    Checkpointed,
+    Ended,
+    Event,
+    Lost,
+    Started,
+    TrialTask,
+    run_bundle,
+)
 from storage import Status
 
 FLUSH_SECONDS = 0.05  # a worker sends at most one message per trial bundle this often
@@ -199,6 +207,7 @@ class RayExecutor:
         self._trials_timed = 0
         self._started: set[int] = set()  # trials whose current attempt reported its start
         self._isolate: set[int] = set()  # trials lost with others: each runs alone next
+        self._latest: dict[int, Checkpointed] = {}  # running trials' latest checkpoints
 
     def run(self, tasks: list[TrialTask]) -> Iterator[list[Event]]:
         import ray
@@ -256,6 +265,8 @@ class RayExecutor:
         except ray.exceptions.RayTaskError as exc:  # the worker code raised: no retry helps
             del self._inflight[gen]
             reason = _task_error(exc)
+            for trial_id in unfinished:
+                self._latest.pop(trial_id, None)
             return [
                 Ended(t.trial_id, t.attempt, Status.FAILED, reason, 0.0)
                 for t in unfinished.values()
@@ -266,8 +277,11 @@ class RayExecutor:
         for event in events:
             if isinstance(event, Started):
                 self._started.add(event.trial_id)
+            elif isinstance(event, Checkpointed):
+                self._latest[event.trial_id] = event
             elif isinstance(event, Ended):
                 self._started.discard(event.trial_id)
+                self._latest.pop(event.trial_id, None)
                 unfinished.pop(event.trial_id, None)
                 self._trial_seconds += event.seconds
                 self._trials_timed += 1
@@ -292,7 +306,7 @@ class RayExecutor:
             started = [t for t in tasks if t.trial_id in self._started]
             self._started.difference_update(t.trial_id for t in started)
             self._isolate.update(t.trial_id for t in tasks)
-            again = {t.trial_id: replace(t, attempt=t.attempt + 1) for t in started}
+            again = {t.trial_id: self._retry(t) for t in started}
             queue.extendleft(reversed([again.get(t.trial_id, t) for t in tasks]))
             return [Lost(t.trial_id, t.attempt, reason) for t in started]
         (task,) = tasks
@@ -302,8 +316,17 @@ class RayExecutor:
             return [Ended(task.trial_id, task.attempt, Status.FAILED, note, 0.0)]
         retries[task.trial_id] = used + 1
         self._started.discard(task.trial_id)
-        queue.appendleft(replace(task, attempt=task.attempt + 1))
+        queue.appendleft(self._retry(task))
         return [Lost(task.trial_id, task.attempt, reason)]
+
+    def _retry(self, task: TrialTask) -> TrialTask:
+        """The next attempt, from the latest checkpoint the lost one sent (if it sent one)."""
+        latest = self._latest.pop(task.trial_id, None)
+        if latest is None:
+            return replace(task, attempt=task.attempt + 1)
+        return replace(
+            task, attempt=task.attempt + 1, restore=latest.files, restore_epoch=latest.epoch
+        )
 
     def close(self) -> None:
         import ray

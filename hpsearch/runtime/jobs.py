@@ -140,9 +140,15 @@ def upload_files(root: Path) -> list[tuple[int, Path]]:
 
 
 def _job_db(db: str) -> str:
-    if "://" in db:
-        return db
-    path = Path(db).expanduser()
+    return absolute_location(db)
+
+
+def absolute_location(where: str) -> str:
+    """A URL as it is; a relative path made absolute, as the job's driver must see it (it
+    runs in its copy of the working dir)."""
+    if "://" in where:
+        return where
+    path = Path(where).expanduser()
     return str(path if path.is_absolute() else path.absolute())
 
 

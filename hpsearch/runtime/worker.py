@@ -3,19 +3,27 @@
 A worker turns each trial into events, small frozen records with slots (cheap to pickle):
 `Started`, then `EpochDone` per epoch, then exactly one `Ended` (completed, failed or diverged).
 The executor adds `Lost` when a worker died and the attempt will run again.
+
+Checkpoints: a trainable that accepts `checkpoint_dir` gets an empty directory per attempt; the
+files in it after it yields epoch e are epoch e's checkpoint, sent at once as `Checkpointed`
+(the buffer holding it is flushed, never held). Given a checkpoint to restore (`TrialTask.
+restore`) and a trainable that accepts `restore_dir`, the files are written to a fresh directory
+and the trainable continues after `restore_epoch`; otherwise it starts at epoch 1.
 """
 
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from numbers import Real
+from pathlib import Path
 from typing import Any
 
-from hpsearch.registry import Trainable
+from hpsearch.registry import CHECKPOINT_DIR, RESTORE_DIR, Trainable, checkpoint_keywords
 from storage import Status
 
 
@@ -24,6 +32,7 @@ class Started:
     trial_id: int
     attempt: int
     node_id: str | None
+    resumed_after: int = 0  # the restored checkpoint's epoch; 0: the attempt starts at epoch 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +41,16 @@ class EpochDone:
     attempt: int
     epoch: int
     metrics: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpointed:
+    """The files the trainable left in its checkpoint directory after yielding `epoch`."""
+
+    trial_id: int
+    attempt: int
+    epoch: int
+    files: dict[str, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +71,7 @@ class Lost:
     reason: str
 
 
-Event = Started | EpochDone | Ended | Lost
+Event = Started | EpochDone | Checkpointed | Ended | Lost
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,16 @@ class TrialTask:
     params: dict[str, Any]
     seed: int
     epochs: int
+    checkpoint: bool = False  # give the trainable a checkpoint_dir, if it accepts one
+    restore: dict[str, bytes] | None = None  # the latest checkpoint's files, to continue from
+    restore_epoch: int = 0  # the epoch after which `restore` was made
+
+
+def resumes_after(fn: Trainable, task: TrialTask) -> int:
+    """The epoch this attempt continues after: the restored checkpoint's, else 0."""
+    if task.restore and RESTORE_DIR in checkpoint_keywords(fn):
+        return task.restore_epoch
+    return 0
 
 
 class _TrialFailed(Exception):
@@ -82,16 +111,47 @@ def _as_metrics(out: object, epoch: int, metric: str) -> dict[str, float]:
     return metrics
 
 
-def run_trial(fn: Trainable, task: TrialTask, metric: str) -> Iterator[EpochDone | Ended]:
-    """Events for one trial after its start: its epochs, then exactly one `Ended`."""
+def run_trial(
+    fn: Trainable, task: TrialTask, metric: str
+) -> Iterator[EpochDone | Checkpointed | Ended]:
+    """Events for one trial after its start: its epochs (each followed by its checkpoint when
+    the trainable writes one), then exactly one `Ended`."""
+    with tempfile.TemporaryDirectory(prefix="hpsearch-trial-") as scratch:
+        yield from _run_trial(fn, task, metric, _directories(fn, task, Path(scratch)))
+
+
+def _directories(fn: Trainable, task: TrialTask, scratch: Path) -> dict[str, str]:
+    """The trainable's `checkpoint_dir` (empty) and `restore_dir` (the restored files)."""
+    accepted = checkpoint_keywords(fn)
+    given: dict[str, str] = {}
+    if task.checkpoint and CHECKPOINT_DIR in accepted:
+        (scratch / "checkpoint").mkdir()
+        given[CHECKPOINT_DIR] = str(scratch / "checkpoint")
+    if resumes_after(fn, task) and task.restore:
+        (scratch / "restore").mkdir()
+        for name, data in task.restore.items():
+            (scratch / "restore" / name).write_bytes(data)
+        given[RESTORE_DIR] = str(scratch / "restore")
+    return given
+
+
+def _checkpoint_files(directory: str) -> dict[str, bytes]:
+    """The regular files at the top of the checkpoint directory, by name."""
+    return {p.name: p.read_bytes() for p in sorted(Path(directory).iterdir()) if p.is_file()}
+
+
+def _run_trial(
+    fn: Trainable, task: TrialTask, metric: str, directories: dict[str, str]
+) -> Iterator[EpochDone | Checkpointed | Ended]:
     started = time.perf_counter()
-    epoch = 0
+    first = epoch = task.restore_epoch if RESTORE_DIR in directories else 0
+    saving = directories.get(CHECKPOINT_DIR)
 
     def end(status: Status, error: str | None) -> Ended:
         return Ended(task.trial_id, task.attempt, status, error, time.perf_counter() - started)
 
     try:
-        for out in fn(dict(task.params), epochs=task.epochs, seed=task.seed):
+        for out in fn(dict(task.params), epochs=task.epochs, seed=task.seed, **directories):
             epoch += 1
             metrics = _as_metrics(out, epoch, metric)
             yield EpochDone(task.trial_id, task.attempt, epoch, metrics)
@@ -99,6 +159,9 @@ def run_trial(fn: Trainable, task: TrialTask, metric: str) -> Iterator[EpochDone
             if bad:
                 yield end(Status.DIVERGED, f"{', '.join(bad)} at epoch {epoch}")
                 return
+            files = _checkpoint_files(saving) if saving else {}
+            if files:
+                yield Checkpointed(task.trial_id, task.attempt, epoch, files)
             if epoch >= task.epochs:
                 break
     except FloatingPointError as exc:  # the trainable's own "this run is hopeless"
@@ -110,7 +173,7 @@ def run_trial(fn: Trainable, task: TrialTask, metric: str) -> Iterator[EpochDone
     except Exception:
         yield end(Status.FAILED, traceback.format_exc())
         return
-    if epoch == 0:
+    if epoch == first and first < task.epochs:
         yield end(Status.FAILED, "the trainable yielded no epochs")
     else:
         yield end(Status.COMPLETED, None)
@@ -126,14 +189,16 @@ def run_bundle(
     """Run trials one after another, yielding their events in lists at most every flush_seconds.
 
     Buffering delays the report, not the decision: divergence still stops a trial at its epoch.
+    A checkpoint is never buffered: the list holding it is sent at once.
     """
     buffer: list[Event] = []
     last_flush = time.monotonic()
     for task in tasks:
-        buffer.append(Started(task.trial_id, task.attempt, node_id))
+        buffer.append(Started(task.trial_id, task.attempt, node_id, resumes_after(fn, task)))
         for event in run_trial(fn, task, metric):
             buffer.append(event)
-            if time.monotonic() - last_flush >= flush_seconds:
+            # a checkpoint goes at once: a worker that dies must not take it along
+            if isinstance(event, Checkpointed) or time.monotonic() - last_flush >= flush_seconds:
                 yield buffer
                 buffer = []
                 last_flush = time.monotonic()

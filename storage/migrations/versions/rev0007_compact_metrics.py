@@ -1,6 +1,6 @@
 """Schema version 7: compact metric rows; `metrics` becomes a view with the same columns.
 
-Version 6 and before stored every metric row in the table `metrics` with its name as text,
+Versions before 7 stored every metric row in the table `metrics` with its name as text,
 and SQLite kept each row twice (the table and its primary-key index): about 60 bytes a row.
 Now each name is stored once in `metric_names` (`name_id`, `name`), and the values in
 `metric_values` (`trial_id`, `attempt`, `epoch`, `name_id`, `value`), keyed by those four
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels = None
 depends_on = None
 
