@@ -24,7 +24,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
     )
     from storage._checkpoint_reads import (
         BestCheckpoint as BestCheckpoint,
+        TrialCheckpoint as TrialCheckpoint,
         load_best_checkpoint as load_best_checkpoint,
+        load_trial_checkpoints as load_trial_checkpoints,
     )
     from storage._engine import (
         describe as describe,
@@ -119,6 +121,8 @@ _MODULE_OF = {
     "CheckpointTotals": "_records",
     "BestCheckpoint": "_checkpoint_reads",
     "load_best_checkpoint": "_checkpoint_reads",
+    "TrialCheckpoint": "_checkpoint_reads",
+    "load_trial_checkpoints": "_checkpoint_reads",
     "FlagRecord": "_records",
     "StageRecord": "_records",
     "StageSummary": "_records",
