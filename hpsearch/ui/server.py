@@ -218,6 +218,16 @@ class Api:
         name = request.match_info["name"]
         return _json(await asyncio.to_thread(data.learning_curves, self.db, name, top, picked))
 
+    async def first_layer(self, request: web.Request) -> web.Response:
+        """A trial's first-layer grid as a PNG; 404 when it has no kept checkpoint to draw."""
+        trial = _int(request.match_info, "trial", 0) or 0
+        name = request.match_info["name"]
+        try:
+            png = await asyncio.to_thread(data.first_layer_png, self.db, name, trial)
+        except (StorageError, HpsearchError) as exc:
+            return web.Response(status=404, text=str(exc))
+        return web.Response(body=png, content_type="image/png")
+
     async def sql(self, request: web.Request) -> web.Response:
         body = await request.json()
         query = str(body.get("sql", ""))
@@ -291,6 +301,7 @@ def make_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/study/{name}/trials", api.trials)
     app.router.add_get("/api/study/{name}/points", api.points)
     app.router.add_get("/api/study/{name}/curves", api.curves)
+    app.router.add_get("/api/study/{name}/first_layer/{trial}.png", api.first_layer)
     app.router.add_post("/api/sql", api.sql)
     app.router.add_get("/api/sql.csv", api.sql_csv)
     return app

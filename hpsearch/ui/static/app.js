@@ -433,7 +433,13 @@ async function curvesView(name) {
     el("form", { class: "controls", onsubmit: (e) => { e.preventDefault();
       location.search = `?top=${topInput.value}&trials=${enc(pickInput.value)}`; } },
     el("label", {}, "top K", topInput), el("label", {}, "trial ids", pickInput), el("button", {}, "Show")),
-    el("div", { class: "charts" }, charts), el("h2", {}, "Trials shown (picked ones drawn thick)"), legend);
+    el("div", { class: "charts" }, charts), el("h2", {}, "Trials shown (picked ones drawn thick)"), legend,
+    // each picked trial's first layer, drawn from its latest kept checkpoint (none: no image)
+    ...data.picked.map((id) => el("figure", { class: "first-layer-box" },
+      el("img", { class: "first-layer", "data-trial": id, alt: `first layer of trial ${id}`,
+        src: `/api/study/${enc(name)}/first_layer/${id}.png`,
+        onerror: (e) => e.target.parentNode.remove() }),
+      el("figcaption", { class: "muted" }, `trial ${id}: first-layer weights (hpsearch plot --trial ${id})`))));
 }
 
 // ---------------------------------------------------------------- finished trials as columns
