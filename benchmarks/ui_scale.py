@@ -32,6 +32,8 @@ from storage import Store  # noqa: E402
 from tests._ui import CHROMIUM, CHROMIUM_ARGS, UiServer  # noqa: E402
 
 EPOCHS = 20
+VAL_ACC, TRAIN_ACC = 1, 2  # metric name ids (the table metric_names)
+NAME_IDS = [(VAL_ACC, "val_acc"), (TRAIN_ACC, "train_acc")]
 RANGES = {
     "lr": {"type": "loguniform", "low": 1e-5, "high": 1.0},
     "reg": {"type": "loguniform", "low": 1e-5, "high": 1.0},
@@ -114,8 +116,10 @@ def build(db: Path, trials: int, running: int, seed: int = 0) -> tuple[int, int]
             )
         ),
     )
+    conn.executemany("INSERT INTO metric_names (name_id, name) VALUES (?, ?)", NAME_IDS)
     conn.executemany(
-        "INSERT INTO metrics (trial_id, attempt, epoch, name, value) VALUES (?, 1, ?, ?, ?)",
+        "INSERT INTO metric_values (trial_id, attempt, epoch, name_id, value) "
+        "VALUES (?, 1, ?, ?, ?)",
         metric_rows(range(1, first + 1), best),
     )
     conn.commit()
@@ -128,8 +132,8 @@ def metric_rows(trial_ids, best):  # type: ignore[no-untyped-def]
     for tid in trial_ids:
         for e in range(EPOCHS):
             value = float(best[tid - 1] * curve[e])
-            yield (tid, e + 1, "val_acc", value)
-            yield (tid, e + 1, "train_acc", value + 0.02)
+            yield (tid, e + 1, VAL_ACC, value)
+            yield (tid, e + 1, TRAIN_ACC, value + 0.02)
 
 
 def writer(db: str, stage: int, first_id: int, n: int, rate: float, report) -> None:  # type: ignore[no-untyped-def]
@@ -152,7 +156,7 @@ def writer(db: str, stage: int, first_id: int, n: int, rate: float, report) -> N
                     [(at, float(best[i - 1]), EPOCHS, EPOCHS, i) for i in ids],
                 )
                 conn.executemany(
-                    "INSERT INTO metrics (trial_id, attempt, epoch, name, value) "
+                    "INSERT INTO metric_values (trial_id, attempt, epoch, name_id, value) "
                     "VALUES (?, 1, ?, ?, ?)",
                     metric_rows(ids, best),
                 )

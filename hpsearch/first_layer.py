@@ -7,11 +7,38 @@ scaling it to [0, 1] on its own: about 0.1 for smooth templates, 0.3 and more fo
 
 from __future__ import annotations
 
+import importlib
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 SCORE_METRIC = "first_layer_tv"
+FirstLayer = Callable[
+    ..., np.ndarray
+]  # first_layer(params, *, checkpoint_dir) -> (units, H, W[, C])
+
+
+def first_layer_of(fn: Callable[..., Any]) -> FirstLayer | None:
+    """The `first_layer` function of the trainable's module, if it has one."""
+    module = importlib.import_module(getattr(fn, "__module__", "") or "__main__")
+    found = getattr(module, "first_layer", None)
+    return found if callable(found) else None
+
+
+def checkpoint_score(
+    first_layer: FirstLayer, params: dict[str, Any], checkpoint_dir: str
+) -> float | None:
+    """`total_variation` of a checkpoint's first layer; None when the trainable cannot draw
+    it (its features are not images, say): the score is a help, never a reason to fail."""
+    try:
+        score = total_variation(
+            np.asarray(first_layer(dict(params), checkpoint_dir=checkpoint_dir))
+        )
+    except Exception:
+        return None
+    return score if math.isfinite(score) else None
 
 
 def normalized(filters: np.ndarray) -> np.ndarray:

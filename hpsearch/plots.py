@@ -7,7 +7,8 @@ tests check titles, axes and legends; `save_figures` writes them as PNGs.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import textwrap
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from matplotlib.ticker import MaxNLocator
 from hpsearch.first_layer import SCORE_METRIC, tile, total_variation
 from hpsearch.ranking import top_completed
 from hpsearch.space import Numeric, dimension_from_dict
-from storage import StageRecord, Status, StudyRecord, load_metrics, load_stages, load_trials
+from storage import Mode, StageRecord, Status, StudyRecord, load_metrics, load_stages, load_trials
 
 UPDATE_RATIO_TARGET = 1e-3
 
@@ -249,3 +250,67 @@ def first_layer_figure(panels: list[Panel]) -> Figure:
         ax.set_title(f"{panel.caption}\n{SCORE_METRIC} {score:.3f}", fontsize="small")
         ax.set_axis_off()
     return fig
+
+
+def first_layer_panels(
+    db: str, study: StudyRecord, trial_id: int | None = None, search_path: Path | None = None
+) -> list[Panel]:
+    """The first layer of the best trial's chosen checkpoint beside the worst completed trial's
+    latest one in the same stage; with `trial_id`, that trial's latest checkpoint alone.
+    HpsearchError (one line) when there is no kept checkpoint or no `first_layer`."""
+    from hpsearch.errors import HpsearchError
+    from hpsearch.first_layer import first_layer_of
+    from hpsearch.registry import resolve
+    from storage import load_best_checkpoint, load_trial_checkpoints
+
+    drawing = first_layer_of(resolve(study.trainable, search_path))
+    if drawing is None:
+        raise HpsearchError(
+            f"trainable {study.trainable!r}: its module has no first_layer(params, "
+            "checkpoint_dir=...) to draw"
+        )
+    stages = {s.stage_id: s for s in load_stages(db, study.name)}
+    if trial_id is not None:
+        found = load_trial_checkpoints(db, study, trial_id=trial_id)
+        if not found:
+            raise HpsearchError(
+                f"--trial {trial_id}: study {study.name!r} has no kept checkpoint of that trial"
+            )
+        return [_panel(drawing, stages, study, found[0], "trial")]
+    best = load_best_checkpoint(db, study, list(stages.values()), None)
+    trials = load_trial_checkpoints(db, study, stage_id=best.stage.stage_id)
+    chosen = [t for t in trials if t.trial_id == best.trial_id][0]
+    chosen = replace(chosen, epoch=best.epoch, files=best.files)  # its best kept epoch
+    others = [t for t in trials if t.trial_id != best.trial_id and t.best_value is not None]
+    panels = [_panel(drawing, stages, study, chosen, "best")]
+    if others:
+        worst = Mode(study.mode).best_first(others, lambda t: float(t.best_value or 0))[-1]
+        panels.append(_panel(drawing, stages, study, worst, "poor"))
+    return panels
+
+
+def _panel(
+    drawing: Any, stages: dict[int, StageRecord], study: StudyRecord, trial: Any, label: str
+) -> Panel:
+    import tempfile
+
+    from hpsearch.space import Space
+    from storage import read_files
+
+    stage = stages[trial.stage_id]
+    params = {**stage.fixed, **Space.from_dict(stage.ranges).typed(trial.params)}
+    with tempfile.TemporaryDirectory(prefix="hpsearch-first-layer-") as directory:
+        for name, data in read_files(trial.files).items():
+            (Path(directory) / name).write_bytes(data)
+        filters = np.asarray(drawing(params, checkpoint_dir=directory))
+    shown = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+    value = "–" if trial.best_value is None else f"{trial.best_value:.4g}"
+    caption = (
+        f"{label}: trial {trial.trial} of stage {stage.stage_id} ({trial.status}), "
+        f"epoch {trial.epoch}\n{study.metric} {value}\n{textwrap.fill(shown, 60)}"
+    )
+    return Panel(filters, caption)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

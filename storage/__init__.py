@@ -24,7 +24,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
     )
     from storage._checkpoint_reads import (
         BestCheckpoint as BestCheckpoint,
+        TrialCheckpoint as TrialCheckpoint,
         load_best_checkpoint as load_best_checkpoint,
+        load_trial_checkpoints as load_trial_checkpoints,
     )
     from storage._engine import (
         describe as describe,
@@ -47,7 +49,6 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
         renew_lease as renew_lease,
         take_lease as take_lease,
     )
-    from storage._models import SCHEMA_VERSION as SCHEMA_VERSION
     from storage._queries import (
         find_study as find_study,
         iter_metrics as iter_metrics,
@@ -81,7 +82,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (tests/test_layers.py)
         TrialRecord as TrialRecord,
         latest_files as latest_files,
     )
-    from storage._schema import revision_id as revision_id
+    from storage._schema import SCHEMA_VERSION as SCHEMA_VERSION, revision_id as revision_id
     from storage._store import Store as Store, now as now
     from storage._terms import (
         DEFAULT_DB as DEFAULT_DB,
@@ -117,7 +118,7 @@ _MODULE_OF = {
     "release_lease": "_leases",
     "renew_lease": "_leases",
     "take_lease": "_leases",
-    "SCHEMA_VERSION": "_models",
+    "SCHEMA_VERSION": "_schema",
     "METRIC_COLUMNS": "_records",
     "TRIAL_COLUMNS": "_records",
     "find_study": "_queries",
@@ -140,6 +141,8 @@ _MODULE_OF = {
     "CheckpointTotals": "_records",
     "BestCheckpoint": "_checkpoint_reads",
     "load_best_checkpoint": "_checkpoint_reads",
+    "TrialCheckpoint": "_checkpoint_reads",
+    "load_trial_checkpoints": "_checkpoint_reads",
     "FlagRecord": "_records",
     "StageRecord": "_records",
     "StageSummary": "_records",

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import inspect
-
 from storage._readonly import read_only
 from storage._schema import HEAD, check_readable
 
@@ -39,7 +37,7 @@ def schema_status(db: str) -> SchemaStatus:
     """The schema version of an existing hpsearch database (read-only; creates nothing)."""
     with read_only(db) as reader:
         revision = None
-        if inspect(reader.conn).has_table("alembic_version"):
+        if reader.has_table("alembic_version"):
             rows = reader.query("SELECT version_num FROM alembic_version").rows
             revision = str(rows[0][0]) if rows else None
         return SchemaStatus(reader.db, reader.schema_version, revision)

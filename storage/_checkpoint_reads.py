@@ -6,11 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import inspect
-
 from storage._errors import NotFoundError
 from storage._readonly import Reader, read_only
-from storage._records import CheckpointRecord, CheckpointTotals, StageRecord, StudyRecord
+from storage._records import (
+    CheckpointRecord,
+    CheckpointTotals,
+    StageRecord,
+    StudyRecord,
+    latest_files,
+)
 from storage._terms import Mode, Status
 
 
@@ -29,7 +33,7 @@ class BestCheckpoint:
 
 
 def has_checkpoints_table(reader: Reader) -> bool:
-    return bool(inspect(reader.conn).has_table("checkpoints"))
+    return reader.has_table("checkpoints")
 
 
 _TOTALS_SQL = """
@@ -138,3 +142,59 @@ def _choose(
         value=chosen[6],
         files=files,
     )
+
+
+@dataclass(frozen=True)
+class TrialCheckpoint:
+    """A trial with its latest kept checkpoint (for pictures drawn from its weights)."""
+
+    trial_id: int
+    stage_id: int
+    trial: int  # its number within the stage
+    status: str
+    best_value: float | None
+    params: dict[str, Any]  # sampled params as stored (numbers as floats, choices as text)
+    epoch: int
+    files: tuple[CheckpointRecord, ...]
+
+
+_LATEST_SQL = """
+SELECT c.trial_id, c.attempt, c.epoch, c.uri, c.bytes, c.sha256,
+       t.stage_id, t.number, t.status, t.best_value
+FROM checkpoints c JOIN trials t ON t.trial_id = c.trial_id
+WHERE t.stage_id IN (SELECT stage_id FROM stages WHERE study_id = :s){where}
+ORDER BY c.trial_id, c.attempt, c.epoch, c.checkpoint_id
+"""
+
+
+def load_trial_checkpoints(
+    db: str, study: StudyRecord, *, stage_id: int | None = None, trial_id: int | None = None
+) -> list[TrialCheckpoint]:
+    """The study's trials (of one stage, or one trial) that have a kept checkpoint, each with
+    its latest one, by trial id; none for a database older than the checkpoints table."""
+    where, params = "", {"s": study.study_id}
+    if stage_id is not None:
+        where, params["stage"] = " AND t.stage_id = :stage", stage_id
+    if trial_id is not None:
+        where, params["trial"] = where + " AND t.trial_id = :trial", trial_id
+    with read_only(db) as reader:
+        if not has_checkpoints_table(reader):
+            return []
+        rows = reader.query(_LATEST_SQL.format(where=where), params).rows
+        by_trial: dict[int, list[tuple[Any, ...]]] = {}
+        for row in rows:
+            by_trial.setdefault(row[0], []).append(row)
+        out = []
+        for tid, found in by_trial.items():
+            files = latest_files(CheckpointRecord(*r[:6]) for r in found)
+            _, _, _, _, _, _, stage, number, status, best = found[-1]
+            values = reader.query(
+                "SELECT name, value, text FROM params WHERE trial_id = :t", {"t": tid}
+            ).rows
+            named = {n: text if text is not None else value for n, value, text in values}
+            out.append(
+                TrialCheckpoint(
+                    tid, stage, number, status, best, named, files[0].epoch, tuple(files)
+                )
+            )
+    return out

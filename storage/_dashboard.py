@@ -33,8 +33,8 @@ __all__ = [
     "trials_page",
 ]
 
-EPOCH_FEED_TRIALS = 20  # the live view draws the curves of the trials written last
-EPOCH_FEED_ROWS = 20_000  # ... found among this many newest metric rows
+EPOCH_FEED_TRIALS = 20  # the live view draws the curves of the trials running and just finished
+EPOCH_FEED_ROWS = 20_000  # ... at most this many of their epochs per answer
 TRIAL_SORT_COLUMNS = ("trial_id", "stage_id", "number", "status", "best_value", "best_epoch")
 
 
@@ -111,10 +111,9 @@ def live_update(
     study: StudyRecord,
     stage_id: int,
     after: tuple[str, int] | None,
-    epochs_after: int | None = None,
 ) -> dict[str, Any]:
     """A stage's counters, the trials finished after the cursor (finished_at, trial_id), and
-    the metric's epochs recorded after the epoch cursor.
+    the metric's epochs so far of the trials running and of those just finished.
 
     The one writer stamps a batch's trials with one time and commits batches in time order,
     so (finished_at, trial_id) only grows in commit order: a reader never misses a trial.
@@ -142,7 +141,7 @@ def live_update(
             best = value
     new = _finished_since(reader, stage_id, after)
     cursor = [str(new[-1][4]), new[-1][0]] if new else (list(after) if after else None)
-    epochs_cursor, new_epochs = _epochs_since(reader, study, stage_id, epochs_after)
+    feed = _epochs_since(reader, study, stage_id, new)
     return {
         "stage": stage_id,
         "status": status,
@@ -156,8 +155,7 @@ def live_update(
         "best": best,
         "new": [[tid, num, st, _finite(v)] for tid, num, st, v, _ in new],
         "cursor": cursor,
-        "epochs_new": new_epochs,
-        "epochs_cursor": epochs_cursor,
+        "epochs_new": feed,
     }
 
 
@@ -185,33 +183,29 @@ def _finished_since(
 
 
 def _epochs_since(
-    reader: Reader, study: StudyRecord, stage_id: int, after: int | None
-) -> tuple[int | None, list[list[Any]]]:
-    """The study metric's epochs of this stage recorded after the cursor: [trial_id, epoch,
-    value] of the EPOCH_FEED_TRIALS trials written last, looked for among the EPOCH_FEED_ROWS
-    newest metric rows (so a busy writer cannot make the answer slow). SQLite only: its rowid
-    grows in commit order (one writer at a time, no deletes); the first call only sets the
-    cursor. Elsewhere: no epoch feed (None)."""
-    if reader.dialect != "sqlite":
-        return None, []
-    newest = reader.query("SELECT max(rowid) FROM metrics").rows[0][0] or 0
-    if after is None or after >= newest:
-        return newest, []
-    rows = reader.query(  # only the newest rows can hold the trials written last
-        # CROSS JOIN keeps SQLite on the rowid range (else it walks the stage's trials)
-        "SELECT m.trial_id, m.epoch, m.value FROM metrics m CROSS JOIN trials t "
-        "WHERE m.rowid > :lo AND m.rowid <= :hi AND m.name = :metric "
-        "AND t.trial_id = m.trial_id AND m.attempt = t.attempts AND t.stage_id = :s "
-        "ORDER BY m.rowid",
-        {
-            "lo": max(after, newest - EPOCH_FEED_ROWS),
-            "hi": newest,
-            "metric": study.metric,
-            "s": stage_id,
-        },
+    reader: Reader, study: StudyRecord, stage_id: int, finished: list[tuple[Any, ...]]
+) -> list[list[Any]]:
+    """The study metric's epochs so far, [trial_id, epoch, value], of the EPOCH_FEED_TRIALS
+    running trials started last and of the trials that finished since the last answer
+    (`finished`), their latest attempt each: a few trials' rows, read through the primary key
+    of `metric_values` (the running ones found through the ranking index), however busy the
+    writer and large the stage."""
+    running = reader.query(
+        "SELECT trial_id FROM trials WHERE stage_id = :s AND status = :running "
+        "ORDER BY started_at DESC, trial_id DESC LIMIT :n",
+        {"s": stage_id, "running": Status.RUNNING.value, "n": EPOCH_FEED_TRIALS},
     ).rows
-    latest = set(list(dict.fromkeys(tid for tid, _, _ in reversed(rows)))[:EPOCH_FEED_TRIALS])
-    return newest, [[tid, epoch, _finite(v)] for tid, epoch, v in rows if tid in latest]
+    ids = [tid for (tid,) in running] + [row[0] for row in finished[-EPOCH_FEED_TRIALS:]]
+    if not ids:
+        return []
+    rows = reader.query(
+        "SELECT m.trial_id, m.epoch, m.value FROM metrics m "
+        "JOIN trials t ON t.trial_id = m.trial_id AND m.attempt = t.attempts "
+        f"WHERE m.trial_id IN ({', '.join(str(int(i)) for i in ids)}) AND m.name = :metric "
+        "ORDER BY m.trial_id, m.epoch LIMIT :n",
+        {"metric": study.metric, "n": EPOCH_FEED_ROWS},
+    ).rows
+    return [[tid, epoch, _finite(v)] for tid, epoch, v in rows]
 
 
 def _finite(value: Any) -> Any:

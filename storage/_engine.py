@@ -8,17 +8,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Engine, create_engine, event, inspect
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage._errors import StorageError, masked
-from storage._models import Meta
-from storage._schema import check_writable, stored_version
-
-BUSY_TIMEOUT_MS = 30_000
-
+from storage._models import Meta, table
+from storage._schema import check_writable, parsed_version
+from storage._terms import BUSY_TIMEOUT_MS
 
 # `postgresql://` (and libpq's `postgres://`) without a driver name means psycopg 3, the driver
 # of the `postgres` extra; SQLAlchemy's own default for it, psycopg2, is not a dependency.
@@ -59,6 +57,33 @@ def describe(db: str) -> str:
     if url.get_backend_name() == "sqlite":
         return url.database or ":memory:"
     return given.render_as_string(hide_password=True)
+
+
+_meta = table(Meta)
+_VERSION = select(_meta.c.value).where(_meta.c.key == "schema_version")  # MySQL: `key` quoted
+
+
+def stored_version(conn: Connection, db: str) -> int | None:
+    """The database's schema version, or None when it has no hpsearch_meta table.
+
+    One query for an hpsearch database; only when that fails are the tables listed. Must not
+    be called inside a transaction of the caller's (a failed query is rolled back).
+    """
+    try:
+        found = conn.execute(_VERSION).scalar()
+    except DBAPIError:
+        conn.rollback()  # PostgreSQL: the failed query aborted the transaction
+        if Meta.__tablename__ in inspect(conn).get_table_names():
+            raise  # the table is there: the failure is the database's own, report it
+        return None
+    return parsed_version(found, db)
+
+
+def version_in_transaction(conn: Connection, db: str) -> int | None:
+    """`stored_version` for a connection inside a transaction: looks before it reads."""
+    if not inspect(conn).has_table(Meta.__tablename__):
+        return None
+    return parsed_version(conn.execute(_VERSION).scalar(), db)
 
 
 _NEW_OR_OURS = f"SELECT count(*) = 0 OR sum(name = '{Meta.__tablename__}') > 0 FROM sqlite_master"

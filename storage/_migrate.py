@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from storage._engine import describe, reason, sqlite_pragmas, to_url
+from storage._engine import describe, reason, sqlite_pragmas, to_url, version_in_transaction
 from storage._errors import SchemaVersionError, StorageError
 from storage._schema import (
     FIRST,
@@ -30,7 +30,6 @@ from storage._schema import (
     backup_name,
     check_writable,
     revision_id,
-    version_in_transaction,
 )
 
 MIGRATIONS = Path(__file__).with_name("migrations")

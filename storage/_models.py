@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 6  # the newest revision's number: revision "0006" (see storage/_schema.py)
+from storage._schema import SCHEMA_VERSION as SCHEMA_VERSION  # the head the models mirror
 
 
 class Base(DeclarativeBase):
@@ -106,14 +106,27 @@ class Param(Base):
     text: Mapped[str | None] = mapped_column(Text)  # choice params that are strings
 
 
-class Metric(Base):
-    __tablename__ = "metrics"
+class MetricName(Base):
+    """Each metric name once; `metric_values` refers to it by its small integer id."""
+
+    __tablename__ = "metric_names"
+    name_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class MetricValue(Base):
+    """One value per trial, attempt, epoch and metric: users read it through the view `metrics`
+    (trial_id, attempt, epoch, name, value). On SQLite a WITHOUT ROWID table: the primary key
+    is the table, each row stored once (~23 bytes)."""
+
+    __tablename__ = "metric_values"
+    __table_args__ = {"sqlite_with_rowid": False}
     trial_id: Mapped[int] = mapped_column(
         ForeignKey("trials.trial_id", ondelete="CASCADE"), primary_key=True
     )
     attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name_id: Mapped[int] = mapped_column(ForeignKey("metric_names.name_id"), primary_key=True)
     value: Mapped[float | None] = mapped_column(Float)  # NaN is stored as NULL
 
 

@@ -9,8 +9,6 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import inspect
-
 from storage._checkpoint_reads import checkpoint_totals
 from storage._errors import NotFoundError
 from storage._readonly import Reader, read_only
@@ -146,7 +144,7 @@ def load_summary(db: str, study: str) -> StudySummary:
 
 def _ensembles(reader: Reader, study_id: int) -> tuple[EnsembleRecord, ...]:
     """The study's ensembles with their members; none in a database older than the table."""
-    if not inspect(reader.conn).has_table("ensembles"):
+    if not reader.has_table("ensembles"):
         return ()
     rows = reader.query(
         "SELECT ensemble_id, stage_id, kind, size, split, accuracy, best_member_accuracy "

@@ -1,18 +1,16 @@
 """Read-only access: `hpsearch sql` and the loaders never change the database.
 
-SQLite: a `mode=ro` URI, `PRAGMA query_only`, and an authorizer that refuses every write,
-ATTACH (which would create a file), VACUUM and writing PRAGMAs with a clear reason (a
-`mode=ro` connection alone lets ATTACH create files and turns `PRAGMA journal_mode=DELETE`
-into a misleading "disk I/O error"). Server databases: a read-only transaction, rolled back.
+SQLite files are read through the standard library's sqlite3 alone (no SQLAlchemy: `hpsearch
+sql` starts in a fraction of a second): a `mode=ro` URI, `PRAGMA query_only`, and an authorizer
+that refuses every write, ATTACH (which would create a file), VACUUM and writing PRAGMAs with a
+clear reason (a `mode=ro` connection alone lets ATTACH create files and turns `PRAGMA
+journal_mode=DELETE` into a misleading "disk I/O error"). Server databases go through
+SQLAlchemy in a read-only transaction, rolled back (`storage/_readonly_server.py`, which also
+says what is refused on PostgreSQL).
 
-PostgreSQL: the session starts with `default_transaction_read_only=on` and the reads run in a
-read-only transaction, but that alone lets through several statements at once (`SELECT 1;
-COMMIT; DROP TABLE x` drops x), statements that end the transaction or change the session, and
-functions with side effects (`pg_terminate_backend`, `lo_import`, `pg_reload_conf`,
-`set_config`, dynamic SQL through `query_to_xml`). So user SQL must be one statement (sent as a
-prepared statement, which PostgreSQL refuses to split), must start with a reading keyword, and
-must not name any volatile function of the server (looked up in `pg_proc`) other than a few
-harmless ones. The real boundary is a read-only role (README, PostgreSQL).
+Both readers have the same methods: `query` (one statement, all rows), `chunks` (rows in lists,
+as consumed), `stream` (the user's statement with a time limit, rows as consumed) and
+`interrupt` (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -27,24 +25,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, create_engine, text
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import NullPool
-
-from storage._engine import (
-    BUSY_TIMEOUT_MS,
-    describe,
-    driver_error,
-    new_engine,
-    parse_url,
-    reason,
-    to_url,
-)
 from storage._errors import NotFoundError, QueryTimeout, StorageError, masked
-from storage._models import Meta
 from storage._records import QueryResult
-from storage._schema import HEAD, check_readable, stored_version
+from storage._schema import HEAD, META_TABLE, VERSION_SQL, check_readable, parsed_version
+from storage._terms import BUSY_TIMEOUT_MS
 
 NEVER_CHANGES = "(hpsearch sql never changes the database)"
 
@@ -82,6 +66,11 @@ _READING_PRAGMAS = {
 _WRITING_PRAGMAS = {"wal_checkpoint", "optimize", "incremental_vacuum", "shrink_memory"}
 _SCHEMA_TABLES = {"sqlite_master", "sqlite_temp_master", "sqlite_schema"}
 _COMMENT = re.compile(r"\s*(--[^\n]*(\n|$)|/\*.*?\*/)", re.S)
+# How SQLite and PostgreSQL refuse a write to a view (such as `metrics`), before any guard.
+_VIEW_WRITE = re.compile(
+    r"cannot modify \S+ because it is a view|use DROP VIEW to delete view"
+    r"|cannot (delete|insert|update)( from| into)? view"
+)
 
 
 @dataclass(frozen=True)
@@ -92,8 +81,6 @@ class QueryRows:
     rows: Generator[tuple[Any, ...], None, None]  # close it when done early: it holds a cursor
 
 
-# How PostgreSQL and MySQL say that `_server_timeout` stopped a statement.
-_SERVER_TIMEOUTS = ("statement timeout", "maximum statement execution time exceeded")
 FETCH_ROWS = 1000  # rows per fetch: memory stays bounded however many rows a query returns
 PROGRESS_STEPS = 10_000  # SQLite VM steps between two checks for a stop (deadline or Ctrl-C)
 
@@ -170,60 +157,34 @@ class _Guard:
         return None
 
 
-# Statements that only read on PostgreSQL; anything else is refused before it is sent.
-_PG_READING = {"SELECT", "WITH", "VALUES", "TABLE", "SHOW", "EXPLAIN", ""}
-# Volatile functions without side effects beyond the session's random state.
-_PG_HARMLESS_VOLATILE = {
-    "random", "setseed", "clock_timestamp", "timeofday", "gen_random_uuid", "currval", "lastval",
-    "current_query", "txid_status", "system", "bernoulli",
-}  # fmt: skip
-_PG_VOLATILE_SQL = "SELECT DISTINCT lower(proname) FROM pg_proc WHERE provolatile = 'v'"
-_PG_READ_ONLY_ERROR = re.compile(r"cannot execute (.+?) in a read-only transaction")
-_WORD = re.compile(r"[a-z_][a-z0-9_$]*")
-
-
 class Reader:
     """One read-only connection; `query` runs a single statement and returns all its rows,
-    `stream` runs one with a time limit and hands its rows out in chunks.
+    `stream` runs one with a time limit and hands its rows out in chunks, `chunks` hands out
+    the rows of a query of hpsearch's own in lists.
 
     `schema_version` may be older than this hpsearch's (reading commands read old databases):
     a query of a newer table checks it first (e.g. `attempts` exists from version 2 on).
+    `SqliteReader` reads an SQLite file, `_readonly_server.ServerReader` a server database.
     """
 
-    def __init__(
-        self, conn: Connection, db: str, guard: _Guard | None, *, schema_version: int = HEAD
-    ) -> None:
-        self.conn = conn
+    dialect = ""
+
+    def __init__(self, db: str, *, schema_version: int = HEAD) -> None:
         self.db = db
-        self._guard = guard
         self.schema_version = schema_version
         self._stop = _Stop(None)
-        self._volatile: set[str] | None = None
-
-    @property
-    def dialect(self) -> str:
-        return self.conn.dialect.name
+        self._keyword = ""  # the leading keyword of the statement running
 
     def interrupt(self) -> None:
         """Stop the running `stream` query, which then raises KeyboardInterrupt (call it from a
-        SIGINT handler).
-
-        SQLite's progress handler sees the flag between VM steps; psycopg's `cancel()` asks
-        the server to cancel the statement. A driver without `cancel()` gets the
-        KeyboardInterrupt raised here.
-        """
+        SIGINT handler)."""
         self._stop.interrupted = True
-        if self.dialect == "sqlite":
-            return
-        cancel = getattr(self.conn.connection.driver_connection, "cancel", None)
-        if cancel is None:
-            raise KeyboardInterrupt
-        cancel()
 
     def _arm(self, sql: str) -> None:
-        if self._guard is not None:
-            self._guard.keyword = leading_keyword(sql)
-            self._guard.reason = None
+        self._keyword = leading_keyword(sql)
+
+    def has_table(self, name: str) -> bool:
+        raise NotImplementedError
 
     def stream(self, sql: str, *, timeout: float | None = None) -> QueryRows:
         """Run the user's statement; rows arrive as the iterator is consumed.
@@ -231,32 +192,55 @@ class Reader:
         Past `timeout` seconds (from the start to the last row) the query stops with a
         StorageError; after `interrupt()` with KeyboardInterrupt.
         """
+        raise NotImplementedError
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
+        raise NotImplementedError
+
+    def chunks(
+        self, sql: str, params: Mapping[str, Any], size: int = 100_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of one query in lists of at most `size`, fetched as they are consumed."""
+        raise NotImplementedError
+
+
+class SqliteReader(Reader):
+    """An SQLite file through sqlite3: the progress handler sees `interrupt()` and the
+    deadline between VM steps."""
+
+    dialect = "sqlite"
+
+    def __init__(
+        self, conn: sqlite3.Connection, db: str, guard: _Guard, *, schema_version: int = HEAD
+    ) -> None:
+        super().__init__(db, schema_version=schema_version)
+        self.raw = conn
+        self._guard = guard
+
+    def _arm(self, sql: str) -> None:
+        super()._arm(sql)
+        self._guard.keyword = self._keyword
+        self._guard.reason = None
+
+    def has_table(self, name: str) -> bool:
+        found = self.query(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = :name",
+            {"name": name},
+        )
+        return bool(found.rows[0][0])
+
+    def stream(self, sql: str, *, timeout: float | None = None) -> QueryRows:
         self._arm(sql)
         self._stop = stop = _Stop(timeout)
         try:
-            if self.dialect == "sqlite":
-                raw = self.conn.connection.driver_connection
-                raw.set_progress_handler(stop, PROGRESS_STEPS)  # type: ignore[union-attr]
-                cursor: Any = raw.cursor()  # type: ignore[union-attr]
-                cursor.execute(sql)
-                columns = [d[0] for d in cursor.description or ()]
-                if not columns:
-                    cursor.close()
-            elif self.dialect == "postgresql":
-                self._server_timeout(timeout)
-                cursor = self._postgres_cursor(sql)
-                columns = [d.name for d in cursor.description or ()]
-            else:
-                self._server_timeout(timeout)
-                options = {"no_parameters": True, "stream_results": True}
-                cursor = self.conn.execution_options(**options).exec_driver_sql(sql)
-                columns = list(cursor.keys()) if cursor.returns_rows else []
-        except (SQLAlchemyError, sqlite3.Error) as exc:
+            self.raw.set_progress_handler(stop, PROGRESS_STEPS)
+            cursor = self.raw.cursor()
+            cursor.execute(sql)
+            columns = [d[0] for d in cursor.description or ()]
+        except sqlite3.Error as exc:
             raise self._stopped_or(exc) from None
-        except StorageError:
-            raise
-        except Exception as exc:  # the PostgreSQL driver's own error
-            raise self._stopped_or(exc) from None
+        if not columns:
+            cursor.close()
         return QueryRows(columns, self._chunks(cursor if columns else None))
 
     def _chunks(self, cursor: Any) -> Generator[tuple[Any, ...], None, None]:
@@ -265,141 +249,62 @@ class Reader:
         try:
             while rows := cursor.fetchmany(FETCH_ROWS):
                 self._stop.check()
-                yield from rows if self.dialect == "sqlite" else map(tuple, rows)
-        except (SQLAlchemyError, sqlite3.Error) as exc:
+                yield from rows
+        except sqlite3.Error as exc:
             raise self._stopped_or(exc) from None
         finally:
             cursor.close()
         self._stop.check()  # Ctrl-C after the last chunk still counts
 
-    def _stopped_or(self, exc: Exception) -> StorageError:
+    def _stopped_or(self, exc: BaseException) -> StorageError:
         """Raise why the query was stopped, if it was; else the database's error to raise."""
-        self._stop.check(server_timed_out=any(t in str(exc) for t in _SERVER_TIMEOUTS))
+        self._stop.check()
         return self._error(exc)
 
-    def _server_timeout(self, timeout: float | None) -> None:
-        if not timeout:
-            return
-        ms = max(1, round(timeout * 1000))
-        if self.dialect == "postgresql":
-            self.conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
-        elif self.dialect in ("mysql", "mariadb"):
-            self.conn.exec_driver_sql(f"SET SESSION max_execution_time = {ms}")
-
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
-        self._arm(sql)
-        try:
-            if self.dialect == "sqlite":
-                return self._query_sqlite(sql, params)
-            if self.dialect == "postgresql" and params is None:
-                return self._query_postgres(sql)
-            if params is None:  # the user's SQL as is: a '%' is not a placeholder
-                result = self.conn.execution_options(no_parameters=True).exec_driver_sql(sql)
-            else:
-                result = self.conn.execute(text(sql), dict(params))
-            if not result.returns_rows:
-                return QueryResult([], [])
-            return QueryResult(list(result.keys()), [tuple(r) for r in result.fetchall()])
-        except (SQLAlchemyError, sqlite3.Error) as exc:
-            raise self._error(exc) from None
-
-    def chunks(
-        self, sql: str, params: Mapping[str, Any], size: int = 100_000
-    ) -> Iterator[list[tuple[Any, ...]]]:
-        """The rows of one query in lists of at most `size`, fetched as they are consumed."""
-        try:
-            if self.dialect == "sqlite":
-                raw = self.conn.connection.driver_connection
-                cursor = raw.cursor()  # type: ignore[union-attr]
-                try:
-                    cursor.execute(sql, dict(params))
-                    while rows := cursor.fetchmany(size):
-                        yield rows
-                finally:
-                    cursor.close()
-                return
-            result = self.conn.execution_options(stream_results=True).execute(
-                text(sql), dict(params)
-            )
-            for part in result.partitions(size):
-                yield [tuple(r) for r in part]
-        except (SQLAlchemyError, sqlite3.Error) as exc:
-            raise self._error(exc) from None
-
-    def _query_sqlite(self, sql: str, params: Mapping[str, Any] | None) -> QueryResult:
         """The sqlite3 cursor directly: no per-row objects, ~4x faster on a million rows."""
-        raw = self.conn.connection.driver_connection
-        cursor = raw.cursor()  # type: ignore[union-attr]
+        self._arm(sql)
+        cursor = self.raw.cursor()
         try:
             cursor.execute(sql, dict(params or {}))
             if cursor.description is None:
                 return QueryResult([], [])
             return QueryResult([d[0] for d in cursor.description], cursor.fetchall())
-        finally:
-            cursor.close()
-
-    def _query_postgres(self, sql: str) -> QueryResult:
-        try:
-            cursor = self._postgres_cursor(sql)
-        except self.conn.dialect.loaded_dbapi.Error as exc:
+        except sqlite3.Error as exc:
             raise self._error(exc) from None
-        try:
-            if cursor.description is None:
-                return QueryResult([], [])
-            return QueryResult([d.name for d in cursor.description], cursor.fetchall())
         finally:
             cursor.close()
 
-    def _postgres_cursor(self, sql: str) -> Any:
-        """The user's SQL: checked, then sent as one prepared statement (never split)."""
-        self._refuse_writing_postgres(sql)
-        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        _plain_values(cursor)
+    def chunks(
+        self, sql: str, params: Mapping[str, Any], size: int = 100_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        cursor = self.raw.cursor()
         try:
-            cursor.execute(sql, prepare=True)
-        except Exception:
+            cursor.execute(sql, dict(params))
+            while rows := cursor.fetchmany(size):
+                yield rows
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        finally:
             cursor.close()
-            raise
-        return cursor
 
-    def _refuse_writing_postgres(self, sql: str) -> None:
-        keyword = leading_keyword(sql)
-        if keyword not in _PG_READING:
-            raise _refused(keyword)
-        if re.search(r"u&[\"']", sql, re.I):  # escaped names would hide a function's name
-            raise _refused("a U& (Unicode-escaped) name or string")
-        if self._volatile is None:
-            rows = self.conn.exec_driver_sql(_PG_VOLATILE_SQL).fetchall()
-            self._volatile = {name for (name,) in rows} - _PG_HARMLESS_VOLATILE
-        named = [w for w in _WORD.findall(sql.lower()) if w in self._volatile]
-        if named:
-            raise _refused(f"function {named[0]}")
-
-    def _error(self, exc: Exception) -> StorageError:
-        if self._guard is not None and self._guard.reason is not None:
-            return StorageError(
-                f"sql: read-only: {self._guard.reason} is not allowed {NEVER_CHANGES}"
-            )
-        orig = driver_error(exc)
-        message = " ".join(str(orig).split())
-        if isinstance(orig, sqlite3.Error) and "readonly" in message:
+    def _error(self, exc: BaseException) -> StorageError:
+        if self._guard.reason is not None:
+            return _refused(self._guard.reason)
+        message = " ".join(str(exc).split())
+        if "readonly" in message:
             return StorageError(f"sql: read-only: {message} {NEVER_CHANGES}")
-        if (found := _PG_READ_ONLY_ERROR.search(message)) is not None:
-            what = found.group(1)  # a write inside WITH is reported as "SELECT"
-            return _refused("a write inside WITH" if what == "SELECT" else what)
-        if "cannot insert multiple commands into a prepared statement" in message:
-            return _refused("more than one statement")
-        return StorageError(f"sql: {message}")
+        return message_error(message, self._keyword)
 
 
-def _plain_values(cursor: Any) -> None:
-    """JSON as its text (as SQLite gives it) and NUMERIC as float, for CSV and JSON output."""
-    from psycopg.types.numeric import FloatLoader
-    from psycopg.types.string import TextLoader
-
-    for name in ("json", "jsonb"):
-        cursor.adapters.register_loader(name, TextLoader)
-    cursor.adapters.register_loader("numeric", FloatLoader)
+def message_error(message: str, keyword: str) -> StorageError:
+    """The database's own message as a StorageError; a write to a view (`metrics`), which the
+    database refuses before any guard sees it, as the read-only refusal it is."""
+    if (found := _VIEW_WRITE.search(message)) is not None:
+        if keyword == "WITH":
+            return _refused("a write inside WITH")
+        return _refused(found.group(1).upper() if found.group(1) else keyword)
+    return StorageError(f"sql: {message}")
 
 
 def _refused(what: str) -> StorageError:
@@ -427,73 +332,68 @@ def _connect_sqlite(path: Path, guard: _Guard) -> sqlite3.Connection:
     return conn
 
 
-def _check_hpsearch(conn: Connection, db: str) -> int:
+def _check_hpsearch(conn: sqlite3.Connection, db: str) -> int:
     """The schema version of an hpsearch database this hpsearch can read (older ones too)."""
     try:
-        version = stored_version(conn, db)
-    except SQLAlchemyError as exc:
-        raise StorageError(f"{db}: cannot read database: {reason(exc)}") from None
-    if version is None:
+        found = conn.execute(VERSION_SQL).fetchone()
+    except sqlite3.Error:
+        listed = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (META_TABLE,)
+        ).fetchone()
+        if listed[0]:
+            raise  # the table is there: the failure is the database's own, report it
         raise StorageError(
-            f"{db}: not an hpsearch database (no {Meta.__tablename__} table): pick another --db"
-        )
+            f"{db}: not an hpsearch database (no {META_TABLE} table): pick another --db"
+        ) from None
+    version = parsed_version(found[0] if found else None, db)
     check_readable(version, db)
     return version
+
+
+def sqlite_target(db: str) -> tuple[str, str | None] | None:
+    """(the name for messages, the file) of an SQLite --db; None for a server database.
+
+    A plain path is read here, without SQLAlchemy (as `_engine.to_url` reads it); a URL is
+    parsed by SQLAlchemy.
+    """
+    if db == ":memory:":
+        return ":memory:", None
+    if "://" not in db:
+        path = str(Path(db).expanduser().absolute())
+        return path, path
+    from storage._engine import parse_url  # SQLAlchemy: only for a URL
+
+    url = parse_url(db)
+    if url.get_backend_name() != "sqlite":
+        return None
+    return url.database or ":memory:", url.database
 
 
 @contextmanager
 def read_only(db: str) -> Iterator[Reader]:
     """A read-only connection to an existing hpsearch database (never creates one)."""
-    url_text = to_url(db)
-    name = describe(db)
-    url = parse_url(db)
-    guard: _Guard | None = None
-    if url.get_backend_name() == "sqlite":
-        path = _sqlite_path(masked(db), url.database)
-        sqlite_guard = guard = _Guard()
-        engine = create_engine(
-            "sqlite://", creator=lambda: _connect_sqlite(path, sqlite_guard), poolclass=NullPool
-        )
-    else:
-        engine = new_engine(
-            db, url_text, poolclass=NullPool, connect_args=_read_only_connect_args(url)
-        )
-    try:
-        with engine.connect() as conn:
-            version = _check_hpsearch(conn, name)
-            _begin_read_only(conn)
-            try:
-                yield Reader(conn, name, guard, schema_version=version)
-            finally:
-                conn.rollback()
-    except SQLAlchemyError as exc:
-        raise StorageError(f"{name}: cannot read database: {reason(exc)}") from None
-    finally:
-        engine.dispose()
+    target = sqlite_target(db)
+    if target is None:
+        from storage._readonly_server import read_only_server
 
-
-def _read_only_connect_args(url: URL) -> dict[str, Any]:
-    """PostgreSQL: every transaction of the session read-only, even after a COMMIT."""
-    if url.get_backend_name() == "postgresql":
-        return {"options": "-c default_transaction_read_only=on"}
-    return {}
-
-
-def _begin_read_only(conn: Connection) -> None:
-    """Server databases: the rest of this connection's work runs in a read-only transaction."""
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
+        with read_only_server(db) as server:
+            yield server
         return
-    conn.rollback()
-    if dialect == "postgresql":
-        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-    elif dialect in ("mysql", "mariadb"):
-        conn.exec_driver_sql("START TRANSACTION READ ONLY")
-    else:
-        raise StorageError(
-            f"{conn.engine.url.render_as_string(hide_password=True)}: read-only access is "
-            f"supported for sqlite, postgresql and mysql, not {dialect}"
-        )
+    name, database = target
+    path = _sqlite_path(masked(db), database)
+    guard = _Guard()
+    try:
+        conn = _connect_sqlite(path, guard)
+        try:
+            yield SqliteReader(conn, name, guard, schema_version=_check_hpsearch(conn, name))
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StorageError(f"{name}: cannot read database: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return masked(" ".join(str(exc).split()))
 
 
 def run_sql(db: str, sql: str) -> QueryResult:

@@ -1,10 +1,11 @@
-"""Which schema a database has, read with one query, and whether this hpsearch may use it.
+"""Which schema a database has and whether this hpsearch may use it; no SQLAlchemy here.
 
 The source of truth is `hpsearch_meta.schema_version` = N: every hpsearch reads it, and Alembic
 revision "000N" (storage/migrations/versions/) sets it in the same transaction in which it
 changes the tables and Alembic's own `alembic_version`. A database of hpsearch 0.1 has no
-`alembic_version` table and schema version 1: it is revision "0001". Nothing here imports
-Alembic (it costs start-up time); only creating or upgrading a database does (`_migrate`).
+`alembic_version` table and schema version 1: it is revision "0001". The one query that reads
+it is `VERSION_SQL` (run through SQLAlchemy by `_engine.stored_version`, through sqlite3 by the
+read-only path); nothing here imports SQLAlchemy or Alembic (they cost start-up time).
 """
 
 from __future__ import annotations
@@ -12,16 +13,13 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from sqlalchemy import Connection, inspect, select
-from sqlalchemy.exc import DBAPIError
-
 from storage._errors import SchemaVersionError, StorageError
-from storage._models import SCHEMA_VERSION, Meta, table
 
+SCHEMA_VERSION = 7  # the newest revision's number: revision "0007"
 HEAD = SCHEMA_VERSION  # the version this hpsearch writes
 FIRST = 1  # the oldest version there is (hpsearch 0.1)
-_meta = table(Meta)
-_VERSION = select(_meta.c.value).where(_meta.c.key == "schema_version")  # MySQL: `key` quoted
+META_TABLE = "hpsearch_meta"
+VERSION_SQL = f"SELECT value FROM {META_TABLE} WHERE key = 'schema_version'"  # not for MySQL
 
 
 def revision_id(version: int) -> str:
@@ -29,33 +27,11 @@ def revision_id(version: int) -> str:
     return f"{version:04d}"
 
 
-def stored_version(conn: Connection, db: str) -> int | None:
-    """The database's schema version, or None when it has no hpsearch_meta table.
-
-    One query for an hpsearch database; only when that fails are the tables listed. Must not
-    be called inside a transaction of the caller's (a failed query is rolled back).
-    """
-    try:
-        found = conn.execute(_VERSION).scalar()
-    except DBAPIError:
-        conn.rollback()  # PostgreSQL: the failed query aborted the transaction
-        if Meta.__tablename__ in inspect(conn).get_table_names():
-            raise  # the table is there: the failure is the database's own, report it
-        return None
-    return _parsed(found, db)
-
-
-def version_in_transaction(conn: Connection, db: str) -> int | None:
-    """`stored_version` for a connection inside a transaction: looks before it reads."""
-    if not inspect(conn).has_table(Meta.__tablename__):
-        return None
-    return _parsed(conn.execute(_VERSION).scalar(), db)
-
-
-def _parsed(found: object, db: str) -> int:
+def parsed_version(found: object, db: str) -> int:
+    """The version stored in `hpsearch_meta`, which must be a number."""
     if not isinstance(found, str) or not found.strip().isdigit():
         raise StorageError(
-            f"{db}: unreadable schema version {found!r} in {Meta.__tablename__}: "
+            f"{db}: unreadable schema version {found!r} in {META_TABLE}: "
             "not written by hpsearch, or damaged: pick another --db"
         )
     return int(found)

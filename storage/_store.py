@@ -10,7 +10,18 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    column,
+    delete,
+    func,
+    insert,
+    select,
+    table as sa_table,
+    update,
+)
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,7 +33,8 @@ from storage._models import (
     Ensemble,
     EnsembleMember,
     Flag,
-    Metric,
+    MetricName,
+    MetricValue,
     Param,
     Stage,
     Study,
@@ -99,6 +111,7 @@ class Store:
         self._file = _SqliteFile.of(self.engine)
         # Run inside every `record` transaction before its rows (a stage lease's check).
         self.fence: Callable[[Connection], None] | None = None
+        self._name_ids: dict[str, int] = {}  # metric name -> id: ids never change once given
 
     def close(self) -> None:
         self.engine.dispose()
@@ -239,10 +252,14 @@ class Store:
         """(trial_id, attempt, epoch, value) of one metric of the stage's trials, epochs up to
         `max_epoch` (ASHA: its rung board on resume, its ranking at a common epoch)."""
         query = (
-            select(Metric.trial_id, Metric.attempt, Metric.epoch, Metric.value)
-            .join(Trial, Trial.trial_id == Metric.trial_id)
-            .where(Trial.stage_id == stage_id, Metric.name == name, Metric.epoch <= max_epoch)
-            .order_by(Metric.trial_id, Metric.attempt, Metric.epoch)
+            select(_metrics.c.trial_id, _metrics.c.attempt, _metrics.c.epoch, _metrics.c.value)
+            .join(Trial, Trial.trial_id == _metrics.c.trial_id)
+            .where(
+                Trial.stage_id == stage_id,
+                _metrics.c.name == name,
+                _metrics.c.epoch <= max_epoch,
+            )
+            .order_by(_metrics.c.trial_id, _metrics.c.attempt, _metrics.c.epoch)
         )
         with self._session() as s:
             return [(t, a, e, v) for t, a, e, v in s.execute(query)]
@@ -251,6 +268,7 @@ class Store:
         """Write one batch of results in a single transaction."""
         if not len(batch):
             return
+        name_ids: dict[str, int] = {}
         with self._session() as s, _rows_refused(self.db):
             conn = s.connection()
             if self.fence is not None:
@@ -258,15 +276,27 @@ class Store:
             if batch.started:
                 conn.execute(_START, batch.started)
             if batch.metrics:
-                for row in batch.metrics:
-                    row["value"] = _finite_or_none(row["value"])
-                conn.execute(table(Metric).insert(), batch.metrics)
+                name_ids = self._metric_name_ids(conn, {row["name"] for row in batch.metrics})
+                conn.execute(_insert_values, _value_rows(batch.metrics, name_ids))
             if batch.started or batch.ended:
                 _write_attempts(conn, batch.started, batch.ended)
             if batch.finished:  # after the attempts: the trial takes its last attempt's node
                 conn.execute(_FINISH, batch.finished)
             if batch.checkpoints:
                 conn.execute(table(Checkpoint).insert(), batch.checkpoints)
+        self._name_ids.update(name_ids)  # only once committed: a rolled-back id is no id
+
+    def _metric_name_ids(self, conn: Connection, names: set[str]) -> dict[str, int]:
+        """{name: name_id} for these names, new names added to `metric_names`."""
+        known = {name: self._name_ids[name] for name in names if name in self._name_ids}
+        missing = names - known.keys()
+        if missing:
+            found = _name_ids_in(conn, missing)
+            if new := missing - found.keys():
+                conn.execute(_insert_ignoring_duplicates(conn), [{"name": n} for n in sorted(new)])
+                found |= _name_ids_in(conn, new)  # another driver may have given some first
+            known |= found
+        return known
 
     # -- checkpoints ----------------------------------------------------------------------
     def checkpoints(self, trial_id: int) -> list[CheckpointRecord]:
@@ -335,15 +365,15 @@ class Store:
         """The stage's checkpoint files, each with the metric's value at its epoch (None: NaN
         or not recorded), by trial, latest last: what retention ranks."""
         at_epoch = (
-            (Metric.trial_id == Checkpoint.trial_id)
-            & (Metric.attempt == Checkpoint.attempt)
-            & (Metric.epoch == Checkpoint.epoch)
-            & (Metric.name == metric)
+            (_metrics.c.trial_id == Checkpoint.trial_id)
+            & (_metrics.c.attempt == Checkpoint.attempt)
+            & (_metrics.c.epoch == Checkpoint.epoch)
+            & (_metrics.c.name == metric)
         )
         query = (
-            select(Checkpoint, Metric.value)
+            select(Checkpoint, _metrics.c.value)
             .join(Trial, Trial.trial_id == Checkpoint.trial_id)
-            .outerjoin(Metric, at_epoch)
+            .outerjoin(_metrics, at_epoch)
             .where(Trial.stage_id == stage_id)
             .order_by(
                 Checkpoint.trial_id, Checkpoint.attempt, Checkpoint.epoch, Checkpoint.checkpoint_id
@@ -369,14 +399,14 @@ class Store:
         """(epoch, value) of epochs 1..`epoch` as the checkpoint made in `attempt` at `epoch`
         saw them: per epoch, the latest attempt up to `attempt` that recorded it."""
         query = (
-            select(Metric.epoch, Metric.attempt, Metric.value)
+            select(_metrics.c.epoch, _metrics.c.attempt, _metrics.c.value)
             .where(
-                Metric.trial_id == trial_id,
-                Metric.name == metric,
-                Metric.attempt <= attempt,
-                Metric.epoch <= epoch,
+                _metrics.c.trial_id == trial_id,
+                _metrics.c.name == metric,
+                _metrics.c.attempt <= attempt,
+                _metrics.c.epoch <= epoch,
             )
-            .order_by(Metric.epoch, Metric.attempt)
+            .order_by(_metrics.c.epoch, _metrics.c.attempt)
         )
         with self._session() as s:
             latest = {e: v for e, _, v in s.execute(query)}  # a later attempt overwrites
@@ -395,6 +425,50 @@ class Store:
         )
         with self._session() as s:
             return [_checkpoint_record(r) for r in s.scalars(query)]
+
+
+_names = table(MetricName)
+_metrics = sa_table(  # the view: what users and these reads see, names as text
+    "metrics", column("trial_id"), column("attempt"), column("epoch"), column("name"),
+    column("value"),
+)  # fmt: skip
+_insert_values = insert(table(MetricValue))
+
+
+def _name_ids_in(conn: Connection, names: set[str]) -> dict[str, int]:
+    rows = conn.execute(select(_names.c.name, _names.c.name_id).where(_names.c.name.in_(names)))
+    return {name: name_id for name, name_id in rows}
+
+
+def _insert_ignoring_duplicates(conn: Connection) -> Any:
+    """INSERT INTO metric_names that skips a name another driver inserted meanwhile."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(_names).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(_names).on_conflict_do_nothing()
+    if dialect in ("mysql", "mariadb"):
+        return insert(_names).prefix_with("IGNORE")
+    return insert(_names)
+
+
+def _value_rows(metrics: list[dict[str, Any]], name_ids: dict[str, int]) -> list[dict[str, Any]]:
+    """The batch's metric rows as `metric_values` rows (the batch is left as it is: a failed
+    write may be tried again)."""
+    return [
+        {
+            "trial_id": row["trial_id"],
+            "attempt": row["attempt"],
+            "epoch": row["epoch"],
+            "name_id": name_ids[row["name"]],
+            "value": _finite_or_none(row["value"]),
+        }
+        for row in metrics
+    ]
 
 
 def _checkpoint_record(row: Checkpoint) -> CheckpointRecord:

@@ -13,6 +13,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 DEFAULT_DB = "hpsearch.db"  # when neither --db nor HPSEARCH_DB names one
+BUSY_TIMEOUT_MS = 30_000  # how long an SQLite connection waits for another's lock
 
 
 class Status(StrEnum):

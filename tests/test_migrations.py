@@ -10,12 +10,14 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import DateTime, create_engine
 from sqlalchemy.engine import make_url
 
 import storage
@@ -271,29 +273,41 @@ def test_the_package_ships_every_revision() -> None:
 JSON_COLUMNS = {"ranges", "fixed", "proposal"}
 
 
-def test_a_version_1_postgres_database_upgrades_through_the_cli(pg_url: str) -> None:
-    """The v1 asset's rows, in a PostgreSQL database made by revision 0001, upgrade to head."""
-    from sqlalchemy import MetaData, text
+def asset_database(db: str, version: int) -> None:
+    """The v1 asset's rows in a new database made by the revisions up to `version`."""
+    from sqlalchemy import MetaData
 
-    engine = migration_engine(storage.to_url(pg_url))
+    engine = migration_engine(storage.to_url(db))
     with engine.begin() as conn:
-        migrate(conn, None, pg_url, to=1)
+        migrate(conn, None, db, to=version)
         tables = MetaData()
         tables.reflect(conn, only=V1_TABLES[1:])
         for name in V1_TABLES[1:]:  # parents first; hpsearch_meta has its row already
-            columns = [c.name for c in tables.tables[name].columns]
-            rows = query(ASSET / V1_DB, f"SELECT {', '.join(columns)} FROM {name}")
+            columns = list(tables.tables[name].columns)
+            rows = query(ASSET / V1_DB, f"SELECT {', '.join(c.name for c in columns)} FROM {name}")
             values = [
-                {
-                    c: json.loads(v) if c in JSON_COLUMNS and v else v
-                    for c, v in zip(columns, r, strict=True)
-                }
-                for r in rows
+                {c.name: _stored(c, v) for c, v in zip(columns, r, strict=True)} for r in rows
             ]
             conn.execute(tables.tables[name].insert(), values)
+    engine.dispose()
+
+
+def _stored(column: Any, value: Any) -> Any:
+    """A value read from the asset's SQLite file as the column takes it (JSON, datetime)."""
+    if column.name in JSON_COLUMNS and value:
+        return json.loads(value)
+    if isinstance(column.type, DateTime) and isinstance(value, str):
+        return datetime.fromisoformat(value)
+    return value
+
+
+def test_a_version_1_postgres_database_upgrades_through_the_cli(pg_url: str) -> None:
+    """The v1 asset's rows, in a PostgreSQL database made by revision 0001, upgrade to head."""
+    from sqlalchemy import text
+
+    asset_database(pg_url, 1)
     counts = {name: db_rows(pg_url, f"SELECT count(*) FROM {name}")[0][0] for name in V1_TABLES[1:]}
     assert counts["metrics"] > 0 and counts["trials"] > 0
-    engine.dispose()
 
     done = run_cli("db", "upgrade", "--db", pg_url, cwd=ASSET)
     assert done.returncode == 0, done.stderr
@@ -371,3 +385,31 @@ def test_a_version_4_database_with_checkpoints_upgrades_to_ensembles(db_url: str
     assert sorted(db_rows(db_url, "SELECT * FROM ensemble_members")) == sorted(
         (ensemble_id, *m) for m in members
     )
+
+
+METRIC_ROWS = "SELECT trial_id, attempt, epoch, name, value FROM metrics"
+
+
+def test_metric_rows_become_compact_with_every_row_kept(db_url: str, tmp_path: Path) -> None:
+    """A database of version 3 (metrics a table with its names as text) upgrades to the
+    compact rows: the same rows through the view `metrics`, each name stored once."""
+    asset_database(db_url, 3)
+    before = sorted(db_rows(db_url, METRIC_ROWS), key=repr)
+    assert len({row[:3] for row in before}) < len(before) and None in {r[4] for r in before}
+    done = run_cli("db", "upgrade", "--db", db_url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "upgraded schema version 3 -> " in one_line(done.stdout)
+    assert sorted(db_rows(db_url, METRIC_ROWS), key=repr) == before
+    names = [name for (name,) in db_rows(db_url, "SELECT name FROM metric_names ORDER BY name_id")]
+    assert names == sorted({row[3] for row in before})  # each once, in alphabetical order
+    assert db_rows(db_url, "SELECT count(*) FROM metric_values") == [(len(before),)]
+
+    store = Store(db_url)  # the upgraded database takes new rows: known and new names
+    batch = storage.Batch()
+    for name, value in ((names[0], 0.25), ("new/metric", float("nan"))):
+        row = {"trial_id": 1, "attempt": 9, "epoch": 1, "name": name, "value": value}
+        batch.metrics.append(row)
+    store.record(batch)
+    store.close()
+    added = db_rows(db_url, f"{METRIC_ROWS} WHERE attempt = 9 ORDER BY name")
+    assert added == sorted([(1, 9, 1, names[0], 0.25), (1, 9, 1, "new/metric", None)])

@@ -418,9 +418,9 @@ def test_a_read_only_role_from_the_readme_reads_everything(
         assert storage.load_trials(reader_db, "digits-mlp").equals(
             storage.load_trials(postgres_db, "digits-mlp")
         )
-        with pytest.raises(Exception, match="permission denied for table metrics"):
+        with pytest.raises(Exception, match="permission denied for table metric_values"):
             # the role cannot write even when it turns its read-only default off
-            db_execute(reader_db, "SET TRANSACTION READ WRITE", "DELETE FROM metrics")
+            db_execute(reader_db, "SET TRANSACTION READ WRITE", "DELETE FROM metric_values")
         with pytest.raises(storage.StorageError, match="cannot execute INSERT in a read-only"):
             storage.Store(reader_db).ensure_study("other", "noop", "val_acc", "max")
     finally:

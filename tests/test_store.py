@@ -38,8 +38,9 @@ def test_new_database_has_tables_view_and_version(db_url: str) -> None:
     names = set(inspect(store.engine).get_table_names())
     views = set(inspect(store.engine).get_view_names())
     store.close()
-    assert {"studies", "stages", "trials", "params", "metrics", "flags", "attempts"} <= names
-    assert views == {"trial_results"}
+    tables = {"studies", "stages", "trials", "params", "flags", "attempts"}
+    assert tables | {"metric_names", "metric_values"} <= names
+    assert views == {"trial_results", "metrics"}  # metrics: the values with their names
     version = db_rows(db_url, "SELECT value FROM hpsearch_meta WHERE key='schema_version'")
     assert version == [(str(SCHEMA_VERSION),)]  # a new database is at the newest revision
     assert db_rows(db_url, "SELECT version_num FROM alembic_version") == [

@@ -33,10 +33,22 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("ui")
 
 
+FIRST_LAYER_STUDY = "fl-digits"  # softmax on digits that keeps checkpoints (first-layer images)
+
+
 @pytest.fixture(scope="module")
 def db(workdir: Path) -> Path:
+    import hpsearch
+
     path = workdir / "ui.db"
     build_search(workdir, path)
+    spec = {
+        "name": FIRST_LAYER_STUDY, "trainable": "softmax", "metric": "val_acc", "mode": "max",
+        "seed": 0, "fixed": {"batch": 100, "update": "adam"},
+        "space": {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}},
+        "coarse": {"trials": 2, "epochs": 1}, "checkpoints": {"keep_trials": 1},
+    }  # fmt: skip
+    hpsearch.Study.from_spec(spec, db=str(path)).coarse(executor="local")
     return path
 
 
@@ -210,6 +222,30 @@ def test_learning_curves_of_top_k_and_a_picked_trial(
     assert [int(r.get_attribute("data-trial") or 0) for r in shown.all()] == [*top, worst]
     assert page.locator("#curves-legend tr.picked").get_attribute("data-trial") == str(worst)
     assert page.locator(".chart canvas").count() >= 1
+
+
+def test_a_picked_trial_shows_its_first_layer_from_its_checkpoint(
+    page: Page, server: UiServer, db: Path
+) -> None:
+    kept = sql1(db, "SELECT DISTINCT trial_id FROM checkpoints")  # keep_trials = 1: the best
+    pruned = sql1(db, f"SELECT trial_id FROM trials WHERE trial_id <> {kept} AND stage_id = "
+                      f"(SELECT stage_id FROM trials WHERE trial_id = {kept})")  # fmt: skip
+    open_view(page, server, f"/study/{FIRST_LAYER_STUDY}/curves?top=0&trials={kept},{pruned}")
+    page.wait_for_function(
+        f"document.querySelector('img.first-layer[data-trial=\"{kept}\"]')?.naturalWidth > 0"
+    )
+    page.wait_for_function(  # the pruned trial has no checkpoint: its image is taken away
+        f"!document.querySelector('img.first-layer[data-trial=\"{pruned}\"]')"
+    )
+    png = urllib.request.urlopen(
+        f"{server.base}/api/study/{FIRST_LAYER_STUDY}/first_layer/{kept}.png"
+    )
+    assert png.headers["Content-Type"] == "image/png" and png.read(8) == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(
+            f"{server.base}/api/study/{FIRST_LAYER_STUDY}/first_layer/{pruned}.png"
+        )
+    assert missing.value.code == 404
 
 
 @pytest.mark.parametrize("dense", ["", "?dense=1"])  # squares, or pixels (> 20,000 trials)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import webbrowser
 from typing import Annotated
 
@@ -34,6 +33,8 @@ def ui(
     ] = 10.0,
 ) -> None:
     """Serve a live web dashboard of the results (read-only) until Ctrl-C."""
+    import asyncio  # ~40 ms (ssl): only this command needs it
+
     from hpsearch.ui.server import Settings, check_host, serve, settle_token
     from storage import describe, read_only
 

@@ -24,6 +24,7 @@ from numbers import Real
 from pathlib import Path
 from typing import Any, Protocol
 
+from hpsearch.first_layer import SCORE_METRIC, checkpoint_score, first_layer_of
 from hpsearch.registry import CHECKPOINT_DIR, RESTORE_DIR, Trainable, checkpoint_keywords
 from storage import Status
 
@@ -206,16 +207,20 @@ def _run_trial(
         seconds = time.perf_counter() - started
         return Ended(task.trial_id, task.attempt, status, error and storable(error), seconds)
 
+    drawing = first_layer_of(fn) if saving else None
     try:
         for out in fn(dict(task.params), epochs=task.epochs, seed=task.seed, **directories):
             epoch += 1
             metrics = _as_metrics(out, epoch, metric)
-            yield EpochDone(task.trial_id, task.attempt, epoch, metrics)
             bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v)]
+            files = _checkpoint_files(saving) if saving and not bad else {}
+            if files and drawing is not None:  # the checkpoint's first-layer smoothness
+                score = checkpoint_score(drawing, task.params, saving or "")
+                metrics |= {SCORE_METRIC: score} if score is not None else {}
+            yield EpochDone(task.trial_id, task.attempt, epoch, metrics)
             if bad:
                 yield end(Status.DIVERGED, f"{', '.join(bad)} at epoch {epoch}")
                 return
-            files = _checkpoint_files(saving) if saving else {}
             if files:
                 yield Checkpointed(task.trial_id, task.attempt, epoch, files)
             if epoch >= task.epochs:

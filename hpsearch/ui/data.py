@@ -34,11 +34,9 @@ def study(db: str, name: str) -> dict[str, Any]:
     return study_document(load_summary(db, name))
 
 
-def live(
-    db: str, name: str, stage_id: int, after: tuple[str, int] | None, epochs_after: int | None
-) -> dict[str, Any]:
+def live(db: str, name: str, stage_id: int, after: tuple[str, int] | None) -> dict[str, Any]:
     with read_only(db) as reader:
-        return live_update(reader, study_by_name(reader, name), stage_id, after, epochs_after)
+        return live_update(reader, study_by_name(reader, name), stage_id, after)
 
 
 def trials(db: str, name: str, **query: Any) -> dict[str, Any]:
@@ -104,8 +102,28 @@ def learning_curves(db: str, name: str, top: int, picked: list[int]) -> dict[str
     return {"metric": record.metric, "mode": record.mode, "picked": picked, "trials": found}
 
 
+def first_layer_png(db: str, name: str, trial_id: int) -> bytes:
+    """The trial's first-layer grid (its latest kept checkpoint) as a PNG, what `hpsearch plot
+    --trial ID` draws; HpsearchError or StorageError when it has none."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from hpsearch import plots
+    from storage import find_study
+
+    figure = plots.first_layer_figure(
+        plots.first_layer_panels(db, find_study(db, name), trial_id=trial_id)
+    )
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=80, bbox_inches="tight")
+    return png.getvalue()
+
+
 __all__ = [
     "ParamFilter",
+    "first_layer_png",
     "learning_curves",
     "live",
     "scatter_points",

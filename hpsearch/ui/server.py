@@ -187,9 +187,8 @@ class Api:
         q = request.query
         after = (q["at"], _int(q, "id", 0) or 0) if q.get("at") else None
         stage = _int(request.match_info, "stage", 0) or 0
-        epochs_after = _int(q, "epoch", None)
         payload = await asyncio.to_thread(
-            data.live, self.db, request.match_info["name"], stage, after, epochs_after
+            data.live, self.db, request.match_info["name"], stage, after
         )
         return _json(payload)
 
@@ -218,6 +217,16 @@ class Api:
         picked = [int(t) for t in q.get("trials", "").split(",") if t.strip().isdigit()]
         name = request.match_info["name"]
         return _json(await asyncio.to_thread(data.learning_curves, self.db, name, top, picked))
+
+    async def first_layer(self, request: web.Request) -> web.Response:
+        """A trial's first-layer grid as a PNG; 404 when it has no kept checkpoint to draw."""
+        trial = _int(request.match_info, "trial", 0) or 0
+        name = request.match_info["name"]
+        try:
+            png = await asyncio.to_thread(data.first_layer_png, self.db, name, trial)
+        except (StorageError, HpsearchError) as exc:
+            return web.Response(status=404, text=str(exc))
+        return web.Response(body=png, content_type="image/png")
 
     async def sql(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -292,6 +301,7 @@ def make_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/study/{name}/trials", api.trials)
     app.router.add_get("/api/study/{name}/points", api.points)
     app.router.add_get("/api/study/{name}/curves", api.curves)
+    app.router.add_get("/api/study/{name}/first_layer/{trial}.png", api.first_layer)
     app.router.add_post("/api/sql", api.sql)
     app.router.add_get("/api/sql.csv", api.sql_csv)
     return app

@@ -253,7 +253,7 @@ async function liveView(name, stageId) {
   const finished = [];  // [order, value, status]
   const samples = [];  // [seconds, done]
   const curves = new Map();  // trial id -> values per epoch (the metric), newest trials last
-  let cursor = null, epochCursor = null, updates = 0;
+  let cursor = null, updates = 0, epochsSeen = 0;
   const better = study.mode === "max" ? (a, b) => a > b : (a, b) => a < b;
   const draw = () => {
     const values = finished.map((f) => f[1]);
@@ -279,17 +279,19 @@ async function liveView(name, stageId) {
   const tick = async () => {
     const q = new URLSearchParams();
     if (cursor) { q.set("at", cursor[0]); q.set("id", cursor[1]); }
-    if (epochCursor !== null) q.set("epoch", epochCursor);
     const u = await api(`/api/study/${enc(name)}/live/${stageId}?${q}`);
-    cursor = u.cursor; epochCursor = u.epochs_cursor; updates += 1;
+    cursor = u.cursor; updates += 1;
+    let arrived = 0;  // the feed repeats the epochs of running trials: count only new ones
     for (const [trialId, epoch, value] of u.epochs_new) {
       const values = curves.get(trialId) || [];
       curves.delete(trialId); curves.set(trialId, values);  // most recent last
+      if (values[epoch - 1] === undefined) arrived += 1;
       values[epoch - 1] = value;
       for (let i = 0; i < values.length; i++) if (values[i] === undefined) values[i] = null;
     }
     while (curves.size > 20) curves.delete(curves.keys().next().value);
-    document.getElementById("live-epochs").textContent = (Number(document.getElementById("live-epochs").textContent) || 0) + u.epochs_new.length;
+    if (updates > 1) epochsSeen += arrived;  // the first answer holds what came before
+    document.getElementById("live-epochs").textContent = epochsSeen;
     for (const [, number, status, value] of u.new) {
       finished.push([finished.length + 1, status === "completed" ? value : null, status]);
       recent.prepend(el("tr", {}, el("td", {}, number), el("td", {}, status), el("td", { class: "num" }, fmt(value))));
@@ -308,7 +310,7 @@ async function liveView(name, stageId) {
     set("live-best", fmt(u.best)); set("live-rate", samples.length > 1 ? fmt(rate) : "–");
     set("live-eta", left === 0 ? "done" : rate > 0 ? `${Math.ceil(left / rate)} s` : "–");
     set("live-updated", new Date().toLocaleTimeString()); set("live-updates", updates);
-    if (u.new.length || u.epochs_new.length || updates === 1) draw();
+    if (u.new.length || arrived || updates === 1) draw();
     return u.status;
   };
   const loop = async () => {
@@ -432,7 +434,13 @@ async function curvesView(name) {
     el("form", { class: "controls", onsubmit: (e) => { e.preventDefault();
       location.search = `?top=${topInput.value}&trials=${enc(pickInput.value)}`; } },
     el("label", {}, "top K", topInput), el("label", {}, "trial ids", pickInput), el("button", {}, "Show")),
-    el("div", { class: "charts" }, charts), el("h2", {}, "Trials shown (picked ones drawn thick)"), legend);
+    el("div", { class: "charts" }, charts), el("h2", {}, "Trials shown (picked ones drawn thick)"), legend,
+    // each picked trial's first layer, drawn from its latest kept checkpoint (none: no image)
+    ...data.picked.map((id) => el("figure", { class: "first-layer-box" },
+      el("img", { class: "first-layer", "data-trial": id, alt: `first layer of trial ${id}`,
+        src: `/api/study/${enc(name)}/first_layer/${id}.png`,
+        onerror: (e) => e.target.parentNode.remove() }),
+      el("figcaption", { class: "muted" }, `trial ${id}: first-layer weights (hpsearch plot --trial ${id})`))));
 }
 
 // ---------------------------------------------------------------- finished trials as columns
