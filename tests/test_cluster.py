@@ -215,36 +215,52 @@ def study(
 
 
 def test_a_stage_spreads_trials_over_both_nodes(cluster: Cluster, tmp_path: Path) -> None:
-    """With ASHA (one rung at epoch 1) whose board, a Ray actor, both nodes' workers ask; and
-    each epoch's checkpoint, made on either node, ends up in the driver's store."""
+    """...and each epoch's checkpoint, made on either node, ends up in the driver's store; then
+    an ASHA stage (one rung at epoch 1) whose board, a Ray actor, both nodes' workers ask."""
     spec = study(tmp_path / "study", "spread", trials=8, epochs=2, sleep=0.25, trainable="saving")
     db = tmp_path / "results.db"
     result = cluster.run(
-        "coarse", str(spec), "--db", str(db), "--address", "127.0.0.1:6379", "-q",
-        "--schedule", "asha", "--seed", "5", cwd=tmp_path,
-    )  # fmt: skip
+        "coarse", str(spec), "--db", str(db), "--address", "127.0.0.1:6379", "-q", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
-    # seed 5: trials 0 and 1 (x 0.81 and 0.81, both 0.8 rounded) run first, one per node, and
-    # tie at the rung; trials 2-7 (x <= 0.52) reach it later with two better values recorded
-    assert "8 trials (2 completed, 6 stopped)" in result.stdout
+    assert "8 trials (8 completed)" in result.stdout
     nodes = {n for (n,) in query(db, "SELECT DISTINCT node_id FROM trials")}
     assert nodes == {cluster.head_node, cluster.worker_node}
-    assert query(db, "SELECT number FROM trials WHERE status = 'completed'") == [(0,), (1,)]
-    errors = query(db, "SELECT DISTINCT error FROM trials WHERE status = 'stopped'")
-    assert all(e.startswith("stopped at epoch 1: val_acc ") for (e,) in errors), errors
-    assert query(db, "SELECT count(*) FROM metrics") == [((2 * 2 + 6) * 3,)]
+    assert query(db, "SELECT count(*) FROM metrics") == [(8 * 2 * 3,)]
     # every worker ran the trainable from the runtime_env copy of the spec's directory
     assert query(db, "SELECT DISTINCT value FROM metrics WHERE name = 'shipped'") == [(1.0,)]
     kept = query(
         db, "SELECT t.node_id, p.value, c.epoch, c.uri, c.sha256 FROM checkpoints c "
         "JOIN trials t USING (trial_id) JOIN params p ON p.trial_id = t.trial_id AND p.name = 'x'"
+        " WHERE c.epoch = 2"
     )  # fmt: skip
     assert {node for node, *_ in kept} == {cluster.head_node, cluster.worker_node}
-    for _, x, epoch, uri, sha in kept:  # the last epoch of the 2 completed trials
+    for _, x, epoch, uri, sha in kept:  # the last epoch of each trial (all 8 are kept)
         content = Path(uri).read_bytes()
-        assert content == f"{x!r} {epoch}".encode() and epoch == 2
+        assert content == f"{x!r} {epoch}".encode()
         assert hashlib.sha256(content).hexdigest() == sha
         assert Path(uri).is_relative_to(tmp_path / "results.artifacts")
+
+    asha = study(tmp_path / "asha", "spread-asha", trials=8, epochs=2, sleep=0.25)
+    result = cluster.run(
+        "coarse", str(asha), "--db", str(db), "--address", "127.0.0.1:6379", "-q",
+        "--schedule", "asha", "--seed", "5", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # seed 5: trials 0 and 1 (x 0.81 and 0.81, both 0.8 rounded) run first and tie at the
+    # rung; trials 2-7 (x <= 0.52) reach it later with two better values recorded
+    assert "8 trials (2 completed, 6 stopped)" in result.stdout
+    stage = "(SELECT max(stage_id) FROM stages)"
+    nodes = {
+        n for (n,) in query(db, f"SELECT DISTINCT node_id FROM trials WHERE stage_id = {stage}")
+    }
+    assert nodes == {cluster.head_node, cluster.worker_node}
+    completed = f"SELECT number FROM trials WHERE stage_id = {stage} AND status = 'completed'"
+    assert query(db, completed) == [(0,), (1,)]
+    errors = query(db, "SELECT DISTINCT error FROM trials WHERE status = 'stopped'")
+    assert all(e.startswith("stopped at epoch 1: val_acc ") for (e,) in errors), errors
+    rows = f"SELECT count(*) FROM metrics JOIN trials USING (trial_id) WHERE stage_id = {stage}"
+    assert query(db, rows) == [((2 * 2 + 6) * 3,)]
 
 
 @pytest.mark.parametrize(
