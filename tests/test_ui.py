@@ -48,7 +48,9 @@ def db(workdir: Path) -> Path:
         "space": {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}},
         "coarse": {"trials": 2, "epochs": 1}, "checkpoints": {"keep_trials": 1},
     }  # fmt: skip
-    hpsearch.Study.from_spec(spec, db=str(path)).coarse(executor="local")
+    study = hpsearch.Study.from_spec(spec, db=str(path))
+    study.coarse(executor="local")
+    study.close()  # this process keeps no connection: the server and the live stage's own
     return path
 
 
