@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
+from pathlib import Path
 
 from sqlalchemy import Connection
 
@@ -103,7 +104,16 @@ def _running(pid: int) -> bool:
         return False
     except PermissionError:  # another user's process: it exists
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Killed but not yet reaped by its parent: `kill(pid, 0)` still succeeds (Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc here, or the process just went
+        return False
+    return stat.rpartition(")")[2].split()[0] == "Z"  # the state follows the command's name
 
 
 def _held(holder: Lease, study: str, kind: str, plan: Plan) -> str:

@@ -250,6 +250,24 @@ def test_a_lease_whose_driver_is_gone_is_taken_over(db_url: str, gone: dict) -> 
     study.close()
 
 
+def test_a_killed_driver_not_yet_reaped_is_gone() -> None:
+    """`kill -9` of a driver whose parent has not reaped it yet (a zombie): its lease is free."""
+    from hpsearch.lease import _running
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert _running(child.pid)
+        child.kill()
+        deadline = time.monotonic() + 30
+        while _running(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(child.pid)
+        assert child.poll() is not None  # reaped only now: it was a zombie until here
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_drivers_racing_for_one_lease_exactly_one_wins(db_url: str) -> None:
     """Eight drivers at once, for a free lease and then for a stale one (the conditional UPDATE)."""
     stores = [Store(db_url) for _ in range(8)]
