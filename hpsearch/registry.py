@@ -44,20 +44,7 @@ def resolve(ref: str, search_path: Path | None = None) -> Trainable:
             f"trainable {ref!r}: not a built-in name ({names}) nor 'package.module:function'"
         )
     module_name, _, func_name = target.partition(":")
-    if search_path is not None and str(search_path) not in sys.path:
-        sys.path.insert(0, str(search_path))
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise TrainableError(
-            f"trainable {ref!r}: module {exc.name!r} not found "
-            f"(looked next to the spec and on the Python path)"
-        ) from None
-    except Exception as exc:  # the user's module raised while importing
-        raise TrainableError(
-            f"trainable {ref!r}: importing {module_name} raised {type(exc).__name__}: {exc}"
-        ) from None
-    func = getattr(module, func_name, None)
+    func = _imported("trainable", ref, target, search_path)
     if func is None:
         raise TrainableError(f"trainable {ref!r}: module {module_name} has no {func_name!r}")
     return checked(func, ref)
@@ -74,23 +61,32 @@ def resolve_predict(ref: str, search_path: Path | None = None) -> Predict:
     hint = "fix `predict` at the top of the spec"
     if not module_name or not func_name:
         raise TrainableError(f"predict {ref!r}: not 'package.module:function': {hint}")
+    func = _imported("predict", ref, ref, search_path, f": {hint}")
+    if not callable(func):
+        raise TrainableError(f"predict {ref!r}: module {module_name} has no function {func_name!r}")
+    return checked_predict(func, ref)
+
+
+def _imported(
+    what: str, ref: str, target: str, search_path: Path | None, hint: str = ""
+) -> object | None:
+    """The attribute named by `target` ('package.module:name'), the spec's directory first on
+    the path; None when the module has no such name. An import failure is one line."""
+    module_name, _, name = target.partition(":")
     if search_path is not None and str(search_path) not in sys.path:
         sys.path.insert(0, str(search_path))
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise TrainableError(
-            f"predict {ref!r}: module {exc.name!r} not found (looked next to the spec and on "
-            f"the Python path): {hint}"
+            f"{what} {ref!r}: module {exc.name!r} not found "
+            f"(looked next to the spec and on the Python path){hint}"
         ) from None
     except Exception as exc:  # the user's module raised while importing
         raise TrainableError(
-            f"predict {ref!r}: importing {module_name} raised {type(exc).__name__}: {exc}"
+            f"{what} {ref!r}: importing {module_name} raised {type(exc).__name__}: {exc}"
         ) from None
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        raise TrainableError(f"predict {ref!r}: module {module_name} has no function {func_name!r}")
-    return checked_predict(func, ref)
+    return getattr(module, name, None)
 
 
 def checked_predict(func: Callable[..., object], ref: str) -> Predict:
