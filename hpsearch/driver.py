@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from hpsearch import planner
-from hpsearch.narrowing import Analysis
+from hpsearch.narrowing import Analysis, bands
 from hpsearch.planner import History, NewStage, NoProposalError, Plan, Resume, StageRequest
-from hpsearch.ranking import ranked
 from hpsearch.registry import qualified
 from hpsearch.runtime.executor import Executor
 from hpsearch.runtime.worker import Ended, EpochDone, Event, Lost, Started, TrialTask
@@ -27,6 +26,7 @@ from storage import (
     Mode,
     StageRecord,
     StageStatus,
+    StageTally,
     Status,
     Store,
     StudyRecord,
@@ -37,6 +37,7 @@ from storage import (
 COMMIT_SECONDS = 0.25
 COMMIT_ROWS = 5000
 TOP = 10  # trials shown (and returned) as the stage's best
+CHUNK = 1000  # trials sampled and inserted, or read back to run, at a time
 
 
 @dataclass
@@ -115,14 +116,14 @@ class _Tracker:
             self.best[trial_id] = (value, epoch)
 
     def _end(self, event: Ended, batch: Batch, at: datetime) -> None:
-        best = self.best.get(event.trial_id)
+        best = self.best.pop(event.trial_id, None)  # an ended trial's state is released
         batch.finish(
             event.trial_id,
             event.status,
             attempt=event.attempt,
             error=event.error,
             best=best,
-            epochs_run=self.epochs.get(event.trial_id, 0),
+            epochs_run=self.epochs.pop(event.trial_id, 0),
             at=at,
         )
         counts = self.progress.counts
@@ -155,15 +156,29 @@ def plan_stage(store: Store, spec: StudySpec, request: StageRequest) -> Plan:
     decision = planner.decide(spec, request, past)
     if isinstance(decision, Resume):
         return decision
-    parent_trials = store.trials(decision.parent.stage_id) if decision.parent else []
-    return planner.new_stage(spec, request, past, decision, parent_trials)
+    if decision.parent is None:
+        return planner.new_stage(spec, request, past, decision)
+    top, needs_tally = planner.parent_needs(spec, request, decision.parent)
+    best = store.top_trials(decision.parent.stage_id, spec.mode, top)
+    tally = tally_of(store, spec, decision.parent) if needs_tally else None
+    return planner.new_stage(spec, request, past, decision, best, tally)
 
 
-def begin(store: Store, spec: StudySpec, plan: Plan) -> tuple[StudyRecord, StageRecord, bool]:
-    """The study row, and the stage to run: the resumed one or a new one with its trials."""
+def tally_of(store: Store, spec: StudySpec, stage: StageRecord) -> StageTally:
+    """The stage's trials as counts (by the database): what analysis needs beyond the top N."""
+    limits = bands(Space.from_dict(stage.ranges), spec.fine.edge)
+    return store.stage_tally(stage.stage_id, spec.mode, limits)
+
+
+def begin(
+    store: Store, spec: StudySpec, plan: Plan, chunk: int = CHUNK
+) -> tuple[StudyRecord, StageRecord, bool]:
+    """The study row, and the stage to run: the resumed one, or a new one with its first
+    `chunk` trials (and every kept one); `run_stage` inserts the rest as it goes."""
     study = store.ensure_study(spec.name, qualified(spec.trainable), spec.metric, spec.mode)
     if isinstance(plan, Resume):
         return study, plan.stage, True
+    configs, seeds = plan.chunk(0, max(chunk, len(plan.keep)))
     stage = store.begin_stage(
         study.study_id,
         plan.kind,
@@ -171,9 +186,10 @@ def begin(store: Store, spec: StudySpec, plan: Plan) -> tuple[StudyRecord, Stage
         epochs=plan.epochs,
         ranges=plan.space.to_dict(),
         fixed=spec.fixed,
-        configs=plan.configs,
-        seeds=list(plan.seeds),
+        configs=configs,
+        seeds=seeds,
         parent_stage_id=plan.parent_stage_id,
+        n_trials=plan.trials,
     )
     return study, stage, False
 
@@ -192,6 +208,42 @@ def _task(stage: StageRecord, space: Space, trial: TrialRecord) -> TrialTask:
     return TrialTask(trial.trial_id, trial.attempts + 1, params, trial.seed, stage.epochs)
 
 
+def _tasks(store: Store, stage: StageRecord, chunk: int) -> Iterator[TrialTask]:
+    """The stage's trials to run, `chunk` at a time: first the unfinished ones on record, then
+    the ones not inserted yet, sampled and inserted as the executor takes them."""
+    space = Space.from_dict(stage.ranges)
+    after = -1
+    while trials := store.trials(stage.stage_id, unfinished_only=True, after=after, limit=chunk):
+        yield from (_task(stage, space, t) for t in trials)
+        after = trials[-1].number
+    inserted = sum(store.status_counts(stage.stage_id).values())
+    for start in range(inserted, stage.n_trials, chunk):
+        stop = min(start + chunk, stage.n_trials)
+        configs, seeds = planner.configurations(space, stage.seed, start, stop)
+        ids = store.add_trials(stage.stage_id, start, configs, seeds)
+        for trial_id, config, seed in zip(ids, configs, seeds, strict=True):
+            yield TrialTask(trial_id, 1, {**stage.fixed, **config}, seed, stage.epochs)
+
+
+class _Feed:
+    """Tasks drawn one by one, with how many are left (the executor sizes bundles by it)."""
+
+    def __init__(self, tasks: Iterator[TrialTask], left: int) -> None:
+        self._tasks = tasks
+        self.left = left
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> TrialTask:
+        task = next(self._tasks)
+        self.left -= 1
+        return task
+
+    def __length_hint__(self) -> int:
+        return max(self.left, 0)
+
+
 def run_stage(
     store: Store,
     spec: StudySpec,
@@ -200,18 +252,20 @@ def run_stage(
     on_progress: ProgressCallback | None = None,
     *,
     resumed: bool = False,
+    chunk: int = CHUNK,
 ) -> dict[str, int]:
-    """Run the stage's unfinished trials; commit results in batches. Returns status counts.
+    """Run the stage's unfinished trials, reading (or sampling and inserting) `chunk` at a
+    time; commit results in batches. Returns status counts.
 
     On an interrupt (Ctrl-C) everything received so far is committed before it propagates.
     """
-    todo = store.trials(stage.stage_id, unfinished_only=True)
     counts = store.status_counts(stage.stage_id)
-    progress = Progress(stage, total=stage.n_trials, left=len(todo), resumed=resumed)
-    progress.counts = {k: v for k, v in counts.items() if Status(k).is_final}
+    final = {k: v for k, v in counts.items() if Status(k).is_final}
+    left = stage.n_trials - sum(final.values())
+    progress = Progress(stage, total=stage.n_trials, left=left, resumed=resumed)
+    progress.counts = final
     tracker = _Tracker(spec.metric, Mode(spec.mode), progress)
-    space = Space.from_dict(stage.ranges)
-    tasks = [_task(stage, space, t) for t in todo]
+    tasks = _Feed(_tasks(store, stage, chunk), left)
     if on_progress:
         on_progress(progress)
     batch, last_commit = Batch(), time.monotonic()
@@ -231,13 +285,15 @@ def run_stage(
 
 
 def finish_stage(store: Store, spec: StudySpec, stage: StageRecord) -> Finished:
-    """Mark the stage finished with its flags and proposal (None when nothing completed)."""
-    trials = store.trials(stage.stage_id)
-    analysis = planner.analyze_stage(spec, stage, trials)
+    """Mark the stage finished with its flags and proposal (None when nothing completed).
+
+    Reads the best max(TOP, top) trials and the stage's tally, never every trial."""
+    best = store.top_trials(stage.stage_id, spec.mode, max(TOP, spec.fine.top))
+    analysis = planner.analyze_stage(spec, stage, best, tally=tally_of(store, spec, stage))
     stored = analysis.stored_proposal()
     store.finish_stage(stage.stage_id, proposal=stored, flags=analysis.flags)
     done = replace(stage, status=StageStatus.FINISHED, proposal=stored)
-    return Finished(done, analysis, ranked(trials, spec.mode)[:TOP])
+    return Finished(done, analysis, best[:TOP])
 
 
 def execute(
@@ -256,7 +312,26 @@ def execute(
 
 def top_trials(store: Store, stage: StageRecord, mode: str, k: int = TOP) -> list[TrialRecord]:
     """The stage's best completed trials, best first."""
-    return ranked(store.trials(stage.stage_id), mode)[:k]
+    return store.top_trials(stage.stage_id, mode, k)
+
+
+@dataclass(frozen=True)
+class Saved:
+    """An unfinished stage as the database holds it (what an interrupted run leaves)."""
+
+    stage: StageRecord
+    counts: dict[str, int]  # trials on record by status
+    inserted: int  # trials (configurations) inserted, of stage.n_trials
+
+
+def saved(store: Store, study: str, kind: str) -> Saved | None:
+    """The study's latest stage of this kind if it is unfinished, with its trial counts."""
+    record = store.study(study)
+    stages = [s for s in store.stages(record.study_id) if s.kind == kind] if record else []
+    if not stages or stages[-1].status == StageStatus.FINISHED:
+        return None
+    counts = store.status_counts(stages[-1].stage_id)
+    return Saved(stages[-1], counts, sum(counts.values()))
 
 
 __all__ = [
@@ -264,6 +339,7 @@ __all__ = [
     "NewStage",
     "NoProposalError",
     "Progress",
+    "Saved",
     "StageOutcome",
     "StageRequest",
     "begin",
@@ -272,6 +348,8 @@ __all__ = [
     "history",
     "plan_stage",
     "run_stage",
+    "saved",
     "start_or_resume",
+    "tally_of",
     "top_trials",
 ]

@@ -20,13 +20,14 @@ the sampling scale (log10 for log types, linear otherwise):
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from hpsearch.ranking import ranked
 from hpsearch.space import Choice, Numeric, Space
-from storage import FlagRecord, Mode, TrialRecord
+from storage import FlagRecord, Mode, ParamTrend, StageTally, TrialRecord
 
 SCALE_DECADES = 1.5  # a linear range whose top values span more than this should be log
 # Edge-flag thresholds, tuned on benchmarks/flags.py (see BENCHMARKS.md, "Edge flags"):
@@ -68,13 +69,18 @@ def analyze(
     top: int = 10,
     edge: float = 0.1,
     pad: float = 0.25,
+    tally: StageTally | None = None,
 ) -> Analysis:
-    """Flags and the next stage's ranges from a finished stage's trials."""
+    """Flags and the next stage's ranges from a finished stage's trials.
+
+    `trials`: all the stage's trials; or, with the stage's `tally` (counted by the database),
+    at least its best `top` completed trials."""
     order = ranked(trials, mode)
     if not order:
         return Analysis([], None, {}, 0, None)
+    if tally is None:
+        tally = stage_tally(space, trials, mode, edge)
     best, leaders = order[0], order[:top]
-    goodness = _goodness(order, mode)
     tests = 2 * sum(isinstance(d, Numeric) for d in space.dimensions.values())
     flags: list[FlagRecord] = []
     proposal: dict[str, dict[str, Any]] = {}
@@ -88,24 +94,51 @@ def analyze(
         if not nums or name not in best.params:
             proposal[name], reasons[name] = dim.to_dict(), "no values among the top trials: kept"
             continue
-        stage = [(_number(t.params.get(name)), g) for t, g in zip(order, goodness, strict=True)]
-        with_value = [(v, g) for v, g in stage if v is not None]
-        edge_flags = _edge_flags(name, dim, with_value, min(top, len(with_value)), edge, tests)
+        trend = tally.trends.get(name)
+        edge_flags = _edge_flags(name, dim, nums, trend, top, edge, tests) if trend else []
         new_flags, proposal[name], reasons[name] = _numeric(
             name, dim, float(best.params[name]), nums, edge_flags, edge, pad
         )
         flags.extend(new_flags)
-    return Analysis(flags, proposal, reasons, len(order), best)
+    return Analysis(flags, proposal, reasons, tally.ranked, best)
+
+
+def bands(space: Space, edge: float) -> dict[str, tuple[float, float]]:
+    """Per numeric parameter with a range, the values bounding its outer bands: a value below
+    the first lies in the low band, above the second in the high band."""
+    out = {}
+    for name, dim in space.dimensions.items():
+        if isinstance(dim, Numeric) and dim.to_scale(dim.high) > dim.to_scale(dim.low):
+            out[name] = _band_limits(dim, edge)
+    return out
+
+
+def _band_limits(dim: Numeric, edge: float) -> tuple[float, float]:
+    lo, hi = dim.to_scale(dim.low), dim.to_scale(dim.high)
+    return dim.from_scale(lo + edge * (hi - lo)), dim.from_scale(hi - edge * (hi - lo))
+
+
+def stage_tally(space: Space, trials: Sequence[TrialRecord], mode: str, edge: float) -> StageTally:
+    """What `Store.stage_tally` counts in SQL, from every trial of a stage in memory."""
+    order = ranked(trials, mode)
+    sign = 1.0 if Mode(mode) is Mode.MAX else -1.0
+    trends = {}
+    for name, (low, high) in bands(space, edge).items():
+        pairs = [
+            (v, sign * (t.best_value or 0.0))
+            for t in order
+            if (v := _number(t.params.get(name))) is not None
+        ]
+        xs, ys = [x for x, _ in pairs], [y for _, y in pairs]
+        rho = _pearson(_ranks(xs), _ranks(ys)) if pairs else 0.0
+        below, above = sum(x < low for x in xs), sum(x > high for x in xs)
+        trends[name] = ParamTrend(len(pairs), rho, below, above)
+    counts = Counter(str(t.status) for t in trials)
+    return StageTally(dict(counts), len(order), trends)
 
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
-
-
-def _goodness(order: list[TrialRecord], mode: str) -> list[float]:
-    """Average ranks of the trials' values (best first in `order`): higher is better."""
-    sign = 1.0 if Mode(mode) is Mode.MAX else -1.0
-    return _ranks([sign * (t.best_value or 0.0) for t in order])
 
 
 def _choice(dim: Choice, values: list[Any], n: int) -> tuple[dict[str, Any], str]:
@@ -144,29 +177,34 @@ _SIDES = {"low": ("bottom", "min", "downward"), "high": ("top", "max", "upward")
 def _edge_flags(
     name: str,
     dim: Numeric,
-    trials: list[tuple[float, float]],
+    leaders: list[float],
+    trend: ParamTrend,
     top: int,
     edge: float,
     tests: int,
 ) -> list[FlagRecord]:
     """Flag a side only when the stage's trials give evidence that the optimum lies past it.
 
-    `trials`: (value, goodness) of every completed trial, best first; the first `top` are the
-    top N. Under "this parameter does not matter", which trials make the top N is unrelated to
-    where their values lie, so the count of top trials in the band is hypergeometric given the
-    band's share of all trials (which also covers int rounding) and the rank correlation
-    between position and goodness is ~0."""
+    `leaders`: the values of the top trials, best first; `trend`: the parameter across all
+    completed trials. Under "this parameter does not matter", which trials make the top N is
+    unrelated to where their values lie, so the count of top trials in the band is
+    hypergeometric given the band's share of all trials (which also covers int rounding) and
+    the rank correlation between position and goodness is ~0."""
     lo, hi = dim.to_scale(dim.low), dim.to_scale(dim.high)
-    if hi <= lo or len(trials) < 3:
+    if hi <= lo or trend.trials < 3:
         return []
-    positions = [(dim.to_scale(v) - lo) / (hi - lo) for v, _ in trials]
-    goodness = [g for _, g in trials]
+    top = min(top, trend.trials)
+    low, high = _band_limits(dim, edge)
+    position = (dim.to_scale(leaders[0]) - lo) / (hi - lo)
     flags = []
     for side in ("low", "high"):
-        toward = [p if side == "high" else 1 - p for p in positions]
-        evidence = _Evidence.weigh(toward, goodness, top, edge)
+        in_top = sum((v > high) if side == "high" else (v < low) for v in leaders[:top])
+        in_all = trend.high_band if side == "high" else trend.low_band
+        rho = trend.rho if side == "high" else -trend.rho
+        toward = position if side == "high" else 1 - position
+        evidence = _Evidence.weigh(in_top, in_all, trend.trials, top, rho, toward)
         if evidence.holds(tests, edge):
-            flags.append(_edge_flag(name, dim, side, trials[0][0], positions[0], evidence, edge))
+            flags.append(_edge_flag(name, dim, side, leaders[0], position, evidence, edge))
     return flags
 
 
@@ -186,18 +224,15 @@ class _Evidence:
 
     @classmethod
     def weigh(
-        cls, toward: Sequence[float], goodness: Sequence[float], top: int, edge: float
+        cls, in_top: int, in_all: int, n: int, top: int, rho: float, best: float
     ) -> _Evidence:
-        band = [t > 1 - edge for t in toward]
-        n, in_all, in_top = len(toward), sum(band), sum(band[:top])
-        rho = _pearson(_ranks(toward), _ranks(goodness))  # Spearman
         p_trend = 0.5 * math.erfc(rho * math.sqrt(n - 1) / math.sqrt(2))  # normal approximation
         p_band = _hypergeometric_tail(in_top, n, in_all, top)
         # a band that few trials sampled cannot reach BAND_P: then all of them among the top
         # (the smallest chance attainable) is as much as the band can say
         p_floor = _hypergeometric_tail(min(top, in_all), n, in_all, top)
         crowded = p_band <= max(BAND_P, p_floor) and in_top > 0
-        return cls(in_top, top, top * in_all / n, p_band, crowded, rho, p_trend, toward[0], n)
+        return cls(in_top, top, top * in_all / n, p_band, crowded, rho, p_trend, best, n)
 
     def holds(self, tests: int, edge: float) -> bool:
         return (
@@ -355,4 +390,4 @@ def _join(values: list[Any]) -> str:
     return ", ".join(str(v) for v in values)
 
 
-__all__ = ["Analysis", "analyze", "ranked", "split_proposal"]
+__all__ = ["Analysis", "analyze", "bands", "ranked", "split_proposal", "stage_tally"]

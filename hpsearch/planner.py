@@ -1,8 +1,9 @@
 """What to run next (the oracle of Keras Tuner's oracle/tuner split): pure, from records.
 
 The driver reads the study's records into a `History`, asks `decide` (resume the unfinished
-stage of this kind, or start a new one on which parent), loads that parent's trials, asks
-`new_stage` for the configurations, and runs what it gets. No Ray, no database handle: the
+stage of this kind, or start a new one on which parent), loads that parent's best trials (and
+its tally), asks `new_stage` for the stage, and runs what it gets, drawing its configurations
+chunk by chunk. No Ray, no database handle: the
 search-quality benchmark calls the same functions on its own records.
 """
 
@@ -20,7 +21,7 @@ from hpsearch.narrowing import Analysis, analyze, split_proposal
 from hpsearch.ranking import ranked
 from hpsearch.space import Space, trial_seeds
 from hpsearch.spec import StudySpec
-from storage import StageKind, StageRecord, StageStatus, StudyRecord, TrialRecord
+from storage import StageKind, StageRecord, StageStatus, StageTally, StudyRecord, TrialRecord
 
 
 class NoProposalError(HpsearchError):
@@ -69,22 +70,54 @@ class Start:
     parent: StageRecord | None
 
 
+SAMPLE_BLOCK = 1000  # trials drawn per Generator: trial i comes from block i // SAMPLE_BLOCK
+
+
 @dataclass(frozen=True)
 class NewStage:
-    """A new stage's ranges and every trial's configuration and seed, in trial order."""
+    """A new stage: its ranges, seed and size; its configurations are drawn chunk by chunk
+    (`chunk`) as it runs, each fixed by the seed and the trial's number alone."""
 
     kind: StageKind
     space: Space
     epochs: int
     seed: int
+    trials: int
     keep: tuple[dict[str, Any], ...]  # the parent's best configurations, run first as they are
-    sampled: tuple[dict[str, Any], ...]  # drawn from `space` with a Generator seeded by `seed`
-    seeds: tuple[int, ...]  # one per trial
     parent_stage_id: int | None = None
+
+    def chunk(self, start: int, stop: int) -> tuple[list[dict[str, Any]], list[int]]:
+        """The configurations and seeds of trials `start` to `stop - 1`."""
+        return configurations(self.space, self.seed, start, min(stop, self.trials), self.keep)
 
     @property
     def configs(self) -> list[dict[str, Any]]:
-        return [*self.keep, *self.sampled]
+        """Every trial's configuration, in trial order (a small stage's; `chunk` for a large)."""
+        return self.chunk(0, self.trials)[0]
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.chunk(0, self.trials)[1]
+
+
+def configurations(
+    space: Space, seed: int, start: int, stop: int, keep: Sequence[dict[str, Any]] = ()
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Configurations and seeds of trials `start` to `stop - 1`: trial i is `keep[i]` if there
+    is one, else drawn from `space`; its seed and draw come from block i // SAMPLE_BLOCK, a
+    Generator seeded by (seed, block), so they depend on neither the stage's size nor on how
+    its trials are chunked."""
+    configs: list[dict[str, Any]] = []
+    seeds: list[int] = []
+    for block in range(start // SAMPLE_BLOCK, -(-stop // SAMPLE_BLOCK)):
+        rng = np.random.default_rng([seed, block])
+        drawn = space.sample(SAMPLE_BLOCK, rng)
+        block_seeds = trial_seeds(rng, SAMPLE_BLOCK)
+        first = block * SAMPLE_BLOCK
+        for i in range(max(start, first), min(stop, first + SAMPLE_BLOCK)):
+            configs.append(dict(keep[i]) if i < len(keep) else drawn[i - first])
+            seeds.append(block_seeds[i - first])
+    return configs, seeds
 
 
 Plan = Resume | NewStage
@@ -104,12 +137,21 @@ def new_stage(
     history: History,
     start: Start,
     parent_trials: Sequence[TrialRecord] = (),
+    parent_tally: StageTally | None = None,
 ) -> NewStage:
-    """The configurations of a new stage; `parent_trials` are the trials of `start.parent`."""
+    """A new stage; `parent_trials` are the trials of `start.parent`: all of them, or with the
+    parent's `parent_tally` at least its best max(top, keep) (`parent_needs`)."""
     seed = request.seed if request.seed is not None else spec.seed + len(history.stages)
     if start.parent is None:
         return sample(request.kind, spec.space, request.trials, request.epochs, seed)
-    return successor(spec, request, start.parent, parent_trials, seed)
+    return successor(spec, request, start.parent, parent_trials, seed, parent_tally)
+
+
+def parent_needs(spec: StudySpec, request: StageRequest, parent: StageRecord) -> tuple[int, bool]:
+    """How many of the parent's best trials a new stage reads, and whether it needs the
+    parent's tally too (to recompute its analysis, or to say why there is none)."""
+    top = request.top or spec.fine.top
+    return max(top, spec.fine.keep), request.top is not None or parent.proposal is None
 
 
 def successor(
@@ -118,9 +160,10 @@ def successor(
     parent: StageRecord,
     parent_trials: Sequence[TrialRecord],
     seed: int,
+    parent_tally: StageTally | None = None,
 ) -> NewStage:
     """A stage on the parent's proposal; a fine stage re-runs the parent's best `keep` first."""
-    space = Space.from_dict(proposal(spec, parent, parent_trials, request.top))
+    space = Space.from_dict(proposal(spec, parent, parent_trials, request.top, parent_tally))
     keep = 0
     if request.kind == StageKind.FINE:
         keep = min(spec.fine.keep, request.top or spec.fine.top)
@@ -146,12 +189,9 @@ def sample(
     keep: Sequence[dict[str, Any]] = (),
     parent_stage_id: int | None = None,
 ) -> NewStage:
-    """`trials` configurations: `keep` first, the rest sampled; then one seed per trial."""
-    rng = np.random.default_rng(seed)
+    """A stage of `trials` trials: `keep` first, the rest sampled (lazily, by `chunk`)."""
     kept = tuple(dict(c) for c in keep[:trials])
-    drawn = tuple(space.sample(trials - len(kept), rng))
-    seeds = tuple(trial_seeds(rng, trials))
-    return NewStage(kind, space, epochs, seed, kept, drawn, seeds, parent_stage_id)
+    return NewStage(kind, space, epochs, seed, trials, kept, parent_stage_id)
 
 
 def resumable(stages: Sequence[StageRecord], kind: StageKind) -> StageRecord | None:
@@ -200,13 +240,15 @@ def proposal(
     parent: StageRecord,
     parent_trials: Sequence[TrialRecord],
     top: int | None = None,
+    tally: StageTally | None = None,
 ) -> dict[str, Any]:
     """The ranges the parent proposed (recomputed from its best `top` trials when given)."""
     ranges, _ = split_proposal(parent.proposal)
     if ranges is None or top is not None:
-        ranges = analyze_stage(spec, parent, parent_trials, top).proposal
+        ranges = analyze_stage(spec, parent, parent_trials, top, tally).proposal
     if ranges is None:
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(status_counts(parent_trials).items()))
+        found = tally.counts if tally is not None else status_counts(parent_trials)
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(found.items()))
         raise NoProposalError(
             f"stage {parent.stage_id}: no trial completed ({counts}): nothing to narrow from; "
             f"see `hpsearch show {spec.path}` for the errors, fix the trainable and rerun "
@@ -216,9 +258,14 @@ def proposal(
 
 
 def analyze_stage(
-    spec: StudySpec, stage: StageRecord, trials: Sequence[TrialRecord], top: int | None = None
+    spec: StudySpec,
+    stage: StageRecord,
+    trials: Sequence[TrialRecord],
+    top: int | None = None,
+    tally: StageTally | None = None,
 ) -> Analysis:
-    """Edge flags and the proposal for the next stage, from this stage's trials."""
+    """Edge flags and the proposal for the next stage, from this stage's trials (all of
+    them, or its best ones with its `tally`)."""
     return analyze(
         Space.from_dict(stage.ranges),
         list(trials),
@@ -226,6 +273,7 @@ def analyze_stage(
         top=top or spec.fine.top,
         edge=spec.fine.edge,
         pad=spec.fine.pad,
+        tally=tally,
     )
 
 
@@ -242,9 +290,11 @@ __all__ = [
     "StageRequest",
     "Start",
     "analyze_stage",
+    "configurations",
     "decide",
     "new_stage",
     "parent",
+    "parent_needs",
     "proposal",
     "resumable",
     "sample",

@@ -62,6 +62,27 @@ class FlagRecord:
 
 
 @dataclass(frozen=True)
+class ParamTrend:
+    """A numeric parameter across a stage's completed trials: what the edge-flag rule weighs
+    besides the top N (counted by the database, so analysis never loads every trial)."""
+
+    trials: int  # completed trials with a value for the parameter
+    rho: float  # Spearman rank correlation of the value with the metric (better = higher)
+    low_band: int  # of them, with a value below the low band's limit
+    high_band: int  # ... above the high band's limit
+
+
+@dataclass(frozen=True)
+class StageTally:
+    """A stage's trials as counts: by status, ranked (completed with a value), and the
+    trend of each numeric parameter."""
+
+    counts: dict[str, int]
+    ranked: int
+    trends: dict[str, ParamTrend]
+
+
+@dataclass(frozen=True)
 class StageSummary:
     """What `hpsearch show` reports of one stage: counted and ranked by the database."""
 

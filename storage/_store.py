@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, text as sql, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage._engine import describe, open_engine, session_scope
@@ -18,11 +18,13 @@ from storage._models import Attempt, Flag, Metric, Param, Stage, Study, Trial, t
 from storage._records import (
     Batch,
     FlagRecord,
+    ParamTrend,
     StageRecord,
+    StageTally,
     StudyRecord,
     TrialRecord,
 )
-from storage._terms import FINAL_STATUSES
+from storage._terms import FINAL_STATUSES, Mode
 
 
 def now() -> datetime:
@@ -95,36 +97,38 @@ class Store:
         configs: list[dict[str, Any]],
         seeds: list[int],
         parent_stage_id: int | None = None,
+        n_trials: int | None = None,
     ) -> StageRecord:
-        """A new stage with its ranges and all its trials as 'pending', in one transaction."""
+        """A new stage of `n_trials` trials (default: one per config) with its first trials
+        (`configs`, numbered from 0) as 'pending', in one transaction; `add_trials` inserts
+        the rest. Bulk inserts: no ORM object per trial."""
+        values = {
+            "study_id": study_id,
+            "kind": kind,
+            "parent_stage_id": parent_stage_id,
+            "status": "running",
+            "seed": seed,
+            "epochs": epochs,
+            "n_trials": len(configs) if n_trials is None else n_trials,
+            "ranges": ranges,
+            "fixed": fixed,
+            "proposal": None,
+            "created_at": now(),
+        }
         with self._session() as s:
-            stage = Stage(
-                study_id=study_id,
-                kind=kind,
-                parent_stage_id=parent_stage_id,
-                status="running",
-                seed=seed,
-                epochs=epochs,
-                n_trials=len(configs),
-                ranges=ranges,
-                fixed=fixed,
-                created_at=now(),
-            )
-            s.add(stage)
-            s.flush()
-            trials = [
-                Trial(stage_id=stage.stage_id, number=i, status="pending", seed=trial_seed)
-                for i, trial_seed in enumerate(seeds)
-            ]
-            s.add_all(trials)
-            s.flush()
-            rows = [
-                _param_row(t.trial_id, name, value)
-                for t, config in zip(trials, configs, strict=True)
-                for name, value in config.items()
-            ]
-            s.execute(table(Param).insert(), rows)
-            return _stage_record(stage)
+            conn = s.connection()
+            created = conn.execute(insert(_stages).values(values))
+            stage_id = created.inserted_primary_key[0]  # type: ignore[index]
+            _insert_trials(conn, stage_id, 0, configs, seeds)
+            row = conn.execute(select(_stages).where(_stages.c.stage_id == stage_id)).one()
+            return _stage_record(row)
+
+    def add_trials(
+        self, stage_id: int, start: int, configs: list[dict[str, Any]], seeds: list[int]
+    ) -> list[int]:
+        """Insert trials numbered from `start` as 'pending' (one transaction); their ids."""
+        with self._session() as s:
+            return _insert_trials(s.connection(), stage_id, start, configs, seeds)
 
     def stages(self, study_id: int) -> list[StageRecord]:
         with self._session() as s:
@@ -160,15 +164,59 @@ class Store:
             return [FlagRecord(r.param, r.side, r.value, r.position, r.message) for r in rows]
 
     # -- trials ---------------------------------------------------------------------------
-    def trials(self, stage_id: int, *, unfinished_only: bool = False) -> list[TrialRecord]:
-        """The stage's trials in order, with their params."""
-        query = select(Trial).where(Trial.stage_id == stage_id).order_by(Trial.number)
+    def trials(
+        self,
+        stage_id: int,
+        *,
+        unfinished_only: bool = False,
+        after: int = -1,
+        limit: int | None = None,
+    ) -> list[TrialRecord]:
+        """The stage's trials in order (numbers after `after`, at most `limit`), with params."""
+        query = (
+            select(Trial)
+            .where(Trial.stage_id == stage_id, Trial.number > after)
+            .order_by(Trial.number)
+            .limit(limit)
+        )
         if unfinished_only:
             query = query.where(Trial.status.not_in(FINAL_STATUSES))
         with self._session() as s:
             trials = list(s.scalars(query))
             params = _params_of(s, [t.trial_id for t in trials])
             return [_trial_record(t, params.get(t.trial_id, {})) for t in trials]
+
+    def top_trials(self, stage_id: int, mode: str, k: int) -> list[TrialRecord]:
+        """The stage's best `k` completed trials, best first (ties: the lowest number); read
+        through the index (stage_id, status, best_value): k rows, however large the stage."""
+        value = _trials.c.best_value
+        query = (
+            select(Trial)
+            .where(Trial.stage_id == stage_id, Trial.status == "completed", value.is_not(None))
+            .order_by(value.desc() if Mode(mode) is Mode.MAX else value.asc(), Trial.number)
+            .limit(k)
+        )
+        with self._session() as s:
+            trials = list(s.scalars(query))
+            params = _params_of(s, [t.trial_id for t in trials])
+            return [_trial_record(t, params.get(t.trial_id, {})) for t in trials]
+
+    def stage_tally(
+        self, stage_id: int, mode: str, bands: Mapping[str, tuple[float, float]]
+    ) -> StageTally:
+        """Counts by status, ranked trials, and per numeric parameter (named in `bands`, with
+        the values bounding its low and high band) its trend over the completed trials:
+        computed by the database, a few rows back however large the stage."""
+        counts = self.status_counts(stage_id)
+        sign = 1.0 if Mode(mode) is Mode.MAX else -1.0
+        with self._session() as s:
+            conn = s.connection()
+            ranked = conn.execute(_RANKED, {"stage": stage_id}).scalar_one()
+            trends = {
+                name: _trend(conn, stage_id, name, sign, low, high)
+                for name, (low, high) in bands.items()
+            }
+        return StageTally(counts, int(ranked), trends)
 
     def status_counts(self, stage_id: int) -> dict[str, int]:
         with self._session() as s:
@@ -221,6 +269,76 @@ _FINISH = (
         finished_at=bindparam("finished_at"),
     )
 )
+
+_stages = table(Stage)
+_params = table(Param)
+
+
+def _insert_trials(
+    conn: Connection, stage_id: int, start: int, configs: list[dict[str, Any]], seeds: list[int]
+) -> list[int]:
+    """Trials `start`, `start + 1`, ... as 'pending' with their params; their ids in order."""
+    if not configs:
+        return []
+    numbers = range(start, start + len(configs))
+    conn.execute(
+        insert(_trials),
+        [
+            {"stage_id": stage_id, "number": n, "status": "pending", "seed": seed}
+            for n, seed in zip(numbers, seeds, strict=True)
+        ],
+    )
+    found = conn.execute(
+        select(_trials.c.number, _trials.c.trial_id).where(
+            _trials.c.stage_id == stage_id, _trials.c.number.between(start, numbers[-1])
+        )
+    )
+    ids = {number: trial_id for number, trial_id in found}
+    trial_ids = [ids[n] for n in numbers]
+    rows = [
+        _param_row(trial_id, name, value)
+        for trial_id, config in zip(trial_ids, configs, strict=True)
+        for name, value in config.items()
+    ]
+    if rows:
+        conn.execute(insert(_params), rows)
+    return trial_ids
+
+
+_RANKED = sql(
+    "SELECT count(*) FROM trials "
+    "WHERE stage_id = :stage AND status = 'completed' AND best_value IS NOT NULL"
+)
+# Spearman's rank correlation as sums over centred ranks (doubled: 2 x the average rank of a
+# tie is an integer, and the mean doubled rank is n + 1), plus the trials in each band.
+_TREND = sql("""
+WITH c AS (
+  SELECT p.value AS x, :sign * t.best_value AS y
+  FROM trials t JOIN params p ON p.trial_id = t.trial_id AND p.name = :name
+  WHERE t.stage_id = :stage AND t.status = 'completed' AND t.best_value IS NOT NULL
+    AND p.value IS NOT NULL
+), r AS (
+  SELECT x,
+    2 * RANK() OVER (ORDER BY x) + COUNT(*) OVER (PARTITION BY x) - 2 - COUNT(*) OVER () AS rx,
+    2 * RANK() OVER (ORDER BY y) + COUNT(*) OVER (PARTITION BY y) - 2 - COUNT(*) OVER () AS ry
+  FROM c
+)
+SELECT count(*), sum(1.0 * rx * ry), sum(1.0 * rx * rx), sum(1.0 * ry * ry),
+       sum(CASE WHEN x < :low THEN 1 ELSE 0 END), sum(CASE WHEN x > :high THEN 1 ELSE 0 END)
+FROM r
+""")
+
+
+def _trend(
+    conn: Connection, stage_id: int, name: str, sign: float, low: float, high: float
+) -> ParamTrend:
+    row = conn.execute(
+        _TREND, {"stage": stage_id, "name": name, "sign": sign, "low": low, "high": high}
+    ).one()
+    n, sxy, sxx, syy, below, above = row
+    rho = float(sxy) / math.sqrt(float(sxx) * float(syy)) if n and sxx and syy else 0.0
+    return ParamTrend(int(n), rho, int(below or 0), int(above or 0))
+
 
 _attempts = table(Attempt)
 _ATTEMPT_END = (
@@ -295,7 +413,7 @@ def _study_record(row: Study) -> StudyRecord:
     return StudyRecord(row.study_id, row.name, row.trainable, row.metric, row.mode)
 
 
-def _stage_record(row: Stage) -> StageRecord:
+def _stage_record(row: Stage | Row[Any]) -> StageRecord:
     return StageRecord(
         stage_id=row.stage_id,
         study_id=row.study_id,

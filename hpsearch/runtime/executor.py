@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import os
 import signal
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, SupportsIndex
 
 from hpsearch.errors import ClusterError, Terminated
 from hpsearch.registry import Trainable, resolve
@@ -35,7 +36,7 @@ IN_FLIGHT_PER_SLOT = 2
 class Executor(Protocol):
     slots: int
 
-    def run(self, tasks: list[TrialTask]) -> Iterator[list[Event]]: ...
+    def run(self, tasks: Iterable[TrialTask]) -> Iterator[list[Event]]: ...
 
     def close(self) -> None: ...
 
@@ -65,7 +66,7 @@ class InProcessExecutor:
     def __init__(self, workload: Workload) -> None:
         self.workload = workload
 
-    def run(self, tasks: list[TrialTask]) -> Iterator[list[Event]]:
+    def run(self, tasks: Iterable[TrialTask]) -> Iterator[list[Event]]:
         fn = self.workload.resolve(self.workload.search_path)
         for task in tasks:
             yield from run_bundle(fn, [task], self.workload.metric, "local", 0.0)
@@ -165,6 +166,38 @@ def _bundle_task(
     yield from run_bundle(fn, tasks, workload.metric, node_id, flush_seconds)
 
 
+class _Queue(deque[TrialTask]):
+    """Trials waiting for a task: requeued ones first, then `source`'s, drawn only as bundles
+    take them (a stage's trials are never all in memory); its length counts the source's
+    `__length_hint__`, so bundles are sized by what is left of the stage."""
+
+    def __init__(self, source: Iterable[TrialTask]) -> None:
+        super().__init__()
+        self._source = iter(source)
+
+    def _fill(self) -> bool:
+        if not super().__len__():
+            task = next(self._source, None)
+            if task is None:
+                return False
+            self.append(task)
+        return True
+
+    def __bool__(self) -> bool:
+        return self._fill()
+
+    def __len__(self) -> int:
+        return super().__len__() + operator.length_hint(self._source)
+
+    def __getitem__(self, index: SupportsIndex) -> TrialTask:  # type: ignore[override]
+        self._fill()
+        return super().__getitem__(index)
+
+    def popleft(self) -> TrialTask:
+        self._fill()
+        return super().popleft()
+
+
 class RayExecutor:
     """Runs trials as streaming Ray tasks on a local Ray or an existing cluster."""
 
@@ -200,10 +233,10 @@ class RayExecutor:
         self._started: set[int] = set()  # trials whose current attempt reported its start
         self._isolate: set[int] = set()  # trials lost with others: each runs alone next
 
-    def run(self, tasks: list[TrialTask]) -> Iterator[list[Event]]:
+    def run(self, tasks: Iterable[TrialTask]) -> Iterator[list[Event]]:
         import ray
 
-        queue = deque(tasks)
+        queue = _Queue(tasks)
         retries: dict[int, int] = {}
         while queue or self._inflight:
             self._submit(queue)

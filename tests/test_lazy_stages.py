@@ -1,0 +1,229 @@
+"""Lazy, bounded stages: configurations sampled and inserted chunk by chunk, the driver's
+reads bounded by a chunk and the top N, analysis from SQL (in-process executor, no Ray)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from hpsearch import planner
+from hpsearch.driver import (
+    Progress,
+    _Tracker,
+    begin,
+    finish_stage,
+    plan_stage,
+    run_stage,
+    saved,
+)
+from hpsearch.narrowing import analyze, stage_tally
+from hpsearch.planner import StageRequest
+from hpsearch.runtime.worker import Ended, EpochDone, Started
+from hpsearch.space import Space
+from hpsearch.spec import StudySpec
+from storage import Batch, Mode, StageKind, Store
+from storage._models import Trial
+from tests.conftest import db_rows
+from tests.test_driver import executor, make_study
+
+
+def trial_configs(store: Store, stage_id: int) -> list[tuple[dict[str, Any], int]]:
+    return [(t.params, t.seed) for t in store.trials(stage_id)]
+
+
+def request(trials: int, epochs: int = 3) -> StageRequest:
+    return StageRequest(StageKind.COARSE, trials, epochs)
+
+
+def test_trial_i_is_fixed_by_the_seed_whatever_the_chunks_and_the_stage_size() -> None:
+    space = make_space()
+    whole = planner.configurations(space, 7, 0, 2300)
+    for size in (333, 999, 1000):
+        configs: list[dict[str, Any]] = []
+        seeds: list[int] = []
+        for start in range(0, 2300, size):
+            more, more_seeds = planner.configurations(space, 7, start, min(start + size, 2300))
+            configs += more
+            seeds += more_seeds
+        assert (configs, seeds) == whole
+    assert planner.configurations(space, 7, 995, 1002)[0] == whole[0][995:1002]
+    small = planner.sample(StageKind.COARSE, space, 50, 2, 7)
+    assert (small.configs, small.seeds) == (whole[0][:50], whole[1][:50])
+    assert len(set(whole[1])) > 2290  # seeds differ between trials and between blocks
+    assert planner.configurations(space, 8, 0, 50) != (small.configs, small.seeds)
+
+
+def make_space() -> Space:
+    return Space.from_dict(
+        {
+            "x": {"type": "loguniform", "low": 1e-3, "high": 1.0},
+            "k": {"type": "choice", "values": ["a", "b"]},
+        }
+    )
+
+
+def test_chunked_and_resumed_stage_has_the_trials_of_an_unchunked_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = make_study(tmp_path, kinds='["ok"]')
+    db = str(tmp_path / "chunked.db")
+    store = Store(db)
+    _, stage, _ = begin(store, spec, plan_stage(store, spec, request(30)), chunk=4)
+    assert db_rows(db, "SELECT count(*), (SELECT n_trials FROM stages) FROM trials") == [(4, 30)]
+    monkeypatch.setenv("HPSEARCH_TEST_INTERRUPT", "1")  # the 10th trial raises Ctrl-C
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(store, spec, stage, executor(spec), chunk=4)
+    assert db_rows(db, "SELECT count(*) FROM trials") == [(12,)]  # 3 chunks taken, no more
+    interrupted = saved(store, spec.name, StageKind.COARSE)
+    assert interrupted is not None and interrupted.inserted == 12
+    assert interrupted.counts == dict(db_rows(db, "SELECT status, count(*) FROM trials GROUP BY 1"))
+    assert interrupted.counts["completed"] == 9
+
+    monkeypatch.delenv("HPSEARCH_TEST_INTERRUPT")
+    _, again, resumed = begin(store, spec, plan_stage(store, spec, request(30)), chunk=5)
+    assert resumed
+    counts = run_stage(store, spec, again, executor(spec), resumed=True, chunk=5)
+    assert counts == {"completed": 30}
+    assert saved(store, spec.name, StageKind.COARSE) is not None  # not finished yet
+    finish_stage(store, spec, again)
+    assert saved(store, spec.name, StageKind.COARSE) is None
+
+    whole = Store(str(tmp_path / "whole.db"))
+    _, unchunked, _ = begin(whole, spec, plan_stage(whole, spec, request(30)))
+    run_stage(whole, spec, unchunked, executor(spec))
+    assert trial_configs(store, stage.stage_id) == trial_configs(whole, unchunked.stage_id)
+
+
+def test_a_huge_stage_starts_without_sampling_all_its_trials(tmp_path: Path) -> None:
+    """`--trials 10000000`: the stage row and a first chunk, then trials as they run."""
+    spec = make_study(tmp_path, kinds='["ok"]')
+    db = str(tmp_path / "h.db")
+    store = Store(db)
+    _, stage, _ = begin(store, spec, plan_stage(store, spec, request(10_000_000, epochs=1)))
+    seen: list[tuple[int, int]] = []
+
+    def stop_after_some(progress: Progress) -> None:
+        seen.append((progress.done, db_rows(db, "SELECT count(*) FROM trials")[0][0]))
+        if progress.done >= 1500:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(store, spec, stage, executor(spec), stop_after_some)
+    assert seen[0] == (0, 1000)  # before the first trial: one chunk inserted
+    assert all(inserted <= done + 1000 for done, inserted in seen)
+    interrupted = saved(store, spec.name, StageKind.COARSE)
+    assert interrupted is not None and interrupted.stage.n_trials == 10_000_000
+    assert interrupted.inserted == db_rows(db, "SELECT count(*) FROM trials")[0][0] <= 3000
+    completed = db_rows(db, "SELECT count(*) FROM trials WHERE status = 'completed'")[0][0]
+    assert interrupted.counts["completed"] == completed >= 1500
+
+
+@pytest.fixture
+def trial_reads() -> Iterator[list[int]]:
+    """Trial rows loaded per statement: one count per SQL statement that loaded any."""
+    counts: list[int] = []
+
+    def statement(*_: Any) -> None:
+        counts.append(0)
+
+    def loaded(*_: Any) -> None:
+        counts[-1] += 1
+
+    from sqlalchemy.engine import Engine
+
+    event.listen(Engine, "before_cursor_execute", statement)
+    event.listen(Trial, "load", loaded)
+    yield counts
+    event.remove(Trial, "load", loaded)
+    event.remove(Engine, "before_cursor_execute", statement)
+
+
+def test_the_driver_reads_a_chunk_and_the_top_trials_never_the_whole_stage(
+    tmp_path: Path, trial_reads: list[int]
+) -> None:
+    spec = make_study(tmp_path, kinds='["ok"]')
+    store = Store(str(tmp_path / "h.db"))
+    plan = plan_stage(store, spec, request(1200, epochs=1))
+    _, stage, _ = begin(store, spec, plan, chunk=50)
+    assert run_stage(store, spec, stage, executor(spec), chunk=50) == {"completed": 1200}
+    finished = finish_stage(store, spec, stage)
+    assert finished.analysis.completed == 1200 and len(finished.top) == 10
+    reads = [n for n in trial_reads if n]
+    assert reads and max(reads) <= 50  # a chunk of unfinished trials, or the top N
+    assert sum(reads) <= 50 + 10  # only the first chunk was ever read back: the rest was new
+
+
+def test_an_ended_trial_leaves_nothing_in_the_tracker(tmp_path: Path) -> None:
+    spec = make_study(tmp_path, kinds='["ok"]')
+    store = Store(str(tmp_path / "h.db"))
+    _, stage, _ = begin(store, spec, plan_stage(store, spec, request(2)))
+    tracker = _Tracker(spec.metric, Mode.MAX, Progress(stage, total=2, left=2))
+    batch = Batch()
+    tracker.apply([Started(1, 1, "n"), EpochDone(1, 1, 1, {"val_acc": 0.5})], batch)
+    assert tracker.best == {1: (0.5, 1)} and tracker.epochs == {1: 1}
+    tracker.apply([Ended(1, 1, "completed", None, 0.1)], batch)
+    assert tracker.best == {} and tracker.epochs == {}
+    assert batch.finished[0]["best_value"] == 0.5 and batch.finished[0]["epochs_run"] == 1
+
+
+def test_analysis_from_sql_is_the_analysis_of_every_trial(tmp_path: Path, db_url: str) -> None:
+    spec = edge_study(tmp_path)
+    store = Store(db_url)
+    _, stage, _ = begin(store, spec, plan_stage(store, spec, request(60, epochs=1)))
+    run_stage(store, spec, stage, executor(spec))
+    every = store.trials(stage.stage_id)
+    space = Space.from_dict(stage.ranges)
+    from_sql = store.stage_tally(stage.stage_id, spec.mode, _bands(space))
+    in_memory = stage_tally(space, every, spec.mode, spec.fine.edge)
+    assert from_sql.counts == in_memory.counts and from_sql.ranked == in_memory.ranked
+    for name, trend in in_memory.trends.items():
+        found = from_sql.trends[name]
+        assert (found.trials, found.low_band, found.high_band) == (
+            trend.trials,
+            trend.low_band,
+            trend.high_band,
+        )
+        assert found.rho == pytest.approx(trend.rho, abs=1e-9)
+    finished = finish_stage(store, spec, stage)
+    reference = analyze(space, every, spec.mode, top=spec.fine.top, edge=spec.fine.edge)
+    assert finished.analysis == reference
+    assert [f.side for f in reference.flags if f.param == "x"] == ["high"]  # the rule fired
+
+
+def _bands(space: Space) -> dict[str, tuple[float, float]]:
+    from hpsearch.narrowing import bands
+
+    return bands(space, 0.1)
+
+
+EDGE_TRAINABLE = """
+def train(params, *, epochs, seed):
+    for epoch in range(1, epochs + 1):
+        yield {"val_acc": params["x"] + 0.001 * params["n"]}
+"""
+
+EDGE_SPEC = """
+name = "edge"
+trainable = "{module}:train"
+metric = "val_acc"
+mode = "max"
+
+[space]
+x = {{ type = "uniform", low = 0.0, high = 1.0 }}
+n = {{ type = "randint", low = 1, high = 4 }}
+kind = {{ type = "choice", values = ["a", "b"] }}
+"""
+
+
+def edge_study(tmp_path: Path) -> StudySpec:
+    """The metric grows with x (so the high side of x is flagged); n ties in ranks."""
+    from hpsearch.spec import load_spec
+
+    module = f"edge_{abs(hash(tmp_path)) % 10**8}"
+    (tmp_path / f"{module}.py").write_text(EDGE_TRAINABLE)
+    (tmp_path / "edge.toml").write_text(EDGE_SPEC.format(module=module))
+    return load_spec(tmp_path / "edge.toml")
