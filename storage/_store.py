@@ -309,8 +309,9 @@ _RANKED = sql(
     "SELECT count(*) FROM trials "
     "WHERE stage_id = :stage AND status = 'completed' AND best_value IS NOT NULL"
 )
-# Spearman's rank correlation as sums over centred ranks (doubled: 2 x the average rank of a
-# tie is an integer, and the mean doubled rank is n + 1), plus the trials in each band.
+# Spearman's rank correlation from sums of doubled average ranks (RANK() is a tie's lowest
+# rank, COUNT(*) up to the current row its highest: one sort per column), plus the trials in
+# each band.
 _TREND = sql("""
 WITH c AS (
   SELECT p.value AS x, :sign * t.best_value AS y
@@ -318,12 +319,11 @@ WITH c AS (
   WHERE t.stage_id = :stage AND t.status = 'completed' AND t.best_value IS NOT NULL
     AND p.value IS NOT NULL
 ), r AS (
-  SELECT x,
-    2 * RANK() OVER (ORDER BY x) + COUNT(*) OVER (PARTITION BY x) - 2 - COUNT(*) OVER () AS rx,
-    2 * RANK() OVER (ORDER BY y) + COUNT(*) OVER (PARTITION BY y) - 2 - COUNT(*) OVER () AS ry
-  FROM c
+  SELECT x, RANK() OVER wx + COUNT(*) OVER wx AS rx, RANK() OVER wy + COUNT(*) OVER wy AS ry
+  FROM c WINDOW wx AS (ORDER BY x), wy AS (ORDER BY y)
 )
-SELECT count(*), sum(1.0 * rx * ry), sum(1.0 * rx * rx), sum(1.0 * ry * ry),
+SELECT count(*), sum(1.0 * rx), sum(1.0 * ry),
+       sum(1.0 * rx * ry), sum(1.0 * rx * rx), sum(1.0 * ry * ry),
        sum(CASE WHEN x < :low THEN 1 ELSE 0 END), sum(CASE WHEN x > :high THEN 1 ELSE 0 END)
 FROM r
 """)
@@ -335,8 +335,10 @@ def _trend(
     row = conn.execute(
         _TREND, {"stage": stage_id, "name": name, "sign": sign, "low": low, "high": high}
     ).one()
-    n, sxy, sxx, syy, below, above = row
-    rho = float(sxy) / math.sqrt(float(sxx) * float(syy)) if n and sxx and syy else 0.0
+    n, sx, sy, sxy, sxx, syy, below, above = (float(v or 0) for v in row)
+    cov, vx, vy = sxy - sx * sy / (n or 1), sxx - sx * sx / (n or 1), syy - sy * sy / (n or 1)
+    varies = vx > 1e-12 * sxx and vy > 1e-12 * syy  # else a column is all ties (rounding)
+    rho = cov / math.sqrt(vx * vy) if varies else 0.0
     return ParamTrend(int(n), rho, int(below or 0), int(above or 0))
 
 
