@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 EPOCHS = 20
+SAMPLE_SECONDS = 10.0  # progress samples (trials done, RSS) this often
 NAME = "scale"
 SPEC: dict[str, Any] = {
     "name": NAME,
@@ -61,10 +62,17 @@ def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def drive(trials: int, db: str) -> dict[str, Any]:
-    """In the child: one stage through the driver's phases; times, loads and peak RSS."""
+def rss_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def drive(trials: int, db: str, budget: float | None) -> dict[str, Any]:
+    """In the child: one stage through the driver's phases; times, loads, RSS along the way and
+    peak RSS. With `budget` seconds the run is stopped there (as by Ctrl-C) and what completed
+    is finished and read."""
     from hpsearch.api import Study
-    from hpsearch.driver import begin, finish_stage, plan_stage, run_stage
+    from hpsearch.driver import Progress, begin, finish_stage, plan_stage, run_stage
     from hpsearch.planner import StageRequest
     from hpsearch.runtime.executor import RayExecutor, RayOptions, Workload
     from storage import StageKind
@@ -79,20 +87,36 @@ def drive(trials: int, db: str) -> dict[str, Any]:
     plan = plan_stage(store, spec, StageRequest(StageKind.COARSE, trials, EPOCHS))
     _, stage, _ = begin(store, spec, plan)
     t2 = time.perf_counter()
-    counts = run_stage(store, spec, stage, executor)
+    samples: list[tuple[float, int, float, float]] = []  # seconds, trials done, RSS MB, load1
+
+    def sample(progress: Progress) -> None:
+        elapsed = time.perf_counter() - t2
+        if not samples or elapsed - samples[-1][0] >= SAMPLE_SECONDS:
+            samples.append((elapsed, progress.done, rss_mb(), load()[0]))
+        if budget is not None and elapsed > budget:
+            raise KeyboardInterrupt
+
+    try:
+        run_stage(store, spec, stage, executor, sample)
+    except KeyboardInterrupt:
+        out["stopped_after_s"] = budget
     t3 = time.perf_counter()
     out["load_run"] = load()
     finish_stage(store, spec, stage)
     t4 = time.perf_counter()
     executor.close()
+    counts = store.status_counts(stage.stage_id)
     study.close()
-    assert counts == {"completed": trials}, counts
+    done = counts.get("completed", 0)
     out.update(
+        done=done,
+        inserted=sum(counts.values()),
         ray_start_s=t1 - t0,
         setup_s=t2 - t1,
         run_s=t3 - t2,
         finish_s=t4 - t3,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        samples=samples,
         load_end=load(),
     )
     return out
@@ -114,7 +138,7 @@ def timed_cli(args: list[str], repeats: int, cwd: Path) -> dict[str, Any]:
     return {"s": best, "load1": max(loads)}
 
 
-def reads(db: Path, repeats: int, work: Path) -> dict[str, Any]:
+def reads(db: Path, repeats: int, work: Path, export: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {}
     common = ["--db", str(db)]
     out["show"] = timed_cli(["show", NAME, *common], repeats, work)
@@ -124,10 +148,11 @@ def reads(db: Path, repeats: int, work: Path) -> dict[str, Any]:
         ["plot", NAME, *common, "--top", "10", "--out", str(plots)], repeats, work
     )
     csv = work / "metrics.csv"
-    out["export --metrics"] = timed_cli(
-        ["export", NAME, *common, "--metrics", "--out", str(csv)], 1, work
-    )
-    csv.unlink()
+    if export:
+        out["export --metrics"] = timed_cli(
+            ["export", NAME, *common, "--metrics", "--out", str(csv)], 1, work
+        )
+        csv.unlink()
     for label, query in QUERIES.items():
         out[label] = timed_cli(["sql", query, *common, "--format", "csv"], repeats, work)
     return out
@@ -142,13 +167,16 @@ def bytes_per_row(db: Path) -> dict[str, Any]:
     return {"metric_rows": rows, "db_bytes": size, "bytes_per_metric_row": size / rows}
 
 
-def one_size(trials: int, repeats: int) -> dict[str, Any]:
+def one_size(
+    trials: int, repeats: int, budget: float | None, skip_reads: bool, export: bool
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="hpsearch-scale-") as tmp:
         work = Path(tmp)
         db = work / "scale.db"
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HPSEARCH_REUSE_RAY": "0"}
         child = subprocess.run(
-            [sys.executable, __file__, "--child", str(trials), "--db", str(db)],
+            [sys.executable, __file__, "--child", str(trials), "--db", str(db)]
+            + (["--budget", str(budget)] if budget else []),
             capture_output=True,
             text=True,
             env=env,
@@ -157,12 +185,12 @@ def one_size(trials: int, repeats: int) -> dict[str, Any]:
             raise SystemExit(f"driver of {trials} trials failed:\n{child.stderr[-3000:]}")
         result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
         result.update(bytes_per_row(db))
-        result["reads"] = reads(db, repeats, work)
+        result["reads"] = {} if skip_reads else reads(db, repeats, work, export)
     return result
 
 
 def row(r: dict[str, Any]) -> str:
-    n = r["trials"]
+    n = r["done"]
     per = {k: 1000 * r[f"{k}_s"] / n for k in ("setup", "run", "finish")}
     reads = " | ".join(f"{v['s']:.2f}" for v in r["reads"].values())
     return (
@@ -177,11 +205,16 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--budget", type=float, help="stop each stage's run after this many seconds (for 1M)"
+    )
+    parser.add_argument("--skip-reads", action="store_true", help="time the driver only")
+    parser.add_argument("--skip-export", action="store_true", help="no `export --metrics`")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(drive(args.child, args.db)))
+        print(json.dumps(drive(args.child, args.db, args.budget)))
         return
     import ray
     import sqlalchemy
@@ -192,7 +225,9 @@ def main() -> None:
     )
     results = []
     for trials in args.sizes:
-        results.append(one_size(trials, args.repeats))
+        results.append(
+            one_size(trials, args.repeats, args.budget, args.skip_reads, not args.skip_export)
+        )
         print(json.dumps(results[-1]), flush=True)
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
