@@ -396,18 +396,24 @@ def _unstarted(conn: Connection, ends: dict[tuple[int, int], Any]) -> list[dict[
 
 
 def _params_of(session: Any, trial_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Params of these trials: by id range when the ids are dense (a stage's trials in order),
+    else by id (the top N of a large stage are scattered over its whole id range)."""
     out: dict[int, dict[str, Any]] = {}
     if not trial_ids:
         return out
-    rows = session.execute(
-        select(Param.trial_id, Param.name, Param.value, Param.text).where(
-            Param.trial_id.between(min(trial_ids), max(trial_ids))
-        )
-    )
+    low, high = min(trial_ids), max(trial_ids)
+    if high - low < 2 * len(trial_ids):
+        wheres = [Param.trial_id.between(low, high)]
+    else:
+        wheres = [Param.trial_id.in_(trial_ids[i : i + 500]) for i in range(0, len(trial_ids), 500)]
     wanted = set(trial_ids)
-    for trial_id, name, value, text in rows:
-        if trial_id in wanted:
-            out.setdefault(trial_id, {})[name] = text if text is not None else value
+    for where in wheres:
+        rows = session.execute(
+            select(Param.trial_id, Param.name, Param.value, Param.text).where(where)
+        )
+        for trial_id, name, value, text in rows:
+            if trial_id in wanted:
+                out.setdefault(trial_id, {})[name] = text if text is not None else value
     return out
 
 

@@ -123,27 +123,31 @@ def test_a_huge_stage_starts_without_sampling_all_its_trials(tmp_path: Path) -> 
 
 
 @pytest.fixture
-def trial_reads() -> Iterator[list[int]]:
-    """Trial rows loaded per statement: one count per SQL statement that loaded any."""
-    counts: list[int] = []
+def reads() -> Iterator[tuple[list[int], list[int]]]:
+    """Per SQL statement: trial rows loaded, and the trials whose params it reads (the ids in
+    its IN list, or the size of its BETWEEN range)."""
+    from sqlalchemy.engine import Engine
 
-    def statement(*_: Any) -> None:
-        counts.append(0)
+    trial_rows: list[int] = []
+    param_trials: list[int] = []
+
+    def statement(_conn: Any, _cursor: Any, sql: str, params: Any, *_: Any) -> None:
+        trial_rows.append(0)
+        if "FROM params" in sql and "WHERE params.trial_id" in sql:
+            param_trials.append(params[1] - params[0] + 1 if "BETWEEN" in sql else len(params))
 
     def loaded(*_: Any) -> None:
-        counts[-1] += 1
-
-    from sqlalchemy.engine import Engine
+        trial_rows[-1] += 1
 
     event.listen(Engine, "before_cursor_execute", statement)
     event.listen(Trial, "load", loaded)
-    yield counts
+    yield trial_rows, param_trials
     event.remove(Trial, "load", loaded)
     event.remove(Engine, "before_cursor_execute", statement)
 
 
 def test_the_driver_reads_a_chunk_and_the_top_trials_never_the_whole_stage(
-    tmp_path: Path, trial_reads: list[int]
+    tmp_path: Path, reads: tuple[list[int], list[int]]
 ) -> None:
     spec = make_study(tmp_path, kinds='["ok"]')
     store = Store(str(tmp_path / "h.db"))
@@ -152,9 +156,10 @@ def test_the_driver_reads_a_chunk_and_the_top_trials_never_the_whole_stage(
     assert run_stage(store, spec, stage, executor(spec), chunk=50) == {"completed": 1200}
     finished = finish_stage(store, spec, stage)
     assert finished.analysis.completed == 1200 and len(finished.top) == 10
-    reads = [n for n in trial_reads if n]
-    assert reads and max(reads) <= 50  # a chunk of unfinished trials, or the top N
-    assert sum(reads) <= 50 + 10  # only the first chunk was ever read back: the rest was new
+    trial_rows, param_trials = (n for n in reads)
+    assert max(trial_rows) <= 50  # a chunk of unfinished trials, or the top N
+    assert sum(trial_rows) <= 50 + 10  # only the first chunk was ever read back: the rest was new
+    assert param_trials and max(param_trials) <= 2 * 50  # params: of a chunk, or of the top N
 
 
 def test_an_ended_trial_leaves_nothing_in_the_tracker(tmp_path: Path) -> None:
