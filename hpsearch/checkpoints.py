@@ -10,7 +10,7 @@ rows first and the files after, for the same reason.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
 from hpsearch.registry import CHECKPOINT_DIR, RESTORE_DIR, Trainable, checkpoint_keywords
@@ -59,15 +59,19 @@ class Checkpointing:
 
     # -- before the run: the tasks ask for checkpoints, resumed trials restore theirs --------
     def prepare(
-        self, store: Store, stage_id: int, tasks: list[TrialTask]
-    ) -> tuple[list[TrialTask], dict[int, EpochValues]]:
-        """The tasks with checkpointing on, each trial that has a checkpoint given its latest
-        (when the trainable restores), and the metric history up to it per restored trial."""
+        self,
+        store: Store,
+        stage_id: int,
+        tasks: Iterable[TrialTask],
+        histories: dict[int, EpochValues],
+    ) -> Iterator[TrialTask]:
+        """The tasks with checkpointing on, as they are drawn: each trial that has a checkpoint
+        is given its latest (when the trainable restores), and its metric history up to it
+        goes to `histories`."""
         latest: dict[int, list[CheckpointRecord]] = {}
-        if self.restores:
+        if self.restores:  # retention keeps this small: a few trials' last epochs
             for record in store.stage_checkpoints(stage_id):
                 latest.setdefault(record.trial_id, []).append(record)
-        prepared, histories = [], {}
         for task in tasks:
             task = replace(task, checkpoint=True)
             newest = latest_files(latest.get(task.trial_id, []))
@@ -78,8 +82,7 @@ class Checkpointing:
                 histories[task.trial_id] = store.metric_lineage(
                     task.trial_id, self.metric, last.attempt, last.epoch
                 )
-            prepared.append(task)
-        return prepared, histories
+            yield task
 
     def _read(self, files: list[CheckpointRecord]) -> dict[str, bytes] | None:
         """The files' content, or None: none, or one missing or changed on disk (never used:

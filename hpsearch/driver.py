@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -18,7 +18,6 @@ from hpsearch.asha import RungBoard
 from hpsearch.commits import Committer
 from hpsearch.narrowing import Analysis
 from hpsearch.planner import History, NewStage, NoProposalError, Plan, Resume, StageRequest
-from hpsearch.ranking import ranked
 from hpsearch.registry import qualified
 from hpsearch.runtime.executor import Executor
 from hpsearch.runtime.worker import Ended, EpochDone, Event, Lost, Started, TrialTask
@@ -45,6 +44,8 @@ if TYPE_CHECKING:
 COMMIT_SECONDS = 0.25
 COMMIT_ROWS = 5000
 TOP = 10  # trials shown (and returned) as the stage's best
+CHUNK = 1000  # trials sampled and inserted, or read back to run, at a time
+ANALYSIS_TRIALS = 10_000  # a larger stage's analysis weighs a sample of about this many
 
 
 @dataclass
@@ -147,15 +148,15 @@ class _Tracker:
         self._note(trial_id, epoch, value)
 
     def _end(self, event: Ended, batch: Batch, at: datetime) -> None:
-        self.history.pop(event.trial_id, None)
-        best = self.best.get(event.trial_id)
+        self.history.pop(event.trial_id, None)  # an ended trial's state is released
+        best = self.best.pop(event.trial_id, None)
         batch.finish(
             event.trial_id,
             event.status,
             attempt=event.attempt,
             error=event.error,
             best=best,
-            epochs_run=self.epochs.get(event.trial_id, 0),
+            epochs_run=self.epochs.pop(event.trial_id, 0),
             at=at,
         )
         counts = self.progress.counts
@@ -190,15 +191,19 @@ def plan_stage(store: Store, spec: StudySpec, request: StageRequest) -> Plan:
         return decision
     parent_trials = []
     if decision.parent:
-        parent_trials = ranking_trials(store, spec, decision.parent, request.top)
+        parent_trials = analysis_trials(store, spec, decision.parent, request.top)
     return planner.new_stage(spec, request, past, decision, parent_trials)
 
 
-def begin(store: Store, spec: StudySpec, plan: Plan) -> tuple[StudyRecord, StageRecord, bool]:
-    """The study row, and the stage to run: the resumed one or a new one with its trials."""
+def begin(
+    store: Store, spec: StudySpec, plan: Plan, chunk: int = CHUNK
+) -> tuple[StudyRecord, StageRecord, bool]:
+    """The study row, and the stage to run: the resumed one, or a new one with its first
+    `chunk` trials (and every kept one); `run_stage` inserts the rest as it goes."""
     study = store.ensure_study(spec.name, qualified(spec.trainable), spec.metric, spec.mode)
     if isinstance(plan, Resume):
         return study, plan.stage, True
+    configs, seeds = plan.chunk(0, max(chunk, len(plan.keep)))
     stage = store.begin_stage(
         study.study_id,
         plan.kind,
@@ -206,9 +211,10 @@ def begin(store: Store, spec: StudySpec, plan: Plan) -> tuple[StudyRecord, Stage
         epochs=plan.epochs,
         ranges=plan.space.to_dict(),
         fixed=spec.fixed,
-        configs=plan.configs,
-        seeds=list(plan.seeds),
+        configs=configs,
+        seeds=seeds,
         parent_stage_id=plan.parent_stage_id,
+        n_trials=plan.trials,
     )
     return study, stage, False
 
@@ -227,6 +233,42 @@ def _task(stage: StageRecord, space: Space, trial: TrialRecord) -> TrialTask:
     return TrialTask(trial.trial_id, trial.attempts + 1, params, trial.seed, stage.epochs)
 
 
+def _tasks(store: Store, stage: StageRecord, chunk: int) -> Iterator[TrialTask]:
+    """The stage's trials to run, `chunk` at a time: first the unfinished ones on record, then
+    the ones not inserted yet, sampled and inserted as the executor takes them."""
+    space = Space.from_dict(stage.ranges)
+    after = -1
+    while trials := store.trials(stage.stage_id, unfinished_only=True, after=after, limit=chunk):
+        yield from (_task(stage, space, t) for t in trials)
+        after = trials[-1].number
+    inserted = sum(store.status_counts(stage.stage_id).values())
+    for start in range(inserted, stage.n_trials, chunk):
+        stop = min(start + chunk, stage.n_trials)
+        configs, seeds = planner.configurations(space, stage.seed, start, stop)
+        ids = store.add_trials(stage.stage_id, start, configs, seeds)
+        for trial_id, config, seed in zip(ids, configs, seeds, strict=True):
+            yield TrialTask(trial_id, 1, {**stage.fixed, **config}, seed, stage.epochs)
+
+
+class _Feed:
+    """Tasks drawn one by one, with how many are left (the executor sizes bundles by it)."""
+
+    def __init__(self, tasks: Iterator[TrialTask], left: int) -> None:
+        self._tasks = tasks
+        self.left = left
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> TrialTask:
+        task = next(self._tasks)
+        self.left -= 1
+        return task
+
+    def __length_hint__(self) -> int:
+        return max(self.left, 0)
+
+
 def run_stage(
     store: Store,
     spec: StudySpec,
@@ -236,23 +278,25 @@ def run_stage(
     *,
     resumed: bool = False,
     checkpoints: Checkpointing | None = None,
+    chunk: int = CHUNK,
 ) -> dict[str, int]:
-    """Run the stage's unfinished trials; commit results in batches. Returns status counts.
+    """Run the stage's unfinished trials, reading (or sampling and inserting) `chunk` at a
+    time; commit results in batches. Returns status counts.
 
     On an interrupt (Ctrl-C) everything received so far is committed before it propagates.
     With `checkpoints`, trials write checkpoints (files stored as they arrive), a
     resumed trial continues from its latest, and retention prunes as the stage goes.
     """
-    todo = store.trials(stage.stage_id, unfinished_only=True)
     counts = store.status_counts(stage.stage_id)
-    progress = Progress(stage, total=stage.n_trials, left=len(todo), resumed=resumed)
-    progress.counts = {k: v for k, v in counts.items() if Status(k).is_final}
+    final = {k: v for k, v in counts.items() if Status(k).is_final}
+    left = stage.n_trials - sum(final.values())
+    progress = Progress(stage, total=stage.n_trials, left=left, resumed=resumed)
+    progress.counts = final
     tracker = _Tracker(spec.metric, Mode(spec.mode), progress)
-    space = Space.from_dict(stage.ranges)
-    tasks = [_task(stage, space, t) for t in todo]
+    stream = _tasks(store, stage, chunk)
     if checkpoints:
-        tasks, histories = checkpoints.prepare(store, stage.stage_id, tasks)
-        tracker.history.update(histories)
+        stream = checkpoints.prepare(store, stage.stage_id, stream, tracker.history)
+    tasks = _Feed(stream, left)
     board = rung_board(store, spec, stage, resumed)
     if on_progress:
         on_progress(progress)
@@ -280,13 +324,14 @@ def run_stage(
 
 
 def finish_stage(store: Store, spec: StudySpec, stage: StageRecord) -> Finished:
-    """Mark the stage finished with its flags and proposal (None when nothing completed)."""
-    trials = store.trials(stage.stage_id)
-    analysis = planner.analyze_stage(spec, stage, ranking_trials(store, spec, stage, trials=trials))
+    """Mark the stage finished with its flags and proposal (None when nothing completed).
+
+    Reads a bounded number of trials however large the stage (`analysis_trials`)."""
+    analysis = planner.analyze_stage(spec, stage, analysis_trials(store, spec, stage))
     stored = analysis.stored_proposal()
     store.finish_stage(stage.stage_id, proposal=stored, flags=analysis.flags)
     done = replace(stage, status=StageStatus.FINISHED, proposal=stored)
-    return Finished(done, analysis, ranked(trials, spec.mode)[:TOP])
+    return Finished(done, analysis, store.top_trials(stage.stage_id, spec.mode, TOP))
 
 
 def execute(
@@ -322,26 +367,65 @@ def rung_board(
     return board
 
 
+def analysis_trials(
+    store: Store, spec: StudySpec, stage: StageRecord, top: int | None = None
+) -> list[TrialRecord]:
+    """The trials that flags, proposals and `keep` weigh, ranked as `ranking_trials` ranks
+    them: every trial of a stage of up to ANALYSIS_TRIALS; of a larger one, every k-th trial
+    (a uniform sample: configurations are independent draws in trial order) and the best
+    ones, so analysis reads a bounded number of rows however large the stage."""
+    every = max(1, math.ceil(stage.n_trials / ANALYSIS_TRIALS))
+    trials = store.trials(stage.stage_id, every=every)
+    if every == 1:
+        return ranking_trials(store, spec, stage, top, trials)
+    sampled = {t.trial_id for t in trials}
+    k = max(TOP, top or spec.fine.top, spec.fine.keep)
+    best = [t for t in store.top_trials(stage.stage_id, spec.mode, k) if t.trial_id not in sampled]
+    trials = sorted([*trials, *best], key=lambda t: t.number)
+    return ranking_trials(store, spec, stage, top, trials, sample=True)
+
+
 def ranking_trials(
     store: Store,
     spec: StudySpec,
     stage: StageRecord,
     top: int | None = None,
     trials: list[TrialRecord] | None = None,
+    sample: bool = False,
 ) -> list[TrialRecord]:
-    """The stage's trials as flags, proposals and `keep` rank them: with stopped trials, at
-    the common epoch `asha.fidelity` picks (README, "ASHA")."""
+    """The stage's trials (or these, a `sample` of them) as flags, proposals and `keep` rank
+    them: with stopped trials, at the common epoch `asha.fidelity` picks (README, "ASHA")."""
     trials = store.trials(stage.stage_id) if trials is None else trials
     level = asha.fidelity(trials, stage.epochs, top or spec.fine.top)
     if level is None or level >= stage.epochs:
         return trials
-    rows = store.metric_rows(stage.stage_id, spec.metric, level)
+    ids = [t.trial_id for t in trials] if sample else None
+    rows = store.metric_rows(stage.stage_id, spec.metric, level, ids)
     return asha.at_equal_fidelity(trials, level, stage.epochs, spec.mode, rows)
 
 
 def top_trials(store: Store, stage: StageRecord, mode: str, k: int = TOP) -> list[TrialRecord]:
     """The stage's best completed trials, best first."""
-    return ranked(store.trials(stage.stage_id), mode)[:k]
+    return store.top_trials(stage.stage_id, mode, k)
+
+
+@dataclass(frozen=True)
+class Saved:
+    """An unfinished stage as the database holds it (what an interrupted run leaves)."""
+
+    stage: StageRecord
+    counts: dict[str, int]  # trials on record by status
+    inserted: int  # trials (configurations) inserted, of stage.n_trials
+
+
+def saved(store: Store, study: str, kind: str) -> Saved | None:
+    """The study's latest stage of this kind if it is unfinished, with its trial counts."""
+    record = store.study(study)
+    stages = [s for s in store.stages(record.study_id) if s.kind == kind] if record else []
+    if not stages or stages[-1].status == StageStatus.FINISHED:
+        return None
+    counts = store.status_counts(stages[-1].stage_id)
+    return Saved(stages[-1], counts, sum(counts.values()))
 
 
 __all__ = [
@@ -349,6 +433,7 @@ __all__ = [
     "NewStage",
     "NoProposalError",
     "Progress",
+    "Saved",
     "StageOutcome",
     "StageRequest",
     "begin",
@@ -357,6 +442,7 @@ __all__ = [
     "history",
     "plan_stage",
     "run_stage",
+    "saved",
     "start_or_resume",
     "top_trials",
 ]

@@ -1,9 +1,10 @@
 """What to run next (the oracle of Keras Tuner's oracle/tuner split): pure, from records.
 
 The driver reads the study's records into a `History`, asks `decide` (resume the unfinished
-stage of this kind, or start a new one on which parent), loads that parent's trials, asks
-`new_stage` for the configurations, and runs what it gets. No Ray, no database handle: the
-search-quality benchmark calls the same functions on its own records.
+stage of this kind, or start a new one on which parent), loads the parent's trials that
+analysis weighs, asks `new_stage` for the stage, and runs what it gets, drawing its
+configurations chunk by chunk. No Ray, no database handle: the search-quality benchmark calls
+the same functions on its own records.
 """
 
 from __future__ import annotations
@@ -70,22 +71,54 @@ class Start:
     parent: StageRecord | None
 
 
+SAMPLE_BLOCK = 1000  # trials drawn per Generator: trial i comes from block i // SAMPLE_BLOCK
+
+
 @dataclass(frozen=True)
 class NewStage:
-    """A new stage's ranges and every trial's configuration and seed, in trial order."""
+    """A new stage: its ranges, seed and size; its configurations are drawn chunk by chunk
+    (`chunk`) as it runs, each fixed by the seed and the trial's number alone."""
 
     kind: StageKind
     space: Space
     epochs: int
     seed: int
+    trials: int
     keep: tuple[dict[str, Any], ...]  # the parent's best configurations, run first as they are
-    sampled: tuple[dict[str, Any], ...]  # drawn from `space` with a Generator seeded by `seed`
-    seeds: tuple[int, ...]  # one per trial
     parent_stage_id: int | None = None
+
+    def chunk(self, start: int, stop: int) -> tuple[list[dict[str, Any]], list[int]]:
+        """The configurations and seeds of trials `start` to `stop - 1`."""
+        return configurations(self.space, self.seed, start, min(stop, self.trials), self.keep)
 
     @property
     def configs(self) -> list[dict[str, Any]]:
-        return [*self.keep, *self.sampled]
+        """Every trial's configuration, in trial order (a small stage's; `chunk` for a large)."""
+        return self.chunk(0, self.trials)[0]
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.chunk(0, self.trials)[1]
+
+
+def configurations(
+    space: Space, seed: int, start: int, stop: int, keep: Sequence[dict[str, Any]] = ()
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Configurations and seeds of trials `start` to `stop - 1`: trial i is `keep[i]` if there
+    is one, else drawn from `space`; its seed and draw come from block i // SAMPLE_BLOCK, a
+    Generator seeded by (seed, block), so they depend on neither the stage's size nor on how
+    its trials are chunked."""
+    configs: list[dict[str, Any]] = []
+    seeds: list[int] = []
+    for block in range(start // SAMPLE_BLOCK, -(-stop // SAMPLE_BLOCK)):
+        rng = np.random.default_rng([seed, block])
+        drawn = space.sample(SAMPLE_BLOCK, rng)
+        block_seeds = trial_seeds(rng, SAMPLE_BLOCK)
+        first = block * SAMPLE_BLOCK
+        for i in range(max(start, first), min(stop, first + SAMPLE_BLOCK)):
+            configs.append(dict(keep[i]) if i < len(keep) else drawn[i - first])
+            seeds.append(block_seeds[i - first])
+    return configs, seeds
 
 
 Plan = Resume | NewStage
@@ -106,7 +139,8 @@ def new_stage(
     start: Start,
     parent_trials: Sequence[TrialRecord] = (),
 ) -> NewStage:
-    """The configurations of a new stage; `parent_trials` are the trials of `start.parent`."""
+    """A new stage; `parent_trials` are the trials of `start.parent` that analysis weighs
+    (all of them, or for a large stage a sample and its best: `driver.analysis_trials`)."""
     seed = request.seed if request.seed is not None else spec.seed + len(history.stages)
     if start.parent is None:
         return sample(request.kind, spec.space, request.trials, request.epochs, seed)
@@ -147,28 +181,23 @@ def sample(
     keep: Sequence[dict[str, Any]] = (),
     parent_stage_id: int | None = None,
 ) -> NewStage:
-    """`trials` configurations: `keep` first, the rest sampled; then one seed per trial."""
-    rng = np.random.default_rng(seed)
+    """A stage of `trials` trials: `keep` first, the rest sampled (lazily, by `chunk`)."""
     kept = tuple(dict(c) for c in keep[:trials])
-    drawn = tuple(space.sample(trials - len(kept), rng))
-    seeds = tuple(trial_seeds(rng, trials))
-    return NewStage(kind, space, epochs, seed, kept, drawn, seeds, parent_stage_id)
+    return NewStage(kind, space, epochs, seed, trials, kept, parent_stage_id)
 
 
 def seeds_stage(parent: StageRecord, best: TrialRecord, size: int, seed: int) -> NewStage:
-    """An ensemble stage: the parent's best configuration `size` times, each with a new seed
-    drawn from a Generator seeded by `seed`, for the parent's epochs."""
+    """An ensemble stage: the parent's best configuration `size` times, each with its own
+    seed (drawn as every stage's trial seeds are, from `seed`), for the parent's epochs."""
     space = Space.from_dict(parent.ranges)
     config = space.typed(best.params)
-    seeds = tuple(trial_seeds(np.random.default_rng(seed), size))
-    return NewStage(
+    return sample(
         StageKind.ENSEMBLE,
         space,
+        size,
         parent.epochs,
         seed,
-        keep=tuple(dict(config) for _ in range(size)),
-        sampled=(),
-        seeds=seeds,
+        keep=[dict(config) for _ in range(size)],
         parent_stage_id=parent.stage_id,
     )
 
@@ -239,7 +268,10 @@ def proposal(
 
 
 def analyze_stage(
-    spec: StudySpec, stage: StageRecord, trials: Sequence[TrialRecord], top: int | None = None
+    spec: StudySpec,
+    stage: StageRecord,
+    trials: Sequence[TrialRecord],
+    top: int | None = None,
 ) -> Analysis:
     """Edge flags and the proposal for the next stage, from this stage's trials (an ensemble
     stage, one configuration with several seeds, has neither)."""
@@ -269,6 +301,7 @@ __all__ = [
     "StageRequest",
     "Start",
     "analyze_stage",
+    "configurations",
     "decide",
     "new_stage",
     "parent",

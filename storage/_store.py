@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Row,
     bindparam,
     column,
     delete,
@@ -50,7 +51,7 @@ from storage._records import (
     TrialRecord,
     latest_files,
 )
-from storage._terms import FINAL_STATUSES
+from storage._terms import FINAL_STATUSES, Mode
 
 
 def now() -> datetime:
@@ -162,36 +163,41 @@ class Store:
         configs: list[dict[str, Any]],
         seeds: list[int],
         parent_stage_id: int | None = None,
+        n_trials: int | None = None,
     ) -> StageRecord:
-        """A new stage with its ranges and all its trials as 'pending', in one transaction."""
+        """A new stage of `n_trials` trials (default: one per config) with its first trials
+        (`configs`, numbered from 0) as 'pending', in one transaction; `add_trials` inserts
+        the rest. Bulk inserts: no ORM object per trial."""
+        values = {
+            "study_id": study_id,
+            "kind": kind,
+            "parent_stage_id": parent_stage_id,
+            "status": "running",
+            "seed": seed,
+            "epochs": epochs,
+            "n_trials": len(configs) if n_trials is None else n_trials,
+            "ranges": ranges,
+            "fixed": fixed,
+            "proposal": None,
+            "created_at": now(),
+        }
         with self._session() as s:
-            stage = Stage(
-                study_id=study_id,
-                kind=kind,
-                parent_stage_id=parent_stage_id,
-                status="running",
-                seed=seed,
-                epochs=epochs,
-                n_trials=len(configs),
-                ranges=ranges,
-                fixed=fixed,
-                created_at=now(),
-            )
-            s.add(stage)
-            s.flush()
-            trials = [
-                Trial(stage_id=stage.stage_id, number=i, status="pending", seed=trial_seed)
-                for i, trial_seed in enumerate(seeds)
-            ]
-            s.add_all(trials)
-            s.flush()
-            rows = [
-                _param_row(t.trial_id, name, value)
-                for t, config in zip(trials, configs, strict=True)
-                for name, value in config.items()
-            ]
-            s.execute(table(Param).insert(), rows)
-            return _stage_record(stage)
+            conn = s.connection()
+            created = conn.execute(insert(_stages).values(values))
+            stage_id = created.inserted_primary_key[0]  # type: ignore[index]
+            _insert_trials(conn, stage_id, 0, configs, seeds)
+            row = conn.execute(select(_stages).where(_stages.c.stage_id == stage_id)).one()
+            return _stage_record(row)
+
+    def add_trials(
+        self, stage_id: int, start: int, configs: list[dict[str, Any]], seeds: list[int]
+    ) -> list[int]:
+        """Insert trials numbered from `start` as 'pending' (one transaction); their ids."""
+        with self._session() as s:
+            conn = s.connection()
+            if self.fence is not None:
+                self.fence(conn)
+            return _insert_trials(conn, stage_id, start, configs, seeds)
 
     def stages(self, study_id: int) -> list[StageRecord]:
         with self._session() as s:
@@ -227,11 +233,42 @@ class Store:
             return [FlagRecord(r.param, r.side, r.value, r.position, r.message) for r in rows]
 
     # -- trials ---------------------------------------------------------------------------
-    def trials(self, stage_id: int, *, unfinished_only: bool = False) -> list[TrialRecord]:
-        """The stage's trials in order, with their params."""
-        query = select(Trial).where(Trial.stage_id == stage_id).order_by(Trial.number)
+    def trials(
+        self,
+        stage_id: int,
+        *,
+        unfinished_only: bool = False,
+        after: int = -1,
+        limit: int | None = None,
+        every: int = 1,
+    ) -> list[TrialRecord]:
+        """The stage's trials in order (numbers after `after`, at most `limit`, every
+        `every`-th number), with params."""
+        query = (
+            select(Trial)
+            .where(Trial.stage_id == stage_id, Trial.number > after)
+            .order_by(Trial.number)
+            .limit(limit)
+        )
+        if every > 1:
+            query = query.where(Trial.number % every == 0)
         if unfinished_only:
             query = query.where(Trial.status.not_in(FINAL_STATUSES))
+        with self._session() as s:
+            trials = list(s.scalars(query))
+            params = _params_of(s, [t.trial_id for t in trials])
+            return [_trial_record(t, params.get(t.trial_id, {})) for t in trials]
+
+    def top_trials(self, stage_id: int, mode: str, k: int) -> list[TrialRecord]:
+        """The stage's best `k` completed trials, best first (ties: the lowest number); read
+        through the index (stage_id, status, best_value): k rows, however large the stage."""
+        value = _trials.c.best_value
+        query = (
+            select(Trial)
+            .where(Trial.stage_id == stage_id, Trial.status == "completed", value.is_not(None))
+            .order_by(value.desc() if Mode(mode) is Mode.MAX else value.asc(), Trial.number)
+            .limit(k)
+        )
         with self._session() as s:
             trials = list(s.scalars(query))
             params = _params_of(s, [t.trial_id for t in trials])
@@ -247,10 +284,11 @@ class Store:
             return {status: n for status, n in rows}
 
     def metric_rows(
-        self, stage_id: int, name: str, max_epoch: int
+        self, stage_id: int, name: str, max_epoch: int, trial_ids: Sequence[int] | None = None
     ) -> list[tuple[int, int, int, float | None]]:
-        """(trial_id, attempt, epoch, value) of one metric of the stage's trials, epochs up to
-        `max_epoch` (ASHA: its rung board on resume, its ranking at a common epoch)."""
+        """(trial_id, attempt, epoch, value) of one metric of the stage's trials (or of these
+        trials), epochs up to `max_epoch` (ASHA: its rung board on resume, its ranking at a
+        common epoch)."""
         query = (
             select(_metrics.c.trial_id, _metrics.c.attempt, _metrics.c.epoch, _metrics.c.value)
             .join(Trial, Trial.trial_id == _metrics.c.trial_id)
@@ -261,8 +299,15 @@ class Store:
             )
             .order_by(_metrics.c.trial_id, _metrics.c.attempt, _metrics.c.epoch)
         )
+        if trial_ids is None:
+            with self._session() as s:
+                return [(t, a, e, v) for t, a, e, v in s.execute(query)]
+        rows = []
         with self._session() as s:
-            return [(t, a, e, v) for t, a, e, v in s.execute(query)]
+            for i in range(0, len(trial_ids), 500):
+                chunk = query.where(_metrics.c.trial_id.in_(trial_ids[i : i + 500]))
+                rows += [(t, a, e, v) for t, a, e, v in s.execute(chunk)]
+        return sorted(rows)
 
     def record(self, batch: Batch) -> None:
         """Write one batch of results in a single transaction."""
@@ -519,6 +564,42 @@ _FINISH = (
         .scalar_subquery(),
     )
 )
+
+_stages = table(Stage)
+_params = table(Param)
+
+
+def _insert_trials(
+    conn: Connection, stage_id: int, start: int, configs: list[dict[str, Any]], seeds: list[int]
+) -> list[int]:
+    """Trials `start`, `start + 1`, ... as 'pending' with their params; their ids in order."""
+    if not configs:
+        return []
+    numbers = range(start, start + len(configs))
+    conn.execute(
+        insert(_trials),
+        [
+            {"stage_id": stage_id, "number": n, "status": "pending", "seed": seed}
+            for n, seed in zip(numbers, seeds, strict=True)
+        ],
+    )
+    found = conn.execute(
+        select(_trials.c.number, _trials.c.trial_id).where(
+            _trials.c.stage_id == stage_id, _trials.c.number.between(start, numbers[-1])
+        )
+    )
+    ids = {number: trial_id for number, trial_id in found}
+    trial_ids = [ids[n] for n in numbers]
+    rows = [
+        _param_row(trial_id, name, value)
+        for trial_id, config in zip(trial_ids, configs, strict=True)
+        for name, value in config.items()
+    ]
+    if rows:
+        conn.execute(insert(_params), rows)
+    return trial_ids
+
+
 _ATTEMPT_END = (
     update(_attempts)
     .where(_attempts.c.trial_id == bindparam("tid"), _attempts.c.attempt == bindparam("n"))
@@ -572,18 +653,24 @@ def _unstarted(conn: Connection, ends: dict[tuple[int, int], Any]) -> list[dict[
 
 
 def _params_of(session: Any, trial_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Params of these trials: by id range when the ids are dense (a stage's trials in order),
+    else by id (the top N of a large stage are scattered over its whole id range)."""
     out: dict[int, dict[str, Any]] = {}
     if not trial_ids:
         return out
-    rows = session.execute(
-        select(Param.trial_id, Param.name, Param.value, Param.text).where(
-            Param.trial_id.between(min(trial_ids), max(trial_ids))
-        )
-    )
+    low, high = min(trial_ids), max(trial_ids)
+    if high - low < 2 * len(trial_ids):
+        wheres = [Param.trial_id.between(low, high)]
+    else:
+        wheres = [Param.trial_id.in_(trial_ids[i : i + 500]) for i in range(0, len(trial_ids), 500)]
     wanted = set(trial_ids)
-    for trial_id, name, value, text in rows:
-        if trial_id in wanted:
-            out.setdefault(trial_id, {})[name] = text if text is not None else value
+    for where in wheres:
+        rows = session.execute(
+            select(Param.trial_id, Param.name, Param.value, Param.text).where(where)
+        )
+        for trial_id, name, value, text in rows:
+            if trial_id in wanted:
+                out.setdefault(trial_id, {})[name] = text if text is not None else value
     return out
 
 
@@ -591,7 +678,7 @@ def _study_record(row: Study) -> StudyRecord:
     return StudyRecord(row.study_id, row.name, row.trainable, row.metric, row.mode)
 
 
-def _stage_record(row: Stage) -> StageRecord:
+def _stage_record(row: Stage | Row[Any]) -> StageRecord:
     return StageRecord(
         stage_id=row.stage_id,
         study_id=row.study_id,

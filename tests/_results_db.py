@@ -22,7 +22,7 @@ name = "digits-mlp"
 trainable = "mlp"
 metric = "val_acc"
 mode = "max"
-seed = 0
+seed = 1  # trial 1 completes: the README query on trial 1 has rows
 
 [fixed]
 data = "digits"

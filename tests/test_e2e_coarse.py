@@ -184,6 +184,21 @@ def test_sigkill_mid_stage_then_rerun_resumes(tmp_path: Path, ray_address: str) 
     assert last_attempts == [(16,)]  # every trial's final attempt has 4 epochs x 4 metrics
 
 
+def _assert_saved_line_is_what_the_db_holds(line: str, db: Path) -> None:
+    """The interrupt's line counts the trials the database holds, after the driver exited."""
+    found = re.search(r"(\d+) of 16 trials finished(?: \((.*)\))?, (\d+) of 16 config", line)
+    assert found, line
+    done, detail, inserted = found.groups()
+    final = query(
+        db,
+        "SELECT status, count(*) FROM trials "
+        "WHERE status IN ('completed', 'failed', 'diverged', 'stopped') GROUP BY 1 ORDER BY 1",
+    )
+    assert int(done) == sum(n for _, n in final)
+    assert (detail or "") == ", ".join(f"{n} {status}" for status, n in final)
+    assert int(inserted) == query(db, "SELECT count(*) FROM trials")[0][0] == 16
+
+
 def test_ctrl_c_commits_and_exits_130(tmp_path: Path, ray_address: str) -> None:
     spec, db = study(tmp_path, trials=16, sleep=0.15), tmp_path / "h.db"
     proc = _start_driver(spec, db, ray_address)
@@ -201,6 +216,7 @@ def test_ctrl_c_commits_and_exits_130(tmp_path: Path, ray_address: str) -> None:
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
+    _assert_saved_line_is_what_the_db_holds(stderr.strip().splitlines()[-1], db)
     received = query(db, "SELECT count(*) FROM metrics")[0][0]
     assert received >= 40
     assert query(db, "SELECT count(*) FROM stage_leases") == [(0,)]  # released on Ctrl-C
@@ -219,9 +235,9 @@ def test_sigterm_commits_and_exits_143_like_ctrl_c(tmp_path: Path, ray_address: 
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
-    assert stderr.strip().splitlines()[-1] == (
-        "hpsearch: terminated (SIGTERM); results so far are saved: rerun the command to resume"
-    )
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"hpsearch: terminated (SIGTERM); saved in {db}: coarse stage 1: ")
+    _assert_saved_line_is_what_the_db_holds(last, db)
     assert "Traceback" not in stderr and "SIGTERM received" not in stderr + stdout
     assert query(db, "SELECT count(*) FROM metrics")[0][0] >= 40
     assert query(db, "SELECT count(*) FROM stage_leases") == [(0,)]  # released on SIGTERM

@@ -111,7 +111,7 @@ def test_a_new_fine_stage_reruns_the_parents_best_then_samples_the_proposal() ->
     assert plan.parent_stage_id == 1 and plan.epochs == 4
     assert plan.keep == ({"lr": 1e-3, "width": 18}, {"lr": 1e-4, "width": 19})  # keep = 2
     assert len(plan.configs) == len(plan.seeds) == 6
-    for config in plan.sampled:
+    for config in plan.configs[len(plan.keep) :]:
         assert 1e-3 <= config["lr"] <= 1e-1 and 16 <= config["width"] <= 64
         assert type(config["width"]) is int
     again = planner.new_stage(spec(), request, past, Start(parent), done)

@@ -112,10 +112,7 @@ def execute_stage(study: Study, kind: StageKind, options: RunOptions) -> None:
 
         sigterm = isinstance(stop, Terminated) or sigterm_seen()
         why, code = ("terminated (SIGTERM)", 143) if sigterm else ("interrupted", 130)
-        err.print(
-            f"hpsearch: {why}; results so far are saved: rerun the command to resume",
-            soft_wrap=True,
-        )
+        err.print(f"hpsearch: {why}; {_saved_line(study, kind)}", soft_wrap=True)
         raise typer.Exit(code) from None
     out.print(summary_line(result, spec.metric, timer.seconds), soft_wrap=True)
     log = ray_messages()
@@ -141,6 +138,26 @@ def ray_messages() -> str | None:
     if kept:
         notes.append(f"Ray's session directory (kept): {kept}")
     return "; ".join(notes) or None
+
+
+def _saved_line(study: Study, kind: StageKind) -> str:
+    """What the database holds of the interrupted stage, read back from it."""
+    from hpsearch.driver import saved
+
+    try:
+        found = saved(study.store, study.spec.name, kind)
+    except Exception:  # the database itself failed: its last commits are all there is
+        return "results committed so far are saved: rerun the command to resume"
+    if found is None:
+        return f"the {kind} stage had not begun: nothing of it was saved in {study.store.db}"
+    stage, n = found.stage, found.stage.n_trials
+    final = {s: c for s, c in sorted(found.counts.items()) if Status(s).is_final}
+    detail = f" ({', '.join(f'{c} {s}' for s, c in final.items())})" if final else ""
+    return (
+        f"saved in {study.store.db}: {kind} stage {stage.stage_id}: {sum(final.values())} of "
+        f"{n} trials finished{detail}, {found.inserted} of {n} configurations inserted: "
+        f"rerun the command to resume"
+    )
 
 
 def _progress_view(spec: StudySpec, quiet: bool, stack: ExitStack) -> ProgressCallback:

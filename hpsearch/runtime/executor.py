@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import os
 import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, SupportsIndex
 
 from hpsearch.asha import RungBoard
 from hpsearch.errors import ClusterError, ClusterLost, Terminated
@@ -48,7 +49,7 @@ class Executor(Protocol):
     slots: int
 
     def run(
-        self, tasks: list[TrialTask], board: RungBoard | None = None
+        self, tasks: Iterable[TrialTask], board: RungBoard | None = None
     ) -> Iterator[list[Event]]: ...
 
     def close(self) -> None: ...
@@ -79,7 +80,9 @@ class InProcessExecutor:
     def __init__(self, workload: Workload) -> None:
         self.workload = workload
 
-    def run(self, tasks: list[TrialTask], board: RungBoard | None = None) -> Iterator[list[Event]]:
+    def run(
+        self, tasks: Iterable[TrialTask], board: RungBoard | None = None
+    ) -> Iterator[list[Event]]:
         fn = self.workload.resolve(self.workload.search_path)
         for task in tasks:
             yield from run_bundle(fn, [task], self.workload.metric, "local", 0.0, board)
@@ -214,6 +217,38 @@ def _remote_board(ray: Any, board: RungBoard | None) -> _RemoteBoard | None:
     return _RemoteBoard(board.rungs, actor)
 
 
+class _Queue(deque[TrialTask]):
+    """Trials waiting for a task: requeued ones first, then `source`'s, drawn only as bundles
+    take them (a stage's trials are never all in memory); its length counts the source's
+    `__length_hint__`, so bundles are sized by what is left of the stage."""
+
+    def __init__(self, source: Iterable[TrialTask]) -> None:
+        super().__init__()
+        self._source = iter(source)
+
+    def _fill(self) -> bool:
+        if not super().__len__():
+            task = next(self._source, None)
+            if task is None:
+                return False
+            self.append(task)
+        return True
+
+    def __bool__(self) -> bool:
+        return self._fill()
+
+    def __len__(self) -> int:
+        return super().__len__() + operator.length_hint(self._source)
+
+    def __getitem__(self, index: SupportsIndex) -> TrialTask:  # type: ignore[override]
+        self._fill()
+        return super().__getitem__(index)
+
+    def popleft(self) -> TrialTask:
+        self._fill()
+        return super().popleft()
+
+
 class RayExecutor:
     """Runs trials as streaming Ray tasks on a local Ray or an existing cluster."""
 
@@ -260,10 +295,12 @@ class RayExecutor:
         self._stopping: dict[Any, tuple[int, str]] = {}  # task cancelled -> trial, why
         self._nodes: dict[Any, str | None] = {}  # task -> the node it runs on
 
-    def run(self, tasks: list[TrialTask], board: RungBoard | None = None) -> Iterator[list[Event]]:
+    def run(
+        self, tasks: Iterable[TrialTask], board: RungBoard | None = None
+    ) -> Iterator[list[Event]]:
         import ray
 
-        queue = deque(tasks)
+        queue = _Queue(tasks)
         retries: dict[int, int] = {}
         self._board = _remote_board(ray, board)
         while queue or self._inflight:
