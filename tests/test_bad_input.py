@@ -366,8 +366,13 @@ def test_misbehaving_trainable_fails_trials_not_the_stage(workdir: Path, ray_add
             )
         },
     }
-    again = coarse(workdir, spec, db, "--address", ray_address, "--quiet", "--trials", "10")
+    again = coarse(workdir, spec, db, "--address", ray_address, "--quiet", "--trials", "40")
     assert again.returncode == 0, again.stderr  # a new stage: nothing left poisoned
+    with sqlite3.connect(db) as conn:
+        second = conn.execute(
+            "SELECT t.status, count(*) FROM trials t WHERE stage_id = 2 GROUP BY 1"
+        ).fetchall()
+    assert dict(second)["completed"] >= 1 and sum(n for _, n in second) == 40
 
 
 def test_submit_and_jobs_bad_input(workdir: Path) -> None:
