@@ -6,6 +6,7 @@ tests check titles, axes and legends; `save_figures` writes them as PNGs.
 
 from __future__ import annotations
 
+import math
 import re
 import textwrap
 from dataclasses import dataclass, replace
@@ -18,11 +19,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from hpsearch.first_layer import SCORE_METRIC, tile, total_variation
-from hpsearch.ranking import top_completed
 from hpsearch.space import Numeric, dimension_from_dict
 from storage import Mode, StageRecord, Status, StudyRecord, load_metrics, load_stages, load_trials
 
 UPDATE_RATIO_TARGET = 1e-3
+PLOT_TRIALS = 10_000  # a larger study's scatter plots show a uniform sample of about this many
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,23 @@ class PlotData:
     trials: pd.DataFrame  # load_trials
     metrics: pd.DataFrame  # load_metrics of the top trials only
     top: list[int]  # trial_ids, best first
+    every: int = 1  # trials shows every `every`-th trial of each stage (and the top ones)
 
 
 def load_plot_data(db: str, study: StudyRecord, top: int) -> PlotData:
-    trials = load_trials(db, study.name)
-    ids = [int(i) for i in top_completed(trials, study.mode, top)["trial_id"]]
+    """The study's stages, its best `top` trials and their metric rows, and its trials: all of
+    them up to PLOT_TRIALS, else every k-th trial of each stage (configurations are independent
+    draws in trial order: a uniform sample), so a plot costs the same at any study size."""
+    stages = load_stages(db, study.name)
+    every = max(1, math.ceil(sum(s.n_trials for s in stages) / PLOT_TRIALS))
+    best = load_trials(db, study.name, top=top)
+    trials = load_trials(db, study.name, every=every)
+    if every > 1:
+        extra = best[~best["trial_id"].isin(trials["trial_id"])]
+        trials = pd.concat([trials, extra]).sort_values(["stage_id", "trial"], ignore_index=True)
+    ids = [int(i) for i in best["trial_id"]]
     metrics = load_metrics(db, study.name, trial_ids=ids)
-    return PlotData(study, load_stages(db, study.name), trials, metrics, ids)
+    return PlotData(study, stages, trials, metrics, ids, every)
 
 
 def _stage_label(stage: StageRecord) -> str:
@@ -73,7 +84,7 @@ def param_figure(data: PlotData, name: str, dim: Numeric) -> Figure:
             s=18,
             alpha=0.7,
             color=colour,
-            label=f"{_stage_label(stage)}: {len(rows)} trials" + _stopped_note(int(cut.sum())),
+            label=_scatter_label(data, stage, len(rows)) + _stopped_note(int(cut.sum())),
         )
         if cut.any():
             ax.scatter(
@@ -106,6 +117,12 @@ def param_figure(data: PlotData, name: str, dim: Numeric) -> Figure:
     ax.set_ylabel(f"best {metric} per trial")
     ax.legend(fontsize="small")
     return fig
+
+
+def _scatter_label(data: PlotData, stage: StageRecord, shown: int) -> str:
+    if data.every == 1:
+        return f"{_stage_label(stage)}: {shown} trials"
+    return f"{_stage_label(stage)}: {shown} trials shown (every {data.every}th and the best)"
 
 
 def _stopped_note(stopped: int) -> str:

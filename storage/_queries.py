@@ -284,17 +284,20 @@ def load_trials(
     stage: int | None = None,
     status: str | None = None,
     top: int | None = None,
+    every: int = 1,
 ) -> pd.DataFrame:
     """One row per trial: its stage, status, best value and epoch, and one column per parameter.
 
     With `top`, only the best `top` completed trials, best first (ranked in SQL: only they are
-    read). Parameter columns whose names clash with a trial column get a `param_` prefix.
+    read); with `every`, only each stage's trials numbered 0, every, 2 * every, ... (a uniform
+    sample of a large study). Parameter columns whose names clash with a trial column get a
+    `param_` prefix.
     """
     import pandas as pd
 
     with read_only(db) as reader:
         record = _study(reader, study)
-        trials, values = _trial_rows(reader, record, stage, status, top)
+        trials, values = _trial_rows(reader, record, stage, status, top, every)
         ranges = reader.query(
             "SELECT ranges FROM stages WHERE study_id = :study_id ORDER BY stage_id",
             {"study_id": record.study_id},
@@ -312,11 +315,18 @@ def load_trials(
 
 
 def _trial_rows(
-    reader: Reader, study: StudyRecord, stage: int | None, status: str | None, top: int | None
+    reader: Reader,
+    study: StudyRecord,
+    stage: int | None,
+    status: str | None,
+    top: int | None,
+    every: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The trials' rows and their params' rows (of the best `top` only, when given)."""
     where, params = _filters(stage, status, None)
     params["study_id"] = study.study_id
+    if every > 1:
+        where += f" AND t.number % {int(every)} = 0"
     order = "t.stage_id, t.number"
     if top is not None:
         where += f" AND t.status = '{Status.COMPLETED}' AND t.best_value IS NOT NULL"

@@ -99,3 +99,22 @@ def test_stopped_trials_are_counted_and_drawn_as_x(data: plots.PlotData) -> None
     stopped = trials.loc[coarse[:2], "lr"].astype(float).tolist()
     crosses = [list(c.get_offsets()[:, 0]) for c in ax.collections if len(c.get_offsets()) == 2]
     assert sorted(stopped) in [sorted(x) for x in crosses]
+
+
+def test_a_large_study_plots_a_uniform_sample_and_every_top_trial(
+    study_db: str, data: plots.PlotData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    total = sum(s.n_trials for s in data.stages)
+    monkeypatch.setattr(plots, "PLOT_TRIALS", total // 3)
+    sample = plots.load_plot_data(study_db, data.study, 5)
+    every = sample.every
+    assert every >= 3 and sample.top == data.top  # the top ranked on every trial, in SQL
+    sampled = data.trials[data.trials["trial"] % every == 0]["trial_id"]
+    assert set(sample.trials["trial_id"]) == set(sampled) | set(data.top)
+    figures, _ = plots.build_figures(sample)
+    texts = legend_texts(figures["val_acc_vs_lr.png"].axes[0])
+    shown = sample.trials[sample.trials["stage_id"] == sample.stages[0].stage_id]
+    shown = shown[shown["best_value"].notna() & shown["lr"].notna()]
+    assert texts[0] == (
+        f"coarse (stage 1): {len(shown)} trials shown (every {every}th and the best)"
+    )
