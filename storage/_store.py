@@ -220,6 +220,8 @@ class Store:
     ) -> None:
         """Mark the stage finished, with the proposal for the next stage and its edge flags."""
         with self._session() as s:
+            if self.fence is not None:
+                self.fence(s.connection())
             s.execute(
                 update(Stage)
                 .where(Stage.stage_id == stage_id)

@@ -307,7 +307,13 @@ def test_a_driver_whose_lease_was_taken_over_writes_nothing_more(db_url: str) ->
         trial_rows(batch, trial_id, ["val_acc"], status="completed")
         with pytest.raises(LeaseLost, match="another driver took over its coarse stage"):
             store.record(batch)
+        with pytest.raises(LeaseLost):
+            store.add_trials(stage.stage_id, 2, [{"x": 0.5}], [7])
+        with pytest.raises(LeaseLost):
+            store.finish_stage(stage.stage_id, proposal={"x": {"type": "uniform"}})
     assert db_rows(db_url, "SELECT count(*) FROM metrics") == [(0,)]
+    assert db_rows(db_url, "SELECT status, proposal FROM stages") == [("running", None)]
+    assert db_rows(db_url, "SELECT count(*) FROM trials") == [(2,)]
     assert db_rows(db_url, "SELECT driver_id FROM stage_leases") == [(taker.driver_id,)]
     study.close()
 
