@@ -123,19 +123,26 @@ def drive(trials: int, db: str, budget: float | None) -> dict[str, Any]:
 
 
 def timed_cli(args: list[str], repeats: int, cwd: Path) -> dict[str, Any]:
-    """The best of `repeats` runs of `python -m hpsearch ARGS`, with the load before each."""
-    best, loads = float("inf"), []
+    """The best of `repeats` runs of `python -m hpsearch ARGS`, with the load before each and
+    the command's peak RSS (its own `ru_maxrss`, from wait4)."""
+    best, loads, peak = float("inf"), [], 0.0
     for _ in range(repeats):
         loads.append(load()[0])
         start = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, "-m", "hpsearch", *args], cwd=cwd, capture_output=True, text=True
-        )
-        seconds = time.perf_counter() - start
-        if result.returncode != 0:
-            raise SystemExit(f"hpsearch {' '.join(args)}: {result.stderr.strip()}")
-        best = min(best, seconds)
-    return {"s": best, "load1": max(loads)}
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hpsearch", *args],
+                cwd=cwd,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+            _, status, usage = os.wait4(proc.pid, 0)
+            seconds = time.perf_counter() - start
+            if os.waitstatus_to_exitcode(status) != 0:
+                err.seek(0)
+                raise SystemExit(f"hpsearch {' '.join(args)}: {err.read().decode().strip()}")
+        best, peak = min(best, seconds), max(peak, usage.ru_maxrss / 1024)
+    return {"s": best, "load1": max(loads), "peak_rss_mb": peak}
 
 
 def reads(db: Path, repeats: int, work: Path, export: bool = True) -> dict[str, Any]:

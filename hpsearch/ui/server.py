@@ -14,6 +14,7 @@ import ipaddress
 import json
 import math
 import secrets
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -322,8 +323,8 @@ async def serve(settings: Settings, on_ready: Callable[[str], None]) -> None:
             ) from None
         port = runner.addresses[0][1]
         on_ready(url_of(settings.host, port, settings.token))
-        warming = asyncio.create_task(asyncio.to_thread(_warm, settings.db))
+        # a daemon thread, not the loop's executor: Ctrl-C never waits for the warming to end
+        threading.Thread(target=_warm, args=(settings.db,), daemon=True).start()
         await asyncio.Event().wait()
-        warming.cancel()
     finally:
         await runner.cleanup()
