@@ -46,11 +46,13 @@ import math
 import os
 import platform
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from functools import partial
-from multiprocessing import Pool
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -743,7 +745,9 @@ def row(problem: Problem, seed: int, method: str, chosen: Trial | None, extra: d
     }
 
 
-def tune_seeds(jobs: list[tuple[str, int]], cpus: int) -> list[dict[str, Any]]:
+def tune_seeds(
+    jobs: list[tuple[str, int]], cpus: int, keep: Callable[[list[dict[str, Any]]], None]
+) -> None:
     """Ray Tune's ASHA on each (problem, seed), all on one local Ray started here."""
     import logging
     import tempfile
@@ -757,18 +761,16 @@ def tune_seeds(jobs: list[tuple[str, int]], cpus: int) -> list[dict[str, Any]]:
         logging_level=logging.ERROR,
         log_to_driver=False,
     )
-    rows = []
     try:
         with tempfile.TemporaryDirectory(prefix="hpsearch-tune-") as storage:
             for name, seed in jobs:
                 problem, started = problem_named(name), time.monotonic()
                 chosen, extra = ray_tune_asha(problem, seed, Path(storage))
-                rows.append(row(problem, seed, TUNE, chosen, extra))
+                keep([row(problem, seed, TUNE, chosen, extra)])
                 seconds = time.monotonic() - started
                 print(f"{TUNE} {name} seed {seed}: {seconds:.1f} s", file=sys.stderr, flush=True)
     finally:
         ray.shutdown()
-    return rows
 
 
 def all_problems() -> list[Problem]:
@@ -978,13 +980,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes besides Ray Tune's")
     parser.add_argument("--only", help="comma-separated problem names (default: all)")
     parser.add_argument("--plots", help="directory for a PNG per problem (e.g. docs)")
-    parser.add_argument("--json", help="write every row (and trajectory) to this file")
+    parser.add_argument(
+        "--json",
+        help="append each job's rows to this file as it "
+        "finishes; a rerun skips the jobs already in it",
+    )
     parser.add_argument("--load", help="report from a --json file instead of running")
     args = parser.parse_args()  # fmt: skip
     started = time.monotonic()
     problems = [p for p in all_problems() if not args.only or p.name in args.only.split(",")]
     if args.load:
-        rows = json.loads(Path(args.load).read_text())
+        lines = Path(args.load).read_text().splitlines()
+        rows = [r for line in lines for r in json.loads(line)]
     else:
         rows = run_all(problems, args)
     print(
@@ -993,8 +1000,6 @@ def main() -> None:
         f", ray {ray_version()}"
     )
     print(f"Command: python {' '.join(sys.argv)}  ({time.monotonic() - started:.0f} s)\n")
-    if args.json and not args.load:
-        Path(args.json).write_text(json.dumps(rows))
     for problem in problems:
         if any(r["problem"] == problem.name for r in rows):
             print("\n".join(summarize(rows, problem)), "\n")
@@ -1004,20 +1009,50 @@ def main() -> None:
 
 
 def run_all(problems: list[Problem], args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The pool runs every method but Ray Tune's; meanwhile this process runs Ray Tune."""
+    """A pool of spawned processes runs every method but Ray Tune's; meanwhile this process
+    runs Ray Tune. Each finished job's rows are appended to `--json` at once (one JSON list
+    per line); jobs already there are not run again, so a broken run resumes."""
     is_mlp = {p.name: p.name.startswith("mlp") for p in problems}
     n_seeds = {n: args.mlp_seeds if mlp else args.seeds for n, mlp in is_mlp.items()}
     n_tune = {
         n: min(n_seeds[n], (args.tune_mlp_seeds if mlp else args.tune_seeds) or n_seeds[n])
         for n, mlp in is_mlp.items()
     }
-    jobs = [(n, s) for n in sorted(n_seeds, key=lambda n: not is_mlp[n]) for s in range(n_seeds[n])]
-    tune_jobs = [(n, s) for n in n_seeds for s in range(n_tune[n])]
+    out = Path(args.json) if args.json else None
+    rows = [r for line in out.read_text().splitlines() for r in json.loads(line)] if (
+        out and out.exists()
+    ) else []  # fmt: skip
+    done = {(r["problem"], r["seed"], r["method"] == TUNE) for r in rows}
+    lock = threading.Lock()
+
+    def keep(batch: list[dict[str, Any]]) -> None:
+        with lock:
+            rows.extend(batch)
+            if out:
+                with out.open("a") as f:
+                    f.write(json.dumps(batch) + "\n")
+
+    # seed by seed across the problems, so a run stopped early has the same seeds everywhere
+    jobs = [
+        (n, s)
+        for s in range(max(n_seeds.values()))
+        for n in n_seeds
+        if s < n_seeds[n] and (n, s, False) not in done
+    ]
+    tune_jobs = [
+        (n, s) for s in range(max(n_tune.values())) for n in n_tune
+        if s < n_tune[n] and (n, s, True) not in done
+    ]  # fmt: skip
     load = os.getloadavg()
-    with Pool(args.workers) as pool:
-        pending = pool.map_async(one_seed, jobs, chunksize=1)
-        rows = tune_seeds(tune_jobs, args.tune_cpus) if tune_jobs else []
-        rows += [r for batch in pending.get() for r in batch]
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(one_seed, job) for job in jobs]
+        for future in futures:
+            future.add_done_callback(lambda f: keep(f.result()))
+        if tune_jobs:
+            tune_seeds(tune_jobs, args.tune_cpus, keep)
+        wait(futures)
+    for future in futures:
+        future.result()  # a job that failed (or a worker that died) is raised here
     print(f"Load average (1, 5, 15 min) at the start {load}, at the end {os.getloadavg()}")
     return rows
 
