@@ -1,7 +1,8 @@
-"""Search quality at an equal epoch budget: coarse->fine vs random search vs Optuna.
+"""Search quality at an equal epoch budget: hpsearch vs random search, Optuna and Ray Tune.
 
-    python benchmarks/search_quality.py                # everything (about 5 min on 2 CPUs)
-    python benchmarks/search_quality.py --seeds 5 --mlp-seeds 0   # a quick look
+    python benchmarks/search_quality.py --workers 1 --json rows.json --plots docs   # all
+    python benchmarks/search_quality.py --seeds 2 --mlp-seeds 2 --tune-seeds 1     # a look
+    python benchmarks/search_quality.py --load rows.json --plots docs    # report again
 
 Problems:
   * Branin (2-D) and Hartmann-6 with every coordinate behind a log-scaled parameter
@@ -12,40 +13,59 @@ Problems:
     coordinate's optimum lies beyond the high end ("edge"). Score: regret f(x*) - f_min of
     the chosen configuration (noise-free, converged).
   * The numpy MLP (trainables.mlp) with 3 hidden layers on digits, with wide log ranges for
-    lr, reg and the init std. Score: test accuracy of the chosen configuration.
+    lr, reg and the init std; and a harder one: 5 hidden layers trained on 200 digits with
+    batch 25, the momentum tuned too. Score: test accuracy of the chosen configuration.
 
-Methods, all with the same total number of epochs:
+Methods, all with the same total number of epochs (a trial cut short counts the epochs it
+ran; every trial is a generator of epochs, so a trial stopped early really stops):
   * coarse->fine: hpsearch's planner (`hpsearch.planner`: the same parent, proposal, seeds and
     keep-then-sample as `hpsearch fine`, default settings), coarse stage of short trials, fine
     stage of full-length trials on the proposed ranges that re-runs the 3 best coarse
     configurations first (`[fine] keep = 3`, the default);
-  * coarse->fine keep=0: the same with every fine configuration sampled (the ablation);
+  * coarse->fine+asha same-n: the same with `[fine] schedule = "asha"` (hpsearch's own rung
+    board, eta 3, grace 1) and the same number of fine trials: it spends fewer epochs;
+  * coarse->fine+asha: fine trials under ASHA until the budget is spent (more `[fine] trials`);
+  * coarse->fine keep=0: every fine configuration sampled (the ablation);
   * coarse->widen->fine: a smaller coarse stage, a second coarse stage on the proposal when
     an edge flag fires, then the fine stage (what `hpsearch coarse --widen` does);
+  * asha: one stage with `schedule = "asha"` on the spec's ranges until the budget is spent;
   * random: single-stage random search, every trial full length;
-  * optuna-tpe, optuna-random: Optuna 5 samplers with defaults, every trial full length.
-The chosen configuration is the trial with the best observed value of the full-length stage.
+  * optuna-tpe, optuna-random: Optuna samplers with defaults, every trial full length;
+    optuna-tpe+hyperband, optuna-tpe+median: TPE with a pruner, trials until the budget is spent;
+  * ray-tune-asha: Ray Tune's `AsyncHyperBandScheduler` (max_t = full length, grace 1,
+    reduction factor 3) with Tune's default random search, one trial at a time, until the
+    budget is spent; run in this process on one local Ray while the pool runs the rest.
+The chosen configuration is the full-length trial with the best observed value.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
-from multiprocessing import Pool
+from functools import partial
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # nothing per epoch on disk
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 silences the old reporter only
 
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
+from ray.tune.stopper import Stopper  # noqa: E402
 from scipy.stats import spearmanr, wilcoxon  # noqa: E402
 
 from hpsearch import planner  # noqa: E402
@@ -91,8 +111,10 @@ class Problem:
     space: Space
     mode: Mode  # of the observed metric
     budget: Budget
-    run: Callable[[dict[str, Any], int, int], tuple[list[float], float]]  # curve, final score
-    score_name: str  # what `final score` is: regret (lower better) or test_acc
+    # (params, epochs, seed) -> the observed value per epoch, as the trial runs (NaN once, then
+    # nothing, when it diverges), and its final score once the curve ended (NaN if it diverged)
+    stream: Callable[[dict[str, Any], int, int], tuple[Iterator[float], Callable[[], float]]]
+    score_name: str  # what the final score is: regret (lower better) or test_acc
 
 
 def branin(x1: float, x2: float) -> float:
@@ -162,19 +184,21 @@ def curve_problem(
     )
     last = maps[-1].domain
 
-    def run(params: dict[str, Any], epochs: int, seed: int) -> tuple[list[float], float]:
+    def stream(
+        params: dict[str, Any], epochs: int, seed: int
+    ) -> tuple[Iterator[float], Callable[[], float]]:
         x = [m.to_x(params[n]) for n, m in zip(names, maps, strict=True)]
         final = f(x)
         z = min(max((x[-1] - last[0]) / (last[1] - last[0]), 0.0), 1.0)
         tau = 2.0 * 4.0**z
         rng = np.random.default_rng(seed)
-        curve = [
+        curve = (
             final + amplitude * math.exp(-e / tau) + noise * rng.standard_normal()
             for e in range(1, epochs + 1)
-        ]
-        return curve, final - f_min
+        )
+        return curve, lambda: final - f_min
 
-    return Problem(name, space, Mode.MIN, budget, run, "regret")
+    return Problem(name, space, Mode.MIN, budget, stream, "regret")
 
 
 SYNTH_BUDGET = Budget(coarse=(60, 2), fine=(12, 15), widen_coarse=(40, 2))
@@ -223,35 +247,55 @@ def synthetic_problems() -> list[Problem]:
 
 MLP_BUDGET = Budget(coarse=(40, 1), fine=(8, 10), widen_coarse=(24, 1))
 MLP_FIXED = {"data": "digits", "hidden": 64, "depth": 3, "update": "momentum", "batch": 100}
+# harder: 200 training digits, 5 hidden layers, small batches, the momentum tuned too
+DEEP_BUDGET = Budget(coarse=(40, 2), fine=(8, 20), widen_coarse=(24, 2))
+DEEP_FIXED = {
+    "data": "digits",
+    "train_rows": 200,
+    "hidden": 64,
+    "depth": 5,
+    "update": "momentum",
+    "batch": 25,
+}
 
 
-def mlp_run(params: dict[str, Any], epochs: int, seed: int) -> tuple[list[float], float]:
-    """Validation accuracy per epoch and the test accuracy of the trained net."""
+def mlp_stream(
+    fixed: dict[str, Any], params: dict[str, Any], epochs: int, seed: int
+) -> tuple[Iterator[float], Callable[[], float]]:
+    """Validation accuracy per epoch as the net trains, and the trained net's test accuracy.
+
+    The caller stops a trial by no longer iterating: the epochs not asked for never run."""
     from trainables import mlp
     from trainables._loop import fit, load_data
     from trainables._params import parse_hidden, resolve
     from trainables.models import Net
 
-    cfg = resolve("mlp", {**MLP_FIXED, **params}, mlp.DEFAULTS)
+    cfg = resolve("mlp", {**fixed, **params}, mlp.DEFAULTS)
     rng = np.random.default_rng(seed)
     data = load_data(cfg)
+    hidden = parse_hidden(cfg["hidden"], cfg["depth"])
     net = Net.create(
-        data.n_features,
-        data.n_classes,
-        hidden=parse_hidden(cfg["hidden"], cfg["depth"]),
-        loss_kind="softmax",
-        init=cfg["init"],
-        dropout=0.0,
-        rng=rng,
-    )
-    curve: list[float] = []
-    try:
-        for metrics in fit(net, data, cfg, epochs=epochs, rng=rng):
-            curve.append(metrics["val_acc"])
-    except FloatingPointError:
-        return curve, float("nan")  # diverged: no model to test
-    scores = net.forward(data.X_test.astype(np.float64)).scores
-    return curve, float((scores.argmax(axis=1) == data.y_test).mean())
+        data.n_features, data.n_classes, hidden=hidden, loss_kind="softmax",
+        init=cfg["init"], dropout=0.0, rng=rng,
+    )  # fmt: skip
+    diverged = False
+
+    def curve() -> Iterator[float]:
+        nonlocal diverged
+        try:
+            for metrics in fit(net, data, cfg, epochs=epochs, rng=rng):
+                yield metrics["val_acc"]
+        except FloatingPointError:
+            diverged = True
+            yield float("nan")
+
+    def score() -> float:
+        if diverged:
+            return float("nan")  # no model to test
+        scores = net.forward(data.X_test.astype(np.float64)).scores
+        return float((scores.argmax(axis=1) == data.y_test).mean())
+
+    return curve(), score
 
 
 def mlp_problem() -> Problem:
@@ -262,7 +306,21 @@ def mlp_problem() -> Problem:
             "init": Numeric("loguniform", 1e-4, 1.0),
         }
     )
-    return Problem("mlp-digits", space, Mode.MAX, MLP_BUDGET, mlp_run, "test_acc")
+    stream = partial(mlp_stream, MLP_FIXED)
+    return Problem("mlp-digits", space, Mode.MAX, MLP_BUDGET, stream, "test_acc")
+
+
+def deep_problem() -> Problem:
+    space = Space(
+        {
+            "lr": Numeric("loguniform", 1e-6, 1e1),
+            "reg": Numeric("loguniform", 1e-6, 1e1),
+            "init": Numeric("loguniform", 1e-4, 1.0),
+            "mu": Numeric("uniform", 0.0, 0.99),
+        }
+    )
+    stream = partial(mlp_stream, DEEP_FIXED)
+    return Problem("mlp-digits200-deep", space, Mode.MAX, DEEP_BUDGET, stream, "test_acc")
 
 
 # -- methods --------------------------------------------------------------------------------
@@ -282,10 +340,17 @@ class Trial:
         return Mode(mode).best_first(finite, float)[0]
 
 
+def run_trial(problem: Problem, params: dict[str, Any], epochs: int, seed: int) -> Trial:
+    """A trial run to its last epoch (or until it diverges)."""
+    curve, score = problem.stream(params, epochs, seed)
+    values = list(curve)
+    return Trial(params, values, score())
+
+
 def run_trials(
     problem: Problem, configs: list[dict[str, Any]], epochs: int, seeds: Sequence[int]
 ) -> list[Trial]:
-    return [Trial(c, *problem.run(c, epochs, int(s))) for c, s in zip(configs, seeds, strict=True)]
+    return [run_trial(problem, c, epochs, int(s)) for c, s in zip(configs, seeds, strict=True)]
 
 
 def random_seeds(rng: np.random.Generator, n: int) -> list[int]:
@@ -329,19 +394,17 @@ def run_asha(
     for i, (config, seed) in enumerate(zip(configs, seeds, strict=False)):
         if spent >= budget:
             break
-        curve, score = problem.run(config, epochs, int(seed))
-        ran = len(curve)
-        for e, value in enumerate(curve, start=1):
-            if not math.isfinite(value):
-                ran = e
+        stream, score = problem.stream(config, epochs, int(seed))
+        curve: list[float] = []
+        for e, value in enumerate(stream, start=1):  # stop iterating: no further epoch runs
+            curve.append(value)
+            if not math.isfinite(value) or e == epochs or spent + e >= budget:
                 break
             if e in rungs and board.report(i, e, value) is not None:
-                ran = e
                 break
-        ran = min(ran, budget - spent)
-        spent += ran
-        cut = ran < epochs and all(math.isfinite(v) for v in curve[:ran])
-        trials.append(Trial(config, curve[:ran], score, stopped=cut))
+        spent += len(curve)
+        cut = len(curve) < epochs and all(math.isfinite(v) for v in curve)
+        trials.append(Trial(config, curve, float("nan") if cut else score(), stopped=cut))
     return trials
 
 
@@ -429,8 +492,11 @@ class InMemoryStudy:
 
 
 def coarse_fine(
-    problem: Problem, rng, *, widen: bool, keep: int, asha: bool = False
+    problem: Problem, rng, *, widen: bool, keep: int, asha: str = ""
 ) -> tuple[Trial | None, dict]:
+    """`asha`: "" runs every fine trial to the end; "same" runs the fine stage under ASHA with
+    the same number of trials (what `[fine] schedule = "asha"` alone does: fewer epochs spent);
+    "fill" samples fine trials under ASHA until the budget is spent (more `[fine] trials`)."""
     b = problem.budget
     study = InMemoryStudy(problem, int(rng.integers(2**31 - 1)), keep)
     n, e = b.widen_coarse if widen else b.coarse
@@ -441,7 +507,7 @@ def coarse_fine(
         study.run(StageRequest(StageKind.COARSE, n, e, widen=True))
         used, widened = used + n * e, True
     n_fine = (b.total - used) // b.fine[1]
-    if asha:  # as many fine trials as the rest of the budget allows once ASHA cuts them
+    if asha == "fill":  # as many fine trials as the rest of the budget allows once ASHA cuts
         n_fine = b.total - used
     fine = StageRequest(StageKind.FINE, n_fine, b.fine[1])
     try:
@@ -453,7 +519,12 @@ def coarse_fine(
     except NoProposalError:  # no coarse trial completed
         trials = study.run_on_spec_ranges(StageKind.FINE, n_fine, b.fine[1])
     steps: Steps = [(used, None), *steps_of(trials)]
-    extra = {"edge_flag": edge_flag, "widened": widened, "trajectory": trajectory(problem, steps)}
+    extra = {
+        "edge_flag": edge_flag,
+        "widened": widened,
+        "trajectory": trajectory(problem, steps),
+        "epochs": used + sum(len(t.curve) for t in trials),
+    }
     return choose(problem, trials), extra
 
 
@@ -494,6 +565,9 @@ def optuna_search(
     elif pruner_name == "median":
         pruner = optuna.pruners.MedianPruner()
     study = optuna.create_study(
+        # HyperbandPruner picks a trial's bracket from a hash of the study's name (random
+        # unless given): a fixed name makes the run repeatable
+        study_name=f"{problem.name}-{seed}",
         direction="maximize" if problem.mode == Mode.MAX else "minimize",
         sampler=sampler,
         pruner=pruner,
@@ -506,16 +580,18 @@ def optuna_search(
             name: ot.suggest_float(name, dim.low, dim.high, log=dim.is_log)
             for name, dim in problem.space.dimensions.items()
         }
-        curve, score = problem.run(params, b.fine[1], int(rng.integers(2**31 - 1)))
+        stream, score = problem.stream(params, b.fine[1], int(rng.integers(2**31 - 1)))
         left = b.total - sum(len(t.curve) for t in trials)
-        for epoch, value in enumerate(curve[:left], start=1):
+        curve: list[float] = []
+        for epoch, value in enumerate(stream, start=1):  # stop iterating: no further epoch runs
+            curve.append(value)
             if not math.isfinite(value):
                 break
             ot.report(value, epoch)
-            if pruner_name and ot.should_prune():
-                trials.append(Trial(params, curve[:epoch], score, stopped=epoch < b.fine[1]))
+            if epoch < b.fine[1] and (epoch >= left or (pruner_name and ot.should_prune())):
+                trials.append(Trial(params, curve, float("nan"), stopped=True))
                 raise optuna.TrialPruned()
-        trial = Trial(params, curve[:left], score, stopped=left < len(curve))
+        trial = Trial(params, curve, score())
         trials.append(trial)
         value = trial.best(problem.mode)
         return float("nan") if value is None else value  # optuna marks NaN trials failed
@@ -528,8 +604,99 @@ def optuna_search(
     return choose(problem, trials), {"trajectory": trajectory(problem, steps_of(trials))}
 
 
+def tune_trainable(config: dict[str, Any]) -> None:
+    """A Ray Tune function trainable: one epoch per `tune.report`; when the scheduler stops
+    the trial, Tune stops calling back into it and no further epoch runs."""
+    from ray import tune
+
+    problem = problem_named(config["problem"])
+    params = {name: config[name] for name in problem.space.dimensions}
+    epochs = config["epochs"]
+    stream, score = problem.stream(params, epochs, config["seed"])
+    for epoch, value in enumerate(stream, start=1):
+        tune.report({"value": value, "score": score() if epoch == epochs else float("nan")})
+        if not math.isfinite(value):
+            return  # diverged: the trial ends (ASHA's cut-offs ignore NaN)
+
+
+class TuneBudget(Stopper):
+    """A Tune stopper that records every trial's values per epoch and ends the experiment
+    once `budget` epochs are spent (the trial that crosses it is stopped there)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.curves: dict[str, dict[int, tuple[float, float]]] = {}  # trial: epoch: value, score
+
+    @property
+    def spent(self) -> int:
+        return sum(len(c) for c in self.curves.values())
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        curve = self.curves.setdefault(trial_id, {})
+        epoch = int(result["training_iteration"])
+        if epoch not in curve and self.spent >= self.budget:
+            return True
+        curve[epoch] = (float(result["value"]), float(result["score"]))
+        return self.spent >= self.budget
+
+    def stop_all(self) -> bool:
+        return self.spent >= self.budget
+
+    def trials(self, epochs: int) -> list[Trial]:
+        out = []
+        for curve in self.curves.values():  # in the order the trials reported
+            values = [curve[e][0] for e in sorted(curve)]
+            cut = len(values) < epochs and all(math.isfinite(v) for v in values)
+            score = curve[max(curve)][1] if curve else float("nan")
+            out.append(Trial({}, values, score, stopped=cut))
+        return out
+
+
+def ray_tune_asha(problem: Problem, seed: int, storage: Path) -> tuple[Trial | None, dict]:
+    """Ray Tune's `AsyncHyperBandScheduler` with Tune's default search (random sampling by
+    `BasicVariantGenerator`, seeded), one trial at a time, until the epoch budget is spent."""
+    from ray import tune
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    b = problem.budget
+    epochs = b.fine[1]
+    space: dict[str, Any] = {
+        name: (tune.loguniform if dim.is_log else tune.uniform)(dim.low, dim.high)
+        for name, dim in problem.space.dimensions.items()
+    }
+    space.update(seed=tune.randint(0, 2**31 - 1), problem=problem.name, epochs=epochs)
+    budget = TuneBudget(b.total)
+    rng = np.random.default_rng([seed, METHODS.index("ray-tune-asha")])
+    tuner = tune.Tuner(
+        tune_trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric="value",
+            mode="max" if problem.mode == Mode.MAX else "min",
+            search_alg=BasicVariantGenerator(random_state=rng),
+            scheduler=AsyncHyperBandScheduler(
+                time_attr="training_iteration", max_t=epochs, grace_period=1, reduction_factor=3
+            ),
+            num_samples=b.total,
+            max_concurrent_trials=1,  # one worker, like hpsearch's ASHA and Optuna here
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{problem.name}-{seed}", storage_path=str(storage), verbose=0, stop=budget
+        ),
+    )
+    tuner.fit()
+    trials = budget.trials(epochs)
+    return choose(problem, trials), {
+        "trajectory": trajectory(problem, steps_of(trials)),
+        "epochs": budget.spent,
+    }
+
+
 METHODS = (
     "coarse->fine",
+    "coarse->fine+asha same-n",
     "coarse->fine+asha",
     "coarse->fine keep=0",
     "coarse->widen->fine",
@@ -539,20 +706,23 @@ METHODS = (
     "optuna-tpe+hyperband",
     "optuna-tpe+median",
     "optuna-random",
+    "ray-tune-asha",
 )
+TUNE = "ray-tune-asha"  # run in the main process on its one local Ray, not in the pool
 
 
 def one_seed(args: tuple[str, int]) -> list[dict[str, Any]]:
     problem_name, seed = args
-    problem = next(p for p in all_problems() if p.name == problem_name)
+    problem = problem_named(problem_name)
     rows = []
     for method in METHODS:
+        if method == TUNE:
+            continue
         rng = np.random.default_rng([seed, METHODS.index(method)])
         if method.startswith("coarse->"):
             keep = 0 if method.endswith("keep=0") else FineSettings(0, 0).keep
-            chosen, extra = coarse_fine(
-                problem, rng, widen="widen" in method, keep=keep, asha=method.endswith("asha")
-            )
+            asha = "same" if method.endswith("same-n") else "fill" if "asha" in method else ""
+            chosen, extra = coarse_fine(problem, rng, widen="widen" in method, keep=keep, asha=asha)
         elif method == "random":
             chosen, extra = single_random(problem, rng)
         elif method == "asha":
@@ -560,21 +730,55 @@ def one_seed(args: tuple[str, int]) -> list[dict[str, Any]]:
         else:
             sampler, _, pruner = method.split("-")[1].partition("+")
             chosen, extra = optuna_search(problem, seed, sampler, pruner)
-        rows.append(
-            {
-                "problem": problem.name,
-                "seed": seed,
-                "method": method,
-                "observed": None if chosen is None else chosen.best(problem.mode),
-                "score": None if chosen is None else chosen.score,
-                **extra,
-            }
-        )
+        rows.append(row(problem, seed, method, chosen, extra))
     return rows
 
 
+def row(problem: Problem, seed: int, method: str, chosen: Trial | None, extra: dict) -> dict:
+    return {
+        "problem": problem.name,
+        "seed": seed,
+        "method": method,
+        "observed": None if chosen is None else chosen.best(problem.mode),
+        "score": None if chosen is None else chosen.score,
+        **extra,
+    }
+
+
+def tune_seeds(
+    jobs: list[tuple[str, int]], cpus: int, keep: Callable[[list[dict[str, Any]]], None]
+) -> None:
+    """Ray Tune's ASHA on each (problem, seed), all on one local Ray started here."""
+    import logging
+    import tempfile
+
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=cpus,
+        include_dashboard=False,
+        logging_level=logging.ERROR,
+        log_to_driver=False,
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="hpsearch-tune-") as storage:
+            for name, seed in jobs:
+                problem, started = problem_named(name), time.monotonic()
+                chosen, extra = ray_tune_asha(problem, seed, Path(storage))
+                keep([row(problem, seed, TUNE, chosen, extra)])
+                seconds = time.monotonic() - started
+                print(f"{TUNE} {name} seed {seed}: {seconds:.1f} s", file=sys.stderr, flush=True)
+    finally:
+        ray.shutdown()
+
+
 def all_problems() -> list[Problem]:
-    return [*synthetic_problems(), mlp_problem()]
+    return [*synthetic_problems(), mlp_problem(), deep_problem()]
+
+
+def problem_named(name: str) -> Problem:
+    return next(p for p in all_problems() if p.name == name)
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -604,7 +808,8 @@ def summarize(rows: list[dict[str, Any]], problem: Problem) -> list[str]:
             f"| {method} | {len(mine)} | {q50:.4g} | {q25:.4g}..{q75:.4g} | {worst:.4g} "
             f"| {np.median(observed):.4g} |"
         )
-    lines += ["", *paired_tests(rows, problem)]
+    for reference in REFERENCES:
+        lines += ["", *paired_tests(rows, problem, reference)]
     flags = [r for r in rows if r["problem"] == problem.name and r["method"] == "coarse->fine"]
     fired = sum(bool(r["edge_flag"]) for r in flags)
     lines.append("")
@@ -622,43 +827,104 @@ def summarize(rows: list[dict[str, Any]], problem: Problem) -> list[str]:
     return lines
 
 
-DEFAULT = "coarse->fine"  # what `hpsearch coarse` + `hpsearch fine` do out of the box
+# hpsearch's variants each rival is tested against: the first is what `hpsearch coarse` +
+# `hpsearch fine` do out of the box (a spec without `schedule`)
+REFERENCES = ("coarse->fine", "coarse->fine+asha same-n", "coarse->fine+asha")
+WORST = {"regret": math.inf, "test_acc": 0.0}  # a seed without a chosen trial
 
 
-def paired_tests(rows: list[dict[str, Any]], problem: Problem) -> list[str]:
-    """Wilcoxon signed-rank test, paired by seed, of hpsearch's default against each rival."""
+def scores_of(rows: list[dict[str, Any]], problem: Problem, method: str) -> dict[int, float]:
+    """Score per seed; a seed whose method chose nothing (or a diverged net) counts as worst."""
+    out = {}
+    for r in rows:
+        if r["problem"] == problem.name and r["method"] == method:
+            score = r["score"]
+            finite = score is not None and math.isfinite(score)
+            out[r["seed"]] = score if finite else WORST[problem.score_name]
+    return out
 
-    def scores(method: str) -> dict[int, float]:
-        return {
-            r["seed"]: r["score"]
-            for r in rows
-            if r["problem"] == problem.name and r["method"] == method and r["score"] is not None
-        }
 
-    mine = scores(DEFAULT)
-    sign = 1.0 if problem.score_name == "regret" else -1.0  # > 0: the default is worse
-    lines = [f"Paired by seed, {DEFAULT} against each rival (Wilcoxon signed-rank):"]
+@dataclass
+class Paired:
+    better: int  # seeds where the reference is better
+    worse: int
+    n: int
+    median_diff: float  # > 0: the reference is worse
+    p: float
+
+    @property
+    def text(self) -> str:
+        return f"{self.better}/{self.worse} of {self.n}, p={self.p:.2g}"
+
+
+def paired(rows: list[dict[str, Any]], problem: Problem, reference: str, rival: str) -> Paired:
+    """Wilcoxon signed-rank test, paired by seed, of `reference` against `rival`."""
+    mine, theirs = scores_of(rows, problem, reference), scores_of(rows, problem, rival)
+    both = [s for s in mine if s in theirs]
+    sign = 1.0 if problem.score_name == "regret" else -1.0  # > 0: the reference is worse
+    diff = np.array([sign * (mine[s] - theirs[s]) for s in both])
+    diff = np.where(np.isnan(diff), 0.0, diff)  # both chose nothing: a tie
+    finite = diff[np.isfinite(diff)]
+    if len(both) < 5 or not np.any(diff):
+        return Paired(int((diff < 0).sum()), int((diff > 0).sum()), len(both), 0.0, 1.0)
+    p = float(wilcoxon(np.clip(diff, -1e9, 1e9)).pvalue)
+    median = float(np.median(finite)) if len(finite) else 0.0
+    return Paired(int((diff < 0).sum()), int((diff > 0).sum()), len(both), median, p)
+
+
+def paired_tests(rows: list[dict[str, Any]], problem: Problem, reference: str) -> list[str]:
+    lines = [f"Paired by seed, {reference} against each rival (Wilcoxon signed-rank):"]
     for method in METHODS:
-        if method == DEFAULT:
+        if method == reference:
             continue
-        theirs = scores(method)
-        both = [s for s in mine if s in theirs and math.isfinite(mine[s] + theirs[s])]
-        diff = np.array([sign * (mine[s] - theirs[s]) for s in both])
-        if len(both) < 5 or not np.any(diff):
-            lines.append(f"- vs {method}: too few differing seeds ({len(both)})")
-            continue
-        p = wilcoxon(diff).pvalue
+        t = paired(rows, problem, reference, method)
         lines.append(
-            f"- vs {method}: median paired difference {np.median(diff):+.3g} in "
-            f"{problem.score_name} (< 0: the default is better), default better in "
-            f"{int((diff < 0).sum())} / worse in {int((diff > 0).sum())} of {len(both)} seeds, "
-            f"p = {p:.2g}"
+            f"- vs {method}: median paired difference {t.median_diff:+.3g} in "
+            f"{problem.score_name} (< 0: {reference} is better), better in {t.better} / worse "
+            f"in {t.worse} of {t.n} seeds, p = {t.p:.2g}"
         )
     return lines
 
 
+def overview(rows: list[dict[str, Any]], problems: list[Problem]) -> list[str]:
+    """The tables of BENCHMARKS.md: medians, spread, and the paired tests per reference."""
+    shown = [p for p in problems if any(r["problem"] == p.name for r in rows)]
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    lines = ["| problem | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    spread = list(lines)
+    for problem in shown:
+        cells, spreads = [], []
+        for method in methods:
+            values = np.array(list(scores_of(rows, problem, method).values()), dtype=float)
+            if not len(values):
+                cells.append("-")
+                spreads.append("-")
+                continue
+            q25, q50, q75 = np.percentile(values, [25, 50, 75])
+            worst = values.max() if problem.score_name == "regret" else values.min()
+            cells.append(f"{q50:.3g} ({len(values)})")
+            spreads.append(f"{q25:.3g}..{q75:.3g}, worst {worst:.3g}")
+        lines.append(f"| {problem.name} | " + " | ".join(cells) + " |")
+        spread.append(f"| {problem.name} | " + " | ".join(spreads) + " |")
+    out = ["Median score (seeds):", "", *lines, "", "25%..75%, worst:", "", *spread]
+    for reference in REFERENCES:
+        rivals = [m for m in methods if m != reference]
+        out += [
+            "",
+            f"Paired by seed, {reference} against each rival: seeds better/worse, Wilcoxon p:",
+            "",
+            "| problem | " + " | ".join(f"vs {m}" for m in rivals) + " |",
+            "|---" * (len(rivals) + 1) + "|",
+        ]
+        for problem in shown:
+            cells = [paired(rows, problem, reference, m).text for m in rivals]
+            out.append(f"| {problem.name} | " + " | ".join(cells) + " |")
+    return out
+
+
 def plot(rows: list[dict[str, Any]], problem: Problem, out: Path) -> Path:
     """Median over seeds of the chosen trial's score against the epochs spent, per method."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     total = problem.budget.total
@@ -682,7 +948,7 @@ def plot(rows: list[dict[str, Any]], problem: Problem, out: Path) -> Path:
         median = np.median(np.where(np.isfinite(table), table, worst), axis=0)
         median[np.sum(np.isfinite(table), axis=0) * 2 < len(runs)] = np.nan
         style = "-" if method.startswith("coarse") or method == "asha" else "--"
-        ax.plot(grid, median, style, color=f"C{i}", label=method)
+        ax.plot(grid, median, style, color=colormaps["tab20"](i), label=method)
     ax.set_xlabel("epochs spent")
     ax.set_ylabel(f"{problem.score_name} of the best trial so far (median over seeds)")
     if problem.score_name == "regret":
@@ -697,19 +963,41 @@ def plot(rows: list[dict[str, Any]], problem: Problem, out: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=30, help="seeds per synthetic problem")
-    parser.add_argument("--mlp-seeds", type=int, default=6, help="seeds of the MLP problem")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--mlp-seeds", type=int, default=30, help="seeds of each MLP problem")
+    parser.add_argument(
+        "--tune-seeds",
+        type=int,
+        default=None,
+        help="Ray Tune seeds per synthetic problem (default: --seeds; the first N of them)",
+    )
+    parser.add_argument(
+        "--tune-mlp-seeds",
+        type=int,
+        default=None,
+        help="Ray Tune seeds per MLP problem (default: --mlp-seeds)",
+    )
+    parser.add_argument("--tune-cpus", type=int, default=1, help="num_cpus of the local Ray")
+    parser.add_argument("--workers", type=int, default=1, help="processes besides Ray Tune's")
+    parser.add_argument("--only", help="comma-separated problem names (default: all)")
     parser.add_argument("--plots", help="directory for a PNG per problem (e.g. docs)")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--json",
+        help="append each job's rows to this file as it "
+        "finishes; a rerun skips the jobs already in it",
+    )
+    parser.add_argument("--load", help="report from a --json file instead of running")
+    args = parser.parse_args()  # fmt: skip
     started = time.monotonic()
-    problems = all_problems()
-    jobs = [(p.name, s) for p in problems[:-1] for s in range(args.seeds)]
-    jobs = [("mlp-digits", s) for s in range(args.mlp_seeds)] + jobs
-    with Pool(args.workers) as pool:
-        rows = [r for batch in pool.imap_unordered(one_seed, jobs) for r in batch]
+    problems = [p for p in all_problems() if not args.only or p.name in args.only.split(",")]
+    if args.load:
+        lines = Path(args.load).read_text().splitlines()
+        rows = [r for line in lines for r in json.loads(line)]
+    else:
+        rows = run_all(problems, args)
     print(
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
         f"Python {platform.python_version()}, numpy {np.__version__}, optuna {optuna.__version__}"
+        f", ray {ray_version()}"
     )
     print(f"Command: python {' '.join(sys.argv)}  ({time.monotonic() - started:.0f} s)\n")
     for problem in problems:
@@ -717,6 +1005,62 @@ def main() -> None:
             print("\n".join(summarize(rows, problem)), "\n")
             if args.plots:
                 print(f"picture: {plot(rows, problem, Path(args.plots))}\n")
+    print("\n".join(overview(rows, problems)))
+
+
+def run_all(problems: list[Problem], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """A pool of spawned processes runs every method but Ray Tune's; meanwhile this process
+    runs Ray Tune. Each finished job's rows are appended to `--json` at once (one JSON list
+    per line); jobs already there are not run again, so a broken run resumes."""
+    is_mlp = {p.name: p.name.startswith("mlp") for p in problems}
+    n_seeds = {n: args.mlp_seeds if mlp else args.seeds for n, mlp in is_mlp.items()}
+    n_tune = {
+        n: min(n_seeds[n], (args.tune_mlp_seeds if mlp else args.tune_seeds) or n_seeds[n])
+        for n, mlp in is_mlp.items()
+    }
+    out = Path(args.json) if args.json else None
+    rows = [r for line in out.read_text().splitlines() for r in json.loads(line)] if (
+        out and out.exists()
+    ) else []  # fmt: skip
+    done = {(r["problem"], r["seed"], r["method"] == TUNE) for r in rows}
+    lock = threading.Lock()
+
+    def keep(batch: list[dict[str, Any]]) -> None:
+        with lock:
+            rows.extend(batch)
+            if out:
+                with out.open("a") as f:
+                    f.write(json.dumps(batch) + "\n")
+
+    # seed by seed across the problems, so a run stopped early has the same seeds everywhere
+    jobs = [
+        (n, s)
+        for s in range(max(n_seeds.values()))
+        for n in n_seeds
+        if s < n_seeds[n] and (n, s, False) not in done
+    ]
+    tune_jobs = [
+        (n, s) for s in range(max(n_tune.values())) for n in n_tune
+        if s < n_tune[n] and (n, s, True) not in done
+    ]  # fmt: skip
+    load = os.getloadavg()
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(one_seed, job) for job in jobs]
+        for future in futures:
+            future.add_done_callback(lambda f: keep(f.result()))
+        if tune_jobs:
+            tune_seeds(tune_jobs, args.tune_cpus, keep)
+        wait(futures)
+    for future in futures:
+        future.result()  # a job that failed (or a worker that died) is raised here
+    print(f"Load average (1, 5, 15 min) at the start {load}, at the end {os.getloadavg()}")
+    return rows
+
+
+def ray_version() -> str:
+    import ray
+
+    return str(ray.__version__)
 
 
 if __name__ == "__main__":
