@@ -200,9 +200,7 @@ def _assert_saved_line_is_what_the_db_holds(line: str, db: Path) -> None:
 
 
 def test_ctrl_c_commits_and_exits_130(tmp_path: Path, ray_address: str) -> None:
-    # slower epochs than the other tests': the stage must outlast a second driver's start-up,
-    # which takes seconds on a loaded machine
-    spec, db = study(tmp_path, trials=16, sleep=0.4), tmp_path / "h.db"
+    spec, db = study(tmp_path, trials=16, sleep=0.15), tmp_path / "h.db"
     proc = _start_driver(spec, db, ray_address)
     _wait_for_rows(db, 1, proc)  # the stage runs: its driver holds the lease
     second = coarse(spec, db, ray_address)  # a second driver on the running stage (case 6)
