@@ -748,19 +748,15 @@ def row(problem: Problem, seed: int, method: str, chosen: Trial | None, extra: d
 def tune_seeds(
     jobs: list[tuple[str, int]], cpus: int, keep: Callable[[list[dict[str, Any]]], None]
 ) -> None:
-    """Ray Tune's ASHA on each (problem, seed), all on one local Ray started here."""
-    import logging
+    """Ray Tune's ASHA on each (problem, seed), all on one local Ray started here (with the
+    options of hpsearch's own local Ray: loopback, no dashboard, quiet)."""
     import tempfile
 
     import ray
 
-    ray.init(
-        address="local",
-        num_cpus=cpus,
-        include_dashboard=False,
-        logging_level=logging.ERROR,
-        log_to_driver=False,
-    )
+    from hpsearch.runtime.local_ray import start_on_loopback
+
+    start_on_loopback(cpus)
     try:
         with tempfile.TemporaryDirectory(prefix="hpsearch-tune-") as storage:
             for name, seed in jobs:
