@@ -23,7 +23,6 @@ from hpsearch.driver import ProgressCallback, StageOutcome, execute, plan_stage
 from hpsearch.ensemble import EnsembleKind, Pick
 from hpsearch.ensemble_run import (
     EnsembleRequest,
-    EnsembleResult,
     build,
     predict_function,
     source_stage,
@@ -48,6 +47,7 @@ from hpsearch.summary import best_json, flag_json
 from storage import (
     DEFAULT_DB,
     ArtifactStore,
+    EnsembleRecord,
     StageKind,
     StorageError,
     Store,
@@ -276,7 +276,7 @@ class Study:
         max_retries: int = 2,
         on_progress: ProgressCallback | None = None,
         executor: ExecutorName = "ray",
-    ) -> EnsembleResult:
+    ) -> EnsembleRecord:
         """Build, score and record an ensemble, as `hpsearch ensemble` does.
 
         `kind`: "top" (the best `size` trials of `stage`, default the latest finished coarse
@@ -434,4 +434,4 @@ def _database_errors() -> Iterator[None]:
         raise DatabaseError(str(exc)) from exc
 
 
-__all__ = ["EnsembleResult", "StageResult", "Study"]
+__all__ = ["StageResult", "Study"]

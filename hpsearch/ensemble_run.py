@@ -36,6 +36,8 @@ from storage import (
     ArtifactError,
     ArtifactStore,
     CheckpointRecord,
+    EnsembleRecord,
+    MemberRecord,
     Mode,
     StageKind,
     StageRecord,
@@ -69,38 +71,6 @@ class EnsembleRequest:
             )
         if self.stage is not None and self.stage < 1:
             raise HpsearchError(f"stage: must be >= 1, got {self.stage}")
-
-
-@dataclass(frozen=True)
-class MemberResult:
-    trial_id: int
-    stage_id: int
-    trial: int  # number in its stage
-    epoch: int
-    accuracy: float
-
-
-@dataclass(frozen=True)
-class EnsembleResult:
-    """A recorded ensemble: `accuracy` of the averaged probabilities on `split`."""
-
-    ensemble_id: int
-    kind: str
-    stage_id: int  # the stage whose trials are the members
-    split: str
-    accuracy: float
-    best_member_accuracy: float
-    members: tuple[MemberResult, ...]
-    note: str | None = None  # e.g. fewer members than asked for, and why
-
-    @property
-    def size(self) -> int:
-        return len(self.members)
-
-    @property
-    def gain(self) -> float:
-        """The ensemble's accuracy minus its best member's."""
-        return self.accuracy - self.best_member_accuracy
 
 
 def spec_for(arg: str, study: StudyRecord, db: str) -> StudySpec:
@@ -276,7 +246,7 @@ def build(
     stage: StageRecord,
     request: EnsembleRequest,
     predict: Predict,
-) -> EnsembleResult:
+) -> EnsembleRecord:
     """Plan the members of `stage`, predict, score and record the ensemble."""
     members, note = plan_members(store, spec, stage, request)
     predicted, labels = predict_members(spec, {stage.stage_id: stage}, members, request.split,
@@ -287,13 +257,14 @@ def build(
         study.study_id, stage.stage_id, request.kind, request.split, scored.accuracy, rows
     )
     results = tuple(
-        MemberResult(m.trial.trial_id, stage.stage_id, m.trial.number, m.epoch, s.accuracy)
+        MemberRecord(m.trial.trial_id, m.trial.number, m.epoch, s.accuracy)
         for m, s in zip(members, scored.members, strict=True)
     )
-    return EnsembleResult(
+    return EnsembleRecord(
         ensemble_id,
-        str(request.kind),
         stage.stage_id,
+        str(request.kind),
+        len(results),
         request.split,
         scored.accuracy,
         scored.best_member_accuracy,
@@ -304,8 +275,6 @@ def build(
 
 __all__ = [
     "EnsembleRequest",
-    "EnsembleResult",
-    "MemberResult",
     "build",
     "plan_members",
     "predict_function",

@@ -129,7 +129,10 @@ class MemberRecord:
 
 @dataclass(frozen=True)
 class EnsembleRecord:
-    """A recorded ensemble (`ensembles`) with its members (`ensemble_members`)."""
+    """A recorded ensemble (`ensembles`) with its members (`ensemble_members`): what
+    `hpsearch ensemble` and `Study.ensemble` return, and `show` reads back. `accuracy` is that
+    of the averaged probabilities on `split`; `stage_id` the stage whose trials are the
+    members."""
 
     ensemble_id: int
     stage_id: int
@@ -139,6 +142,12 @@ class EnsembleRecord:
     accuracy: float
     best_member_accuracy: float
     members: tuple[MemberRecord, ...]
+    note: str | None = None  # when built: e.g. fewer members than asked for, and why
+
+    @property
+    def gain(self) -> float:
+        """The ensemble's accuracy minus its best member's."""
+        return self.accuracy - self.best_member_accuracy
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from storage import DEFAULT_DB
 
 if TYPE_CHECKING:  # numpy, SQLAlchemy and the driver: not for `--help`
     from hpsearch.api import Study
-    from hpsearch.ensemble_run import EnsembleResult
+    from storage import EnsembleRecord
 
 
 class Kind(StrEnum):
@@ -119,7 +119,7 @@ def open_study(arg: str, db: str, artifacts: str | None = None) -> Study:
     return Study(spec_for(arg, record, db), db, artifacts=artifacts)
 
 
-def summary(result: EnsembleResult, seconds: float) -> str:
+def summary(result: EnsembleRecord, seconds: float) -> str:
     points = 100 * result.gain
     return (
         f"ensemble {result.ensemble_id} ({result.kind}, {result.size} members of stage "
@@ -128,14 +128,14 @@ def summary(result: EnsembleResult, seconds: float) -> str:
     )
 
 
-def member_table(result: EnsembleResult) -> object:
+def member_table(result: EnsembleRecord) -> object:
     from rich.table import Table
 
     table = Table(title=f"Ensemble {result.ensemble_id}: {result.kind}, {result.split} split")
     for column in ("member", "stage", "trial", "epoch", "accuracy"):
         table.add_column(column, justify="right")
     for i, m in enumerate(result.members, start=1):
-        table.add_row(str(i), str(m.stage_id), str(m.trial), str(m.epoch), f"{m.accuracy:.4f}")
+        table.add_row(str(i), str(result.stage_id), str(m.trial), str(m.epoch), f"{m.accuracy:.4f}")
     table.add_section()
     table.add_row("ensemble", "", "", "", f"{result.accuracy:.4f}")
     table.add_row("gain", "", "", "", f"{100 * result.gain:+.2f} pt")
