@@ -306,8 +306,8 @@ class Store:
                 return [(t, a, e, v) for t, a, e, v in s.execute(query)]
         rows = []
         with self._session() as s:
-            for i in range(0, len(trial_ids), 500):
-                chunk = query.where(_metrics.c.trial_id.in_(trial_ids[i : i + 500]))
+            for ids in _in_lists(trial_ids):
+                chunk = query.where(_metrics.c.trial_id.in_(ids))
                 rows += [(t, a, e, v) for t, a, e, v in s.execute(chunk)]
         return sorted(rows)
 
@@ -367,8 +367,7 @@ class Store:
             return 0
         deleted = 0
         with self._session() as s:
-            for start in range(0, len(wanted), 500):  # within every database's bind limit
-                chunk = wanted[start : start + 500]
+            for chunk in _in_lists(wanted):
                 done = s.execute(delete(Checkpoint).where(Checkpoint.uri.in_(chunk)))
                 deleted += int(getattr(done, "rowcount", 0) or 0)
         return deleted
@@ -654,6 +653,14 @@ def _unstarted(conn: Connection, ends: dict[tuple[int, int], Any]) -> list[dict[
     return [_attempt_row(tid, n, {}, ends) for tid, n in sorted(set(ends) - known)]
 
 
+IN_LIST = 500  # values per IN (...) list: within every database's bind-parameter limit
+
+
+def _in_lists(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """`values` in slices short enough for one IN (...) list."""
+    return (values[i : i + IN_LIST] for i in range(0, len(values), IN_LIST))
+
+
 def _params_of(session: Any, trial_ids: list[int]) -> dict[int, dict[str, Any]]:
     """Params of these trials: by id range when the ids are dense (a stage's trials in order),
     else by id (the top N of a large stage are scattered over its whole id range)."""
@@ -664,7 +671,7 @@ def _params_of(session: Any, trial_ids: list[int]) -> dict[int, dict[str, Any]]:
     if high - low < 2 * len(trial_ids):
         wheres = [Param.trial_id.between(low, high)]
     else:
-        wheres = [Param.trial_id.in_(trial_ids[i : i + 500]) for i in range(0, len(trial_ids), 500)]
+        wheres = [Param.trial_id.in_(ids) for ids in _in_lists(trial_ids)]
     wanted = set(trial_ids)
     for where in wheres:
         rows = session.execute(
