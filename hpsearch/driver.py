@@ -18,6 +18,7 @@ from hpsearch.asha import RungBoard
 from hpsearch.commits import Committer
 from hpsearch.narrowing import Analysis
 from hpsearch.planner import History, NewStage, NoProposalError, Plan, Resume, StageRequest
+from hpsearch.ranking import sample_every
 from hpsearch.registry import qualified
 from hpsearch.runtime.executor import Executor
 from hpsearch.runtime.worker import Ended, EpochDone, Event, Lost, Started, TrialTask
@@ -372,9 +373,9 @@ def analysis_trials(
 ) -> list[TrialRecord]:
     """The trials that flags, proposals and `keep` weigh, ranked as `ranking_trials` ranks
     them: every trial of a stage of up to ANALYSIS_TRIALS; of a larger one, every k-th trial
-    (a uniform sample: configurations are independent draws in trial order) and the best
-    ones, so analysis reads a bounded number of rows however large the stage."""
-    every = max(1, math.ceil(stage.n_trials / ANALYSIS_TRIALS))
+    (`sample_every`) and the best ones, so analysis reads a bounded number of rows however
+    large the stage."""
+    every = sample_every(stage.n_trials, ANALYSIS_TRIALS)
     trials = store.trials(stage.stage_id, every=every)
     if every == 1:
         return ranking_trials(store, spec, stage, top, trials)

@@ -6,7 +6,6 @@ tests check titles, axes and legends; `save_figures` writes them as PNGs.
 
 from __future__ import annotations
 
-import math
 import re
 import textwrap
 from dataclasses import dataclass, replace
@@ -19,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from hpsearch.first_layer import SCORE_METRIC, tile, total_variation
+from hpsearch.ranking import sample_every
 from hpsearch.space import Numeric, dimension_from_dict
 from storage import Mode, StageRecord, Status, StudyRecord, load_metrics, load_stages, load_trials
 
@@ -38,10 +38,10 @@ class PlotData:
 
 def load_plot_data(db: str, study: StudyRecord, top: int) -> PlotData:
     """The study's stages, its best `top` trials and their metric rows, and its trials: all of
-    them up to PLOT_TRIALS, else every k-th trial of each stage (configurations are independent
-    draws in trial order: a uniform sample), so a plot costs the same at any study size."""
+    them up to PLOT_TRIALS, else every k-th trial of each stage (`sample_every`), so a plot
+    costs the same at any study size."""
     stages = load_stages(db, study.name)
-    every = max(1, math.ceil(sum(s.n_trials for s in stages) / PLOT_TRIALS))
+    every = sample_every(sum(s.n_trials for s in stages), PLOT_TRIALS)
     best = load_trials(db, study.name, top=top)
     trials = load_trials(db, study.name, every=every)
     if every > 1:
