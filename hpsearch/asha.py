@@ -12,17 +12,21 @@ actor by the Ray executor (hpsearch.runtime.executor). Reports are idempotent pe
 board is rebuilt from the stage's stored metrics (`RungBoard.restore`).
 
 `at_equal_fidelity` ranks a stage with stopped trials at one common epoch (README, "ASHA").
+
+With `budget = "epochs"` (the default under ASHA) the epochs ASHA saves buy more trials: the
+stage draws trials until `trials x epochs` epochs are spent (`EpochBudget`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from storage import Mode, Status, TrialRecord
 
 SCHEDULES = ("none", "asha")
+BUDGETS = ("epochs", "trials")
 MetricRow = tuple[int, int, int, float | None]  # trial_id, attempt, epoch, value
 
 
@@ -33,10 +37,18 @@ class Schedule:
     kind: str = "none"
     eta: int = 3  # keep the top 1/eta at each rung
     grace: int = 1  # epochs before the first rung
+    budget: str = "epochs"  # "epochs": draw trials until trials x epochs are spent
 
     @property
     def active(self) -> bool:
         return self.kind == "asha"
+
+    def epoch_budget(self, trials: int, epochs: int) -> int | None:
+        """The epochs a stage of `trials` x `epochs` may spend if it draws trials until they
+        are spent (ASHA with rungs and `budget = "epochs"`); None: it runs `trials` trials."""
+        if self.budget != "epochs" or not self.rungs(epochs):
+            return None
+        return trials * epochs
 
     def rungs(self, epochs: int) -> tuple[int, ...]:
         """Rung epochs `grace * eta**k` below `epochs` (none when the schedule is off)."""
@@ -97,6 +109,50 @@ class RungBoard:
             f"stopped at epoch {epoch}: {self.metric} {value:.4g}, "
             f"rung's top 1/{self.eta} starts at {threshold:.4g}"
         )
+
+
+@dataclass
+class EpochBudget:
+    """How many more trials a stage with an epoch budget draws.
+
+    A trial that ended is charged the epochs its last attempt ran (at least one, so a stage
+    whose trials fail at once still ends); a trial under way is expected to spend as much as
+    the ended ones did on average (a full-length trial before any ended), or what it ran
+    already if more. The stage draws trials while the expected total stays within the
+    budget, so it ends near the budget: over by what ASHA lets the last trials run, under by
+    less than one average trial.
+    """
+
+    total: int  # epochs the stage may spend
+    epochs: int  # a trial's full length
+    ended: int = 0
+    ended_epochs: int = 0
+    pending: int = 0  # trials drawn that have not ended
+    running: dict[int, int] = field(default_factory=dict)  # epochs run by trials under way
+
+    @property
+    def spent(self) -> int:
+        return self.ended_epochs + sum(self.running.values())
+
+    def trials_left(self) -> int:
+        """Trials to draw now: as many as the expected spending leaves room for."""
+        mean = self.ended_epochs / self.ended if self.ended else float(self.epochs)
+        unreported = max(0, self.pending - len(self.running))
+        expected = sum(max(e, mean) for e in self.running.values()) + unreported * mean
+        return max(0, math.floor((self.total - self.ended_epochs - expected) / mean))
+
+    def drawn(self, trials: int) -> None:
+        self.pending += trials
+
+    def ran(self, trial_id: int, epochs: int) -> None:
+        """The trial's current attempt has run `epochs` epochs."""
+        self.running[trial_id] = epochs
+
+    def end(self, trial_id: int, epochs: int) -> None:
+        self.running.pop(trial_id, None)
+        self.pending -= 1
+        self.ended += 1
+        self.ended_epochs += max(1, epochs)
 
 
 def rebuild(
@@ -184,7 +240,9 @@ def at_equal_fidelity(
 
 
 __all__ = [
+    "BUDGETS",
     "SCHEDULES",
+    "EpochBudget",
     "RungBoard",
     "Schedule",
     "at_equal_fidelity",

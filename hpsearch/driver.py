@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from hpsearch import asha, planner
-from hpsearch.asha import RungBoard
+from hpsearch.asha import EpochBudget, RungBoard
 from hpsearch.commits import Committer
 from hpsearch.narrowing import Analysis
 from hpsearch.planner import History, NewStage, NoProposalError, Plan, Resume, StageRequest
@@ -29,7 +29,6 @@ from storage import (
     FINAL_STATUSES,
     Batch,
     Mode,
-    StageKind,
     StageRecord,
     StageStatus,
     Status,
@@ -61,6 +60,7 @@ class Progress:
     best: float | None = None
     started: float = field(default_factory=time.monotonic)
     stalled: tuple[int, float] | None = None  # trials without an epoch for long, longest gap
+    budget: EpochBudget | None = None  # a stage that draws trials until its epochs are spent
 
     @property
     def done(self) -> int:
@@ -96,6 +96,7 @@ class _Tracker:
         self.metric = metric
         self.mode = mode
         self.progress = progress
+        self.budget = progress.budget
         self.best: dict[int, tuple[float, int]] = {}
         self.epochs: dict[int, int] = {}
         # (epoch, value) of each running trial's epochs: what an attempt resumed from a
@@ -128,6 +129,8 @@ class _Tracker:
         self.history[event.trial_id] = kept
         self.best.pop(event.trial_id, None)
         self.epochs[event.trial_id] = after
+        if self.budget:
+            self.budget.ran(event.trial_id, after)
         for epoch, value in kept:
             self._note(event.trial_id, epoch, value)
 
@@ -144,6 +147,8 @@ class _Tracker:
             for k, v in event.metrics.items()
         )
         self.epochs[trial_id] = epoch
+        if self.budget:
+            self.budget.ran(trial_id, epoch)
         value = event.metrics[self.metric]
         self.history.setdefault(trial_id, []).append((epoch, value))
         self._note(trial_id, epoch, value)
@@ -151,15 +156,18 @@ class _Tracker:
     def _end(self, event: Ended, batch: Batch, at: datetime) -> None:
         self.history.pop(event.trial_id, None)  # an ended trial's state is released
         best = self.best.pop(event.trial_id, None)
+        epochs_run = self.epochs.pop(event.trial_id, 0)
         batch.finish(
             event.trial_id,
             event.status,
             attempt=event.attempt,
             error=event.error,
             best=best,
-            epochs_run=self.epochs.pop(event.trial_id, 0),
+            epochs_run=epochs_run,
             at=at,
         )
+        if self.budget:
+            self.budget.end(event.trial_id, epochs_run)
         counts = self.progress.counts
         counts[event.status] = counts.get(event.status, 0) + 1
         if best is not None and (
@@ -216,6 +224,7 @@ def begin(
         seeds=seeds,
         parent_stage_id=plan.parent_stage_id,
         n_trials=plan.trials,
+        epoch_budget=plan.epoch_budget,
     )
     return study, stage, False
 
@@ -234,7 +243,9 @@ def _task(stage: StageRecord, space: Space, trial: TrialRecord) -> TrialTask:
     return TrialTask(trial.trial_id, trial.attempts + 1, params, trial.seed, stage.epochs)
 
 
-def _tasks(store: Store, stage: StageRecord, chunk: int) -> Iterator[TrialTask]:
+def _tasks(
+    store: Store, stage: StageRecord, chunk: int, budget: EpochBudget | None = None
+) -> Iterator[TrialTask]:
     """The stage's trials to run, `chunk` at a time: first the unfinished ones on record, then
     the ones not inserted yet, sampled and inserted as the executor takes them."""
     space = Space.from_dict(stage.ranges)
@@ -243,12 +254,36 @@ def _tasks(store: Store, stage: StageRecord, chunk: int) -> Iterator[TrialTask]:
         yield from (_task(stage, space, t) for t in trials)
         after = trials[-1].number
     inserted = sum(store.status_counts(stage.stage_id).values())
-    for start in range(inserted, stage.n_trials, chunk):
-        stop = min(start + chunk, stage.n_trials)
+    for start, stop in _new_chunks(stage, inserted, chunk, budget):
         configs, seeds = planner.configurations(space, stage.seed, start, stop)
         ids = store.add_trials(stage.stage_id, start, configs, seeds)
+        if budget:
+            budget.drawn(len(ids))
         for trial_id, config, seed in zip(ids, configs, seeds, strict=True):
             yield TrialTask(trial_id, 1, {**stage.fixed, **config}, seed, stage.epochs)
+
+
+def _new_chunks(
+    stage: StageRecord, inserted: int, chunk: int, budget: EpochBudget | None
+) -> Iterator[tuple[int, int]]:
+    """(start, stop) of the trials to insert next: up to the stage's `n_trials`, or with an
+    epoch budget as many as it leaves room for, judged again once these are handed out."""
+    if budget is None:
+        for start in range(inserted, stage.n_trials, chunk):
+            yield start, min(start + chunk, stage.n_trials)
+        return
+    while n := min(chunk, budget.trials_left()):
+        yield inserted, inserted + n
+        inserted += n
+
+
+def epoch_budget(store: Store, stage: StageRecord) -> EpochBudget | None:
+    """The stage's epoch budget with what its ended trials spent (None: it has none)."""
+    if stage.epoch_budget is None:
+        return None
+    ended, spent = store.epochs_spent(stage.stage_id)
+    pending = sum(store.status_counts(stage.stage_id).values()) - ended
+    return EpochBudget(stage.epoch_budget, stage.epochs, ended, spent, pending)
 
 
 class _Feed:
@@ -291,10 +326,11 @@ def run_stage(
     counts = store.status_counts(stage.stage_id)
     final = {k: v for k, v in counts.items() if Status(k).is_final}
     left = stage.n_trials - sum(final.values())
-    progress = Progress(stage, total=stage.n_trials, left=left, resumed=resumed)
+    budget = epoch_budget(store, stage)
+    progress = Progress(stage, stage.n_trials, left, resumed, budget=budget)
     progress.counts = final
     tracker = _Tracker(spec.metric, Mode(spec.mode), progress)
-    stream = _tasks(store, stage, chunk)
+    stream = _tasks(store, stage, chunk, budget)
     if checkpoints:
         stream = checkpoints.prepare(store, stage.stage_id, stream, tracker.history)
     tasks = _Feed(stream, left)
@@ -328,6 +364,7 @@ def finish_stage(store: Store, spec: StudySpec, stage: StageRecord) -> Finished:
     """Mark the stage finished with its flags and proposal (None when nothing completed).
 
     Reads a bounded number of trials however large the stage (`analysis_trials`)."""
+    stage = store.stage(stage.stage_id) or stage  # its trial count as it ended
     analysis = planner.analyze_stage(spec, stage, analysis_trials(store, spec, stage))
     stored = analysis.stored_proposal()
     store.finish_stage(stage.stage_id, proposal=stored, flags=analysis.flags)
@@ -357,11 +394,11 @@ def rung_board(
 ) -> RungBoard | None:
     """The stage's ASHA rung board (None without a schedule), rebuilt from the stored metrics
     when the stage resumes: every decision already made stands."""
-    settings = spec.coarse if stage.kind == StageKind.COARSE else spec.fine
-    rungs = settings.schedule.rungs(stage.epochs)
+    schedule = spec.schedule(stage.kind)
+    rungs = schedule.rungs(stage.epochs)
     if not rungs:
         return None
-    board = RungBoard(rungs, settings.schedule.eta, spec.mode, spec.metric)
+    board = RungBoard(rungs, schedule.eta, spec.mode, spec.metric)
     if resumed:  # rows one epoch past the last rung tell which trials went on past it
         rows = store.metric_rows(stage.stage_id, spec.metric, max(rungs) + 1)
         asha.rebuild(board, store.trials(stage.stage_id), rows)
@@ -417,6 +454,7 @@ class Saved:
     stage: StageRecord
     counts: dict[str, int]  # trials on record by status
     inserted: int  # trials (configurations) inserted, of stage.n_trials
+    budget: EpochBudget | None = None  # with an epoch budget: what the ended trials spent
 
 
 def saved(store: Store, study: str, kind: str) -> Saved | None:
@@ -425,8 +463,9 @@ def saved(store: Store, study: str, kind: str) -> Saved | None:
     stages = [s for s in store.stages(record.study_id) if s.kind == kind] if record else []
     if not stages or stages[-1].status == StageStatus.FINISHED:
         return None
-    counts = store.status_counts(stages[-1].stage_id)
-    return Saved(stages[-1], counts, sum(counts.values()))
+    stage = stages[-1]
+    counts = store.status_counts(stage.stage_id)
+    return Saved(stage, counts, sum(counts.values()), epoch_budget(store, stage))
 
 
 __all__ = [

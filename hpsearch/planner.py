@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -86,9 +86,11 @@ class NewStage:
     trials: int
     keep: tuple[dict[str, Any], ...]  # the parent's best configurations, run first as they are
     parent_stage_id: int | None = None
+    epoch_budget: int | None = None  # draw trials until this many epochs are spent
 
     def chunk(self, start: int, stop: int) -> tuple[list[dict[str, Any]], list[int]]:
-        """The configurations and seeds of trials `start` to `stop - 1`."""
+        """The configurations and seeds of trials `start` to `stop - 1` (of the first
+        `trials`: a stage with an epoch budget draws the rest as it runs)."""
         return configurations(self.space, self.seed, start, min(stop, self.trials), self.keep)
 
     @property
@@ -143,8 +145,11 @@ def new_stage(
     (all of them, or for a large stage a sample and its best: `driver.analysis_trials`)."""
     seed = request.seed if request.seed is not None else spec.seed + len(history.stages)
     if start.parent is None:
-        return sample(request.kind, spec.space, request.trials, request.epochs, seed)
-    return successor(spec, request, start.parent, parent_trials, seed)
+        stage = sample(request.kind, spec.space, request.trials, request.epochs, seed)
+    else:
+        stage = successor(spec, request, start.parent, parent_trials, seed)
+    budget = spec.schedule(request.kind).epoch_budget(request.trials, request.epochs)
+    return replace(stage, epoch_budget=budget)
 
 
 def successor(

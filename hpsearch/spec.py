@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpsearch.asha import SCHEDULES, Schedule
+from hpsearch.asha import BUDGETS, SCHEDULES, Schedule
 from hpsearch.errors import SpecError
 from hpsearch.registry import (
     Predict,
@@ -44,7 +44,7 @@ CHOICE_KEYS = {"type", "values"}
 class StageSettings:
     trials: int
     epochs: int
-    schedule: Schedule = Schedule()  # `schedule`, `eta`, `grace`: ASHA inside the stage
+    schedule: Schedule = Schedule()  # `schedule`, `eta`, `grace`, `budget`: ASHA
     trial_timeout: float | None = None  # seconds a trial may run; None: no limit
 
 
@@ -91,6 +91,12 @@ class StudySpec:
     def directory(self) -> Path:
         """Where the spec lives: a trainable module next to it can be imported from here."""
         return self.path.parent
+
+    def schedule(self, kind: str) -> Schedule:
+        """The schedule of a stage of this kind (an ensemble stage runs every trial out)."""
+        if kind == "coarse":
+            return self.coarse.schedule
+        return self.fine.schedule if kind == "fine" else Schedule()
 
 
 def load_spec(path: str | Path) -> StudySpec:
@@ -249,7 +255,7 @@ def _parse_coarse(check: _Checker, data: dict[str, Any]) -> StageSettings:
     )
 
 
-SCHEDULE_KEYS = {"schedule", "eta", "grace"}
+SCHEDULE_KEYS = {"schedule", "eta", "grace", "budget"}
 
 
 def _schedule(check: _Checker, data: dict[str, Any], prefix: str) -> Schedule:
@@ -259,7 +265,14 @@ def _schedule(check: _Checker, data: dict[str, Any], prefix: str) -> Schedule:
     eta = check.positive_int(data, "eta", prefix, 3)
     if eta < 2:
         raise check.fail(f"{prefix}eta", f"must be >= 2 (keep the top 1/eta), got {eta}")
-    return Schedule(kind, eta, check.positive_int(data, "grace", prefix, 1))
+    budget = data.get("budget", "epochs")
+    if budget not in BUDGETS:
+        raise check.fail(
+            f"{prefix}budget",
+            f"must be 'epochs' (draw trials until trials x epochs are spent) or 'trials' "
+            f"(run exactly `trials`), got {budget!r}",
+        )
+    return Schedule(kind, eta, check.positive_int(data, "grace", prefix, 1), budget)
 
 
 def _trial_timeout(check: _Checker, data: dict[str, Any], prefix: str) -> float | None:

@@ -61,7 +61,7 @@ class Stage(Base):
     status: Mapped[str] = mapped_column(String(10))  # 'running' | 'finished'
     seed: Mapped[int] = mapped_column(Integer)
     epochs: Mapped[int] = mapped_column(Integer)
-    n_trials: Mapped[int] = mapped_column(Integer)
+    n_trials: Mapped[int] = mapped_column(Integer)  # with an epoch budget: inserted so far
     ranges: Mapped[dict[str, Any]] = mapped_column(
         JSON(none_as_null=True)
     )  # the exact ranges this stage samples from
@@ -71,6 +71,8 @@ class Stage(Base):
     )  # ranges proposed for the next stage
     created_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # epochs the stage may spend (ASHA, `budget = "epochs"`); NULL: it runs n_trials trials
+    epoch_budget: Mapped[int | None] = mapped_column(Integer)
 
 
 class Trial(Base):

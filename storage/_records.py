@@ -46,6 +46,7 @@ class StageRecord:
     ranges: dict[str, Any]
     fixed: dict[str, Any]
     proposal: dict[str, Any] | None
+    epoch_budget: int | None = None  # draws trials until this many epochs are spent
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from storage._errors import SchemaVersionError, StorageError
 
-SCHEMA_VERSION = 7  # the newest revision's number: revision "0007"
+SCHEMA_VERSION = 8  # the newest revision's number: revision "0008"
 HEAD = SCHEMA_VERSION  # the version this hpsearch writes
 FIRST = 1  # the oldest version there is (hpsearch 0.1)
 META_TABLE = "hpsearch_meta"

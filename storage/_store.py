@@ -15,6 +15,7 @@ from sqlalchemy import (
     Engine,
     Row,
     bindparam,
+    case,
     column,
     delete,
     func,
@@ -164,10 +165,12 @@ class Store:
         seeds: list[int],
         parent_stage_id: int | None = None,
         n_trials: int | None = None,
+        epoch_budget: int | None = None,
     ) -> StageRecord:
         """A new stage of `n_trials` trials (default: one per config) with its first trials
         (`configs`, numbered from 0) as 'pending', in one transaction; `add_trials` inserts
-        the rest. Bulk inserts: no ORM object per trial."""
+        the rest. Bulk inserts: no ORM object per trial. With `epoch_budget`, `n_trials`
+        counts the trials inserted so far (`add_trials` raises it)."""
         values = {
             "study_id": study_id,
             "kind": kind,
@@ -180,6 +183,7 @@ class Store:
             "fixed": fixed,
             "proposal": None,
             "created_at": now(),
+            "epoch_budget": epoch_budget,
         }
         with self._session() as s:
             conn = s.connection()
@@ -192,12 +196,21 @@ class Store:
     def add_trials(
         self, stage_id: int, start: int, configs: list[dict[str, Any]], seeds: list[int]
     ) -> list[int]:
-        """Insert trials numbered from `start` as 'pending' (one transaction); their ids."""
+        """Insert trials numbered from `start` as 'pending' (one transaction); their ids.
+        A stage that counted fewer trials (one with an epoch budget) now counts these."""
         with self._session() as s:
             conn = s.connection()
             if self.fence is not None:
                 self.fence(conn)
-            return _insert_trials(conn, stage_id, start, configs, seeds)
+            ids = _insert_trials(conn, stage_id, start, configs, seeds)
+            count = start + len(configs)
+            stage = _stages.c
+            conn.execute(
+                update(_stages)
+                .where(stage.stage_id == stage_id, stage.n_trials < count)
+                .values(n_trials=count)
+            )
+            return ids
 
     def stages(self, study_id: int) -> list[StageRecord]:
         with self._session() as s:
@@ -284,6 +297,18 @@ class Store:
                 .group_by(Trial.status)
             )
             return {status: n for status, n in rows}
+
+    def epochs_spent(self, stage_id: int) -> tuple[int, int]:
+        """(trials ended, epochs they ran) of the stage, a trial that ended before its
+        first epoch counting one (what an epoch budget charges: `asha.EpochBudget`)."""
+        charged = case((Trial.epochs_run > 1, Trial.epochs_run), else_=1)
+        with self._session() as s:
+            ended, epochs = s.execute(
+                select(func.count(), func.coalesce(func.sum(charged), 0)).where(
+                    Trial.stage_id == stage_id, Trial.status.in_(FINAL_STATUSES)
+                )
+            ).one()
+            return int(ended), int(epochs)
 
     def metric_rows(
         self, stage_id: int, name: str, max_epoch: int, trial_ids: Sequence[int] | None = None
@@ -700,6 +725,7 @@ def _stage_record(row: Stage | Row[Any]) -> StageRecord:
         ranges=row.ranges,
         fixed=row.fixed,
         proposal=row.proposal,
+        epoch_budget=row.epoch_budget,
     )
 
 

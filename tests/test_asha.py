@@ -1,5 +1,6 @@
 """ASHA inside a stage: the promotion rule, asynchronous arrivals, stopped trials that spend no
-further epoch, retries, resume after kill -9, and ranking at equal fidelity."""
+further epoch, retries, resume after kill -9, ranking at equal fidelity, and stages that draw
+trials until their epoch budget is spent."""
 
 from __future__ import annotations
 
@@ -15,8 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from hpsearch.asha import RungBoard, Schedule, at_equal_fidelity, fidelity, rebuild
-from hpsearch.driver import ranking_trials, run_stage, rung_board, start_or_resume
+from hpsearch.asha import EpochBudget, RungBoard, Schedule, at_equal_fidelity, fidelity, rebuild
+from hpsearch.driver import (
+    finish_stage,
+    ranking_trials,
+    run_stage,
+    rung_board,
+    saved,
+    start_or_resume,
+)
 from hpsearch.planner import StageRequest
 from hpsearch.runtime.executor import InProcessExecutor, Workload
 from hpsearch.runtime.worker import Ended, TrialTask, run_bundle
@@ -169,14 +177,17 @@ x = {{ type = "uniform", low = 0.0, high = 1.0 }}
 trials = {trials}
 epochs = 9
 schedule = "asha"
+budget = "{budget}"
 """
 
 
-def make_spec(tmp_path: Path, trials: int = 24) -> Path:
+def make_spec(tmp_path: Path, trials: int = 24, budget: str = "trials") -> Path:
+    """A stage of `trials` trials of 9 epochs under ASHA (rungs 1 and 3); with `budget =
+    "epochs"` it draws trials until 9 x `trials` epochs are spent."""
     module = "asha_" + re.sub(r"\W", "_", tmp_path.name)
     (tmp_path / f"{module}.py").write_text(TRAINABLE)
     path = tmp_path / "study.toml"
-    path.write_text(textwrap.dedent(SPEC.format(module=module, trials=trials)))
+    path.write_text(textwrap.dedent(SPEC.format(module=module, trials=trials, budget=budget)))
     return path
 
 
@@ -252,6 +263,84 @@ def test_spec_schedule_keys_are_checked(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace('"hyperband"', '"asha"\neta = 1'))
     with pytest.raises(SpecError, match=r"coarse.eta: must be >= 2"):
         load_spec(path)
+    path.write_text(path.read_text().replace("eta = 1\n", "").replace('"trials"', '"time"'))
+    with pytest.raises(SpecError, match=r"coarse.budget: must be 'epochs' .* or 'trials'"):
+        load_spec(path)
+
+
+# -- an epoch budget: trials are drawn until trials x epochs epochs are spent ---------------
+def test_epoch_budget_draws_what_the_expected_spending_leaves_room_for() -> None:
+    """100 epochs of 10-epoch trials: 10 trials before any has ended; once trials end after
+    2.5 epochs on average, the rest of the budget buys more."""
+    budget = EpochBudget(100, 10)
+    assert budget.trials_left() == 10
+    budget.drawn(10)
+    assert budget.trials_left() == 0  # 10 running trials may spend 10 epochs each
+    for trial_id, epochs in enumerate([1, 1, 3, 1, 1, 3, 1, 9]):
+        budget.ran(trial_id, epochs)
+        budget.end(trial_id, epochs)
+    # 8 ended with 20 epochs (mean 2.5); 2 drawn, not started: expected 2 x 2.5 = 5
+    assert budget.spent == 20
+    assert budget.trials_left() == (100 - 20 - 5) // 2.5 == 30
+    budget.ran(8, 4)  # a trial that has run more than the mean is expected to spend what it ran
+    assert budget.trials_left() == int((100 - 20 - 4 - 2.5) // 2.5) == 29
+    budget.drawn(29)
+    assert budget.trials_left() == 0
+    failed = EpochBudget(3, 10, pending=1)
+    failed.end(0, 0)  # a trial that failed before its first epoch is charged one
+    assert (failed.spent, failed.trials_left()) == (1, 2)
+
+
+def test_a_stage_with_an_epoch_budget_spends_it_on_more_trials(tmp_path: Path) -> None:
+    spec = load_spec(make_spec(tmp_path, trials=12, budget="epochs"))
+    store = Store(str(tmp_path / "a.db"))
+    _, stage, _ = start_or_resume(store, spec, StageRequest(StageKind.COARSE, 12, 9))
+    assert stage.epoch_budget == 12 * 9
+    executor = InProcessExecutor(Workload(spec.trainable, spec.metric, tmp_path))
+    counts = run_stage(store, spec, stage, executor)
+    finished = finish_stage(store, spec, stage)
+    db = str(tmp_path / "a.db")
+    ((trials, rows),) = db_rows(
+        db,
+        "SELECT count(DISTINCT t.trial_id), count(*) FROM trials t JOIN metrics m "
+        "ON m.trial_id = t.trial_id AND m.name = 'val_acc'",
+    )
+    assert counts.get(Status.PENDING, 0) == 0 and counts[Status.STOPPED] > 0
+    assert trials == sum(counts.values()) == finished.stage.n_trials > 12  # stops bought trials
+    assert db_rows(db, "SELECT n_trials, epoch_budget FROM stages") == [(trials, 108)]
+    # it stopped drawing when less than one average trial's epochs were left
+    assert rows > 108 - rows / trials
+    store.close()
+
+
+def test_an_interrupted_budget_stage_saves_its_spending_and_resumes_to_the_budget(
+    tmp_path: Path,
+) -> None:
+    spec = load_spec(make_spec(tmp_path, trials=12, budget="epochs"))
+    store = Store(str(tmp_path / "a.db"))
+    _, stage, _ = start_or_resume(store, spec, StageRequest(StageKind.COARSE, 12, 9))
+    executor = InProcessExecutor(Workload(spec.trainable, spec.metric, tmp_path))
+
+    class Interrupted(InProcessExecutor):  # Ctrl-C after 30 trials' events
+        def run(self, tasks, board=None):  # type: ignore[no-untyped-def]
+            for n, events in enumerate(super().run(tasks, board)):
+                if n == 30:
+                    raise KeyboardInterrupt
+                yield events
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(store, spec, stage, Interrupted(executor.workload))
+    found = saved(store, "asha", "coarse")
+    assert found is not None and found.budget is not None
+    ended, spent = store.epochs_spent(stage.stage_id)
+    assert (found.budget.total, found.budget.spent, found.budget.ended) == (108, spent, ended)
+    assert 0 < spent < 108
+    _, again, resumed = start_or_resume(store, spec, StageRequest(StageKind.COARSE, 12, 9))
+    assert resumed and again.stage_id == stage.stage_id
+    run_stage(store, spec, again, executor, resumed=True)
+    assert store.epochs_spent(stage.stage_id)[1] > 108 - 9  # resumed until spent, not anew
+    assert store.status_counts(stage.stage_id).get(Status.PENDING, 0) == 0
+    store.close()
 
 
 # -- the CLI on a real local Ray: --schedule asha, kill -9, resume ----------------------------
@@ -277,7 +366,7 @@ def _stopped_count(db: Path) -> int:
 def test_cli_asha_stage_killed_then_resumed_keeps_every_decision(
     tmp_path: Path, ray_address: str
 ) -> None:
-    spec = make_spec(tmp_path, trials=12)
+    spec = make_spec(tmp_path, trials=12, budget="epochs")  # 108 epochs
     spec.write_text(spec.read_text().replace('schedule = "asha"\n', ""))  # from --schedule
     db = tmp_path / "h.db"
     (tmp_path / "slow").write_text("0.2")
@@ -333,3 +422,11 @@ def test_cli_asha_stage_killed_then_resumed_keeps_every_decision(
     ]
     show = run_cli("show", str(spec), "--db", str(db), cwd=tmp_path)
     assert re.search(r"trials: \d+ completed, \d+ stopped", show.stdout), show.stdout
+    # the resumed run went on drawing trials until the stage's 108 epochs were spent
+    ((n_trials, inserted, pending),) = query(
+        db,
+        "SELECT n_trials, (SELECT count(*) FROM trials), (SELECT count(*) FROM trials "
+        "WHERE status NOT IN ('completed', 'stopped', 'failed', 'diverged')) FROM stages",
+    )
+    assert n_trials == inserted > 12 and pending == 0
+    assert query(db, "SELECT count(*) FROM metrics WHERE name = 'val_acc'")[0][0] > 108 - 9

@@ -60,7 +60,11 @@ def progress_bar(label: str, quiet: bool) -> Iterator[Callable[[StageProgress], 
                 f"{f'  stopped {stopped}' if stopped else ''}"
                 f"  best {fmt(p.best) if p.best is not None else '-'}"
             ) + stall_note(p)
-            bar.update(task, total=p.total, completed=p.done, status=status)
+            total, completed = p.total, p.done
+            if p.budget is not None:  # the bar counts epochs; trials are drawn until spent
+                total, completed = p.budget.total, min(p.budget.spent, p.budget.total)
+                status = f"epochs  ({p.done} trials)  {status}"
+            bar.update(task, total=total, completed=completed, status=status)
 
         yield update
 

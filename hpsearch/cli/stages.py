@@ -153,9 +153,13 @@ def _saved_line(study: Study, kind: StageKind) -> str:
     stage, n = found.stage, found.stage.n_trials
     final = {s: c for s, c in sorted(found.counts.items()) if Status(s).is_final}
     detail = f" ({', '.join(f'{c} {s}' for s, c in final.items())})" if final else ""
+    done = f"{sum(final.values())} of {n} trials finished{detail}"
+    inserted = f"{found.inserted} of {n} configurations inserted"
+    if found.budget is not None:  # the stage draws trials until its epochs are spent
+        done = f"{sum(final.values())} trials finished{detail}"
+        inserted = f"{found.budget.spent} of {found.budget.total} epochs spent by them"
     return (
-        f"saved in {study.store.db}: {kind} stage {stage.stage_id}: {sum(final.values())} of "
-        f"{n} trials finished{detail}, {found.inserted} of {n} configurations inserted: "
+        f"saved in {study.store.db}: {kind} stage {stage.stage_id}: {done}, {inserted}: "
         f"rerun the command to resume"
     )
 
@@ -168,10 +172,10 @@ def _progress_view(spec: StudySpec, quiet: bool, stack: ExitStack) -> ProgressCa
         if not bar:
             stage = p.stage
             if p.resumed:
-                err.print(
-                    f"resuming {stage.kind} stage {stage.stage_id}: "
-                    f"{p.left} of {stage.n_trials} trials left"
-                )
+                left = f"{p.left} of {stage.n_trials} trials left"
+                if p.budget is not None:
+                    left = f"{p.budget.spent} of {p.budget.total} epochs spent, {left}"
+                err.print(f"resuming {stage.kind} stage {stage.stage_id}: {left}")
             label = f"{spec.name} {stage.kind} {stage.stage_id}"
             bar.append(stack.enter_context(progress_bar(label, quiet)))
         if bar[0] is not None:
