@@ -254,27 +254,11 @@ def _tasks(
         yield from (_task(stage, space, t) for t in trials)
         after = trials[-1].number
     inserted = sum(store.status_counts(stage.stage_id).values())
-    for start, stop in _new_chunks(stage, inserted, chunk, budget):
+    for start, stop in planner.draws(stage.n_trials, inserted, chunk, budget):
         configs, seeds = planner.configurations(space, stage.seed, start, stop)
         ids = store.add_trials(stage.stage_id, start, configs, seeds)
-        if budget:
-            budget.drawn(len(ids))
         for trial_id, config, seed in zip(ids, configs, seeds, strict=True):
             yield TrialTask(trial_id, 1, {**stage.fixed, **config}, seed, stage.epochs)
-
-
-def _new_chunks(
-    stage: StageRecord, inserted: int, chunk: int, budget: EpochBudget | None
-) -> Iterator[tuple[int, int]]:
-    """(start, stop) of the trials to insert next: up to the stage's `n_trials`, or with an
-    epoch budget as many as it leaves room for, judged again once these are handed out."""
-    if budget is None:
-        for start in range(inserted, stage.n_trials, chunk):
-            yield start, min(start + chunk, stage.n_trials)
-        return
-    while n := min(chunk, budget.trials_left()):
-        yield inserted, inserted + n
-        inserted += n
 
 
 def epoch_budget(store: Store, stage: StageRecord) -> EpochBudget | None:

@@ -10,12 +10,13 @@ the same functions on its own records.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from hpsearch.asha import EpochBudget
 from hpsearch.errors import HpsearchError
 from hpsearch.narrowing import Analysis, analyze, split_proposal
 from hpsearch.ranking import ranked
@@ -121,6 +122,22 @@ def configurations(
             configs.append(dict(keep[i]) if i < len(keep) else drawn[i - first])
             seeds.append(block_seeds[i - first])
     return configs, seeds
+
+
+def draws(
+    trials: int, drawn: int, chunk: int, budget: EpochBudget | None = None
+) -> Iterator[tuple[int, int]]:
+    """(start, stop) of the trials to draw next, `drawn` being drawn already: up to `trials`,
+    or with an epoch budget as many as it leaves room for, judged again once the previous
+    ones are handed out (the stage runs them before it asks again)."""
+    if budget is None:
+        for start in range(drawn, trials, chunk):
+            yield start, min(start + chunk, trials)
+        return
+    while n := min(chunk, budget.trials_left()):
+        budget.drawn(n)
+        yield drawn, drawn + n
+        drawn += n
 
 
 Plan = Resume | NewStage
@@ -308,6 +325,7 @@ __all__ = [
     "analyze_stage",
     "configurations",
     "decide",
+    "draws",
     "new_stage",
     "parent",
     "proposal",
