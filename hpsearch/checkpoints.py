@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from hpsearch.registry import CHECKPOINT_DIR, RESTORE_DIR, Trainable, checkpoint_keywords
 from hpsearch.retention import Kept, to_keep
-from hpsearch.runtime.worker import Checkpointed, Event, TrialTask
+from hpsearch.runtime.worker import Checkpointed, Drawn, Event
 from hpsearch.spec import StudySpec
 from storage import (
     ArtifactError,
@@ -62,9 +62,9 @@ class Checkpointing:
         self,
         store: Store,
         stage_id: int,
-        tasks: Iterable[TrialTask],
+        tasks: Iterable[Drawn],
         histories: dict[int, EpochValues],
-    ) -> Iterator[TrialTask]:
+    ) -> Iterator[Drawn]:
         """The tasks with checkpointing on, as they are drawn: each trial that has a checkpoint
         is given its latest (when the trainable restores), and its metric history up to it
         goes to `histories`."""
@@ -73,6 +73,9 @@ class Checkpointing:
             for record in store.stage_checkpoints(stage_id):
                 latest.setdefault(record.trial_id, []).append(record)
         for task in tasks:
+            if task is None:  # none drawn yet
+                yield task
+                continue
             task = replace(task, checkpoint=True)
             newest = latest_files(latest.get(task.trial_id, []))
             content = self._read(newest)

@@ -21,7 +21,7 @@ from hpsearch.planner import History, NewStage, NoProposalError, Plan, Resume, S
 from hpsearch.ranking import sample_every
 from hpsearch.registry import qualified
 from hpsearch.runtime.executor import Executor
-from hpsearch.runtime.worker import Ended, EpochDone, Event, Lost, Started, TrialTask
+from hpsearch.runtime.worker import Drawn, Ended, EpochDone, Event, Lost, Started, TrialTask
 from hpsearch.space import Space
 from hpsearch.spec import StudySpec
 from hpsearch.stall import StallWatch
@@ -245,9 +245,10 @@ def _task(stage: StageRecord, space: Space, trial: TrialRecord) -> TrialTask:
 
 def _tasks(
     store: Store, stage: StageRecord, chunk: int, budget: EpochBudget | None = None
-) -> Iterator[TrialTask]:
+) -> Iterator[Drawn]:
     """The stage's trials to run, `chunk` at a time: first the unfinished ones on record, then
-    the ones not inserted yet, sampled and inserted as the executor takes them."""
+    the ones not inserted yet, sampled and inserted as the executor takes them. With an epoch
+    budget that has no room while trials run, None: ask again once some have ended."""
     space = Space.from_dict(stage.ranges)
     after = -1
     while trials := store.trials(stage.stage_id, unfinished_only=True, after=after, limit=chunk):
@@ -255,6 +256,9 @@ def _tasks(
         after = trials[-1].number
     inserted = sum(store.status_counts(stage.stage_id).values())
     for start, stop in planner.draws(stage.n_trials, inserted, chunk, budget):
+        if start == stop:
+            yield None
+            continue
         configs, seeds = planner.configurations(space, stage.seed, start, stop)
         ids = store.add_trials(stage.stage_id, start, configs, seeds)
         for trial_id, config, seed in zip(ids, configs, seeds, strict=True):
@@ -273,16 +277,16 @@ def epoch_budget(store: Store, stage: StageRecord) -> EpochBudget | None:
 class _Feed:
     """Tasks drawn one by one, with how many are left (the executor sizes bundles by it)."""
 
-    def __init__(self, tasks: Iterator[TrialTask], left: int) -> None:
+    def __init__(self, tasks: Iterator[Drawn], left: int) -> None:
         self._tasks = tasks
         self.left = left
 
     def __iter__(self) -> _Feed:
         return self
 
-    def __next__(self) -> TrialTask:
+    def __next__(self) -> Drawn:
         task = next(self._tasks)
-        self.left -= 1
+        self.left -= task is not None
         return task
 
     def __length_hint__(self) -> int:

@@ -129,12 +129,13 @@ def draws(
 ) -> Iterator[tuple[int, int]]:
     """(start, stop) of the trials to draw next, `drawn` being drawn already: up to `trials`,
     or with an epoch budget as many as it leaves room for, judged again once the previous
-    ones are handed out (the stage runs them before it asks again)."""
+    ones are handed out. An empty range: no room while trials drawn are still running (ask
+    again once some have ended); the budget is spent when none is running."""
     if budget is None:
         for start in range(drawn, trials, chunk):
             yield start, min(start + chunk, trials)
         return
-    while n := min(chunk, budget.trials_left()):
+    while (n := min(chunk, budget.trials_left())) or budget.pending:
         budget.drawn(n)
         yield drawn, drawn + n
         drawn += n

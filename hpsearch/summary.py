@@ -44,6 +44,7 @@ def stage_document(summary: StageSummary) -> dict[str, Any]:
         "status": stage.status,
         "trials": stage.n_trials,
         "epochs": stage.epochs,
+        "epoch_budget": stage.epoch_budget,
         "seed": stage.seed,
         "ranges": stage.ranges,
         "counts": summary.counts,

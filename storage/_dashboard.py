@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from storage._errors import QueryTimeout, StorageError
-from storage._queries import _stage, _study
+from storage._queries import _stage, _study, stage_columns
 from storage._readonly import Reader, check_query, read_only
 from storage._records import QueryResult, StageRecord, StudyRecord
 from storage._terms import FINAL_STATUSES, Mode, Status
@@ -48,8 +48,7 @@ def study_by_name(reader: Reader, name: str) -> StudyRecord:
 
 def study_stages(reader: Reader, study: StudyRecord) -> list[StageRecord]:
     rows = reader.query(
-        "SELECT stage_id, study_id, kind, parent_stage_id, status, seed, epochs, n_trials, "
-        "ranges, fixed, proposal FROM stages WHERE study_id = :s ORDER BY stage_id",
+        f"SELECT {stage_columns(reader)} FROM stages WHERE study_id = :s ORDER BY stage_id",
         {"s": study.study_id},
     ).rows
     return [_stage(r) for r in rows]

@@ -93,16 +93,24 @@ def load_stages(db: str, study: str) -> list[StageRecord]:
 
 def _stages(reader: Reader, study_id: int) -> list[StageRecord]:
     rows = reader.query(
-        "SELECT stage_id, study_id, kind, parent_stage_id, status, seed, epochs, n_trials, "
-        "ranges, fixed, proposal FROM stages WHERE study_id = :s ORDER BY stage_id",
+        f"SELECT {stage_columns(reader)} FROM stages WHERE study_id = :s ORDER BY stage_id",
         {"s": study_id},
     ).rows
     return [_stage(r) for r in rows]
 
 
+def stage_columns(reader: Reader) -> str:
+    """The columns `_stage` reads (an epoch budget only from schema version 8 on)."""
+    budget = "epoch_budget" if reader.schema_version >= 8 else "NULL"
+    return (
+        "stage_id, study_id, kind, parent_stage_id, status, seed, epochs, n_trials, "
+        f"ranges, fixed, proposal, {budget}"
+    )
+
+
 def _stage(row: tuple[Any, ...]) -> StageRecord:
     stage_id, study_id, kind, parent, status, seed, epochs, n_trials = row[:8]
-    ranges, fixed, proposal = (_json(v) for v in row[8:])
+    ranges, fixed, proposal = (_json(v) for v in row[8:11])
     return StageRecord(
         stage_id,
         study_id,
@@ -115,6 +123,7 @@ def _stage(row: tuple[Any, ...]) -> StageRecord:
         ranges or {},
         fixed or {},
         proposal,
+        row[11],
     )
 
 

@@ -86,10 +86,11 @@ def test_coarse_and_fine_on_ray_from_a_notebook_function(tmp_path: Path, ray_add
     assert coarse.proposal is not None and coarse.proposal["lr"]["high"] > 1.0
 
     fine = study.fine(address=ray_address)
-    assert (fine.kind, fine.parent, fine.trials, fine.epochs) == ("fine", coarse.stage_id, 6, 3)
-    assert fine.counts == {"completed": 6}
+    assert (fine.kind, fine.parent, fine.epochs) == ("fine", coarse.stage_id, 3)
+    # the default fine stage, ASHA with a rung at epoch 1, drew trials until 6 x 3 were spent
+    assert fine.trials > 6 and set(fine.counts) <= {"completed", "stopped"}
     rerun = query(db, f"SELECT count(*) FROM trials WHERE stage_id = {fine.stage_id}")
-    assert rerun == [(6,)]
+    assert rerun == [(fine.trials,)] == [(sum(fine.counts.values()),)]
     fine_shown = shown_stage(db, "nb", fine.stage_id, tmp_path)
     assert fine.flags == fine_shown["flags"] and fine.proposal == fine_shown["proposal"]
     assert fine.best == fine_shown["best"]
@@ -128,7 +129,7 @@ def test_dict_spec_runs_in_process_and_reports_progress(tmp_path: Path) -> None:
     assert coarse.top[0].best_value == best
 
     fine = study.fine(trials=4, epochs=2, top=3, executor="local")
-    assert fine.parent == coarse.stage_id and fine.trials == 4
+    assert fine.parent == coarse.stage_id and fine.trials > 4  # ASHA spends 4 x 2 epochs
     assert query(db, "SELECT kind, parent_stage_id FROM stages ORDER BY stage_id") == [
         ("coarse", None),
         ("fine", coarse.stage_id),

@@ -25,7 +25,7 @@ from hpsearch.driver import (
     saved,
     start_or_resume,
 )
-from hpsearch.planner import StageRequest
+from hpsearch.planner import StageRequest, draws
 from hpsearch.runtime.executor import InProcessExecutor, Workload
 from hpsearch.runtime.worker import Ended, TrialTask, run_bundle
 from hpsearch.spec import load_spec
@@ -289,6 +289,23 @@ def test_epoch_budget_draws_what_the_expected_spending_leaves_room_for() -> None
     failed = EpochBudget(3, 10, pending=1)
     failed.end(0, 0)  # a trial that failed before its first epoch is charged one
     assert (failed.spent, failed.trials_left()) == (1, 2)
+
+
+def test_draws_wait_while_running_trials_may_still_spend_the_budget() -> None:
+    """12 epochs of 3-epoch trials: 4 drawn at first; none more while they run (an empty
+    range: ask again); once two ended after one epoch each, room for more; once none is
+    running and no room is left, the stage has spent its budget."""
+    budget = EpochBudget(12, 3)
+    chunks = draws(0, 0, 1000, budget)
+    assert next(chunks) == (0, 4)
+    assert next(chunks) == (4, 4)  # 4 running, each may spend 3 epochs
+    budget.end(0, 1)
+    budget.end(1, 1)  # mean 1: 2 running are expected to spend 1 each
+    assert next(chunks) == (4, 12 - 2 - 2 + 4)
+    for trial_id in range(2, 12):
+        budget.end(trial_id, 1)
+    assert budget.spent == 12 and next(chunks, None) is None
+    assert list(draws(5, 2, 2)) == [(2, 4), (4, 5)]  # no budget: up to the stage's trials
 
 
 def test_a_stage_with_an_epoch_budget_spends_it_on_more_trials(tmp_path: Path) -> None:

@@ -117,7 +117,9 @@ def test_edge_flag_widens_and_fine_gets_closer_to_the_optimum(tmp_path: Path, db
 
     second = fine(store, spec)
     assert second.kind == "fine" and second.parent_stage_id == first.stage_id
-    assert second.epochs == 6 and second.n_trials == 20
+    # the default fine stage: ASHA, drawing trials until 20 x 6 epochs are spent
+    assert second.epochs == 6 and second.epoch_budget == 120 and second.n_trials > 20
+    assert len(store.trials(second.stage_id)) == second.n_trials
     assert second.ranges == {
         p: {k: v for k, v in r.items() if k != "reason"} for p, r in proposal.items()
     }
@@ -225,11 +227,12 @@ def test_cli_coarse_widen_fine_show(tmp_path: Path, ray_address: str) -> None:
     assert result.returncode == 0, result.stderr
     result = run_cli("fine", str(spec), *base, "--trials", "8", "--epochs", "4", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert query(db, "SELECT stage_id, kind, parent_stage_id, n_trials, epochs FROM stages") == [
-        (1, "coarse", None, 40, 2),
-        (2, "coarse", 1, 20, 2),
-        (3, "fine", 2, 8, 4),
-    ]
+    stages = "SELECT stage_id, kind, parent_stage_id, n_trials, epochs, epoch_budget FROM stages"
+    *coarse, (fine_id, kind, parent, n_fine, epochs, budget) = query(db, stages)
+    assert coarse == [(1, "coarse", None, 40, 2, None), (2, "coarse", 1, 20, 2, None)]
+    # the fine stage (ASHA by default, rung at epoch 1) drew trials until 8 x 4 were spent
+    assert (fine_id, kind, parent, epochs, budget) == (3, "fine", 2, 4, 32) and n_fine > 8
+    assert query(db, "SELECT count(*) FROM trials WHERE stage_id = 3") == [(n_fine,)]
 
     shown = run_cli("show", "syn", "--db", str(db), "--json", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
@@ -241,14 +244,18 @@ def test_cli_coarse_widen_fine_show(tmp_path: Path, ray_address: str) -> None:
     assert 0.9 <= first["flags"][0]["position"] <= 1.0
     assert second["ranges"] == first["proposal"]  # the widened stage sampled the proposal
     assert second["ranges"]["reg"]["high"] > 10
-    assert third["counts"] == {"completed": 8}
+    assert sum(third["counts"].values()) == n_fine and third["epoch_budget"] == 32
+    assert set(third["counts"]) <= {"completed", "stopped"}
     assert set(third["best"]) >= {"trial", "value", "params"}
     assert set(third["ranges"]["lr"]) == {"type", "low", "high"}
     assert third["proposal"]["lr"]["type"] == "loguniform"
 
     text = run_cli("show", str(spec), "--db", str(db), cwd=tmp_path)
     assert text.returncode == 0, text.stderr
-    assert "stage 3 fine (finished, from stage 2): 8 trials x 4 epochs" in text.stdout
+    assert (
+        f"stage 3 fine (finished, from stage 2): {n_fine} trials x 4 epochs "
+        "(ASHA: drawn until 32 epochs were spent)"
+    ) in text.stdout
     assert "flag: reg: " in text.stdout and "expected by chance" in text.stdout
 
 

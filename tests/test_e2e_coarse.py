@@ -117,7 +117,7 @@ def test_bad_spec_is_one_line_exit_2_and_database_untouched(
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "hpsearch: error: study.toml: coarse.trails: unknown key "
-        "(allowed: epochs, eta, grace, schedule, trial_timeout, trials)"
+        "(allowed: budget, epochs, eta, grace, schedule, trial_timeout, trials)"
     )
     assert db.read_bytes() == before
 

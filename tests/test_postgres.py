@@ -53,6 +53,7 @@ epochs = 3
 [fine]
 trials = 4
 epochs = 4
+schedule = "none"  # ASHA's decisions follow arrival order: two runs would differ
 """
 
 

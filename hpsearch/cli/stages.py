@@ -302,13 +302,19 @@ def _ensemble_lines(ensembles: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _budget(stage: dict[str, Any]) -> str:
+    budget = stage["epoch_budget"]
+    return "" if budget is None else f" (ASHA: drawn until {budget} epochs were spent)"
+
+
 def _stage_lines(stage: dict[str, Any], metric: str) -> list[str]:
     parent = f", from stage {stage['parent']}" if stage["parent"] else ""
     counts = ", ".join(f"{n} {s}" for s, n in sorted(stage["counts"].items()))
     lines = [
         "",
         f"stage {stage['id']} {stage['kind']} ({stage['status']}{parent}): "
-        f"{stage['trials']} trials x {stage['epochs']} epochs, seed {stage['seed']}",
+        f"{stage['trials']} trials x {stage['epochs']} epochs{_budget(stage)}, "
+        f"seed {stage['seed']}",
         f"  trials: {counts}",
         "  ranges:",
         *(f"    {_range(name, r)}" for name, r in stage["ranges"].items()),

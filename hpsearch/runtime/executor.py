@@ -29,6 +29,7 @@ from hpsearch.runtime.cluster import UPLOAD_EXCLUDES, check_cluster, cluster_add
 from hpsearch.runtime.local_ray import loopback_only
 from hpsearch.runtime.worker import (
     Checkpointed,
+    Drawn,
     Ended,
     EpochDone,
     Event,
@@ -49,7 +50,7 @@ class Executor(Protocol):
     slots: int
 
     def run(
-        self, tasks: Iterable[TrialTask], board: RungBoard | None = None
+        self, tasks: Iterable[Drawn], board: RungBoard | None = None
     ) -> Iterator[list[Event]]: ...
 
     def close(self) -> None: ...
@@ -80,11 +81,11 @@ class InProcessExecutor:
     def __init__(self, workload: Workload) -> None:
         self.workload = workload
 
-    def run(
-        self, tasks: Iterable[TrialTask], board: RungBoard | None = None
-    ) -> Iterator[list[Event]]:
+    def run(self, tasks: Iterable[Drawn], board: RungBoard | None = None) -> Iterator[list[Event]]:
         fn = self.workload.resolve(self.workload.search_path)
         for task in tasks:
+            if task is None:  # none running here when it asks: an epoch budget is spent
+                return
             yield from run_bundle(fn, [task], self.workload.metric, "local", 0.0, board)
 
     def close(self) -> None:
@@ -222,11 +223,13 @@ class _Queue(deque[TrialTask]):
     take them (a stage's trials are never all in memory); its length counts the source's
     `__length_hint__`, so bundles are sized by what is left of the stage."""
 
-    def __init__(self, source: Iterable[TrialTask]) -> None:
+    def __init__(self, source: Iterable[Drawn]) -> None:
         super().__init__()
         self._source = iter(source)
 
     def _fill(self) -> bool:
+        """A trial is waiting; False when the source has none, for good or not yet (asked
+        again on the next round while trials run)."""
         if not super().__len__():
             task = next(self._source, None)
             if task is None:
@@ -295,9 +298,7 @@ class RayExecutor:
         self._stopping: dict[Any, tuple[int, str]] = {}  # task cancelled -> trial, why
         self._nodes: dict[Any, str | None] = {}  # task -> the node it runs on
 
-    def run(
-        self, tasks: Iterable[TrialTask], board: RungBoard | None = None
-    ) -> Iterator[list[Event]]:
+    def run(self, tasks: Iterable[Drawn], board: RungBoard | None = None) -> Iterator[list[Event]]:
         import ray
 
         queue = _Queue(tasks)

@@ -88,6 +88,11 @@ class TrialTask:
     restore_epoch: int = 0  # the epoch after which `restore` was made
 
 
+# what a stage's feed of trials gives: a trial to run, or None: none yet (a stage with an epoch
+# budget draws more only once running trials have ended: ask again after the next events)
+Drawn = TrialTask | None
+
+
 def resumes_after(fn: Trainable, task: TrialTask) -> int:
     """The epoch this attempt continues after: the restored checkpoint's, else 0."""
     if task.restore and RESTORE_DIR in checkpoint_keywords(fn):
