@@ -269,42 +269,45 @@ def test_spec_schedule_keys_are_checked(tmp_path: Path) -> None:
 
 
 # -- an epoch budget: trials are drawn until trials x epochs epochs are spent ---------------
-def test_epoch_budget_draws_what_the_expected_spending_leaves_room_for() -> None:
-    """100 epochs of 10-epoch trials: 10 trials before any has ended; once trials end after
-    2.5 epochs on average, the rest of the budget buys more."""
+def test_epoch_budget_draws_half_of_what_the_expected_spending_leaves_room_for() -> None:
+    """100 epochs of 10-epoch trials: room for 10 before any has ended; once trials end after
+    2.5 epochs on average, the rest of the budget has room for more: half of it is drawn."""
     budget = EpochBudget(100, 10)
-    assert budget.trials_left() == 10
+    assert (budget.room(), budget.trials_left()) == (10, 5)
     budget.drawn(10)
-    assert budget.trials_left() == 0  # 10 running trials may spend 10 epochs each
+    assert budget.room() == budget.trials_left() == 0  # 10 running may spend 10 epochs each
     for trial_id, epochs in enumerate([1, 1, 3, 1, 1, 3, 1, 9]):
         budget.ran(trial_id, epochs)
         budget.end(trial_id, epochs)
     # 8 ended with 20 epochs (mean 2.5); 2 drawn, not started: expected 2 x 2.5 = 5
     assert budget.spent == 20
-    assert budget.trials_left() == (100 - 20 - 5) // 2.5 == 30
+    assert budget.room() == (100 - 20 - 5) // 2.5 == 30 and budget.trials_left() == 15
     budget.ran(8, 4)  # a trial that has run more than the mean is expected to spend what it ran
-    assert budget.trials_left() == int((100 - 20 - 4 - 2.5) // 2.5) == 29
+    assert budget.room() == int((100 - 20 - 4 - 2.5) // 2.5) == 29
+    assert budget.trials_left() == 15  # half, rounded up
     budget.drawn(29)
     assert budget.trials_left() == 0
     failed = EpochBudget(3, 10, pending=1)
     failed.end(0, 0)  # a trial that failed before its first epoch is charged one
-    assert (failed.spent, failed.trials_left()) == (1, 2)
+    assert (failed.spent, failed.room(), failed.trials_left()) == (1, 2, 1)
 
 
 def test_draws_wait_while_running_trials_may_still_spend_the_budget() -> None:
-    """12 epochs of 3-epoch trials: 4 drawn at first; none more while they run (an empty
-    range: ask again); once two ended after one epoch each, room for more; once none is
-    running and no room is left, the stage has spent its budget."""
+    """12 epochs of 3-epoch trials: half the room at a time, then nothing more while the 4
+    drawn run (an empty range: ask again); once two ended after one epoch each, room for
+    more; once none is running and no room is left, the stage has spent its budget."""
     budget = EpochBudget(12, 3)
     chunks = draws(0, 0, 1000, budget)
-    assert next(chunks) == (0, 4)
-    assert next(chunks) == (4, 4)  # 4 running, each may spend 3 epochs
+    assert [next(chunks) for _ in range(4)] == [(0, 2), (2, 3), (3, 4), (4, 4)]
     budget.end(0, 1)
-    budget.end(1, 1)  # mean 1: 2 running are expected to spend 1 each
-    assert next(chunks) == (4, 12 - 2 - 2 + 4)
-    for trial_id in range(2, 12):
-        budget.end(trial_id, 1)
-    assert budget.spent == 12 and next(chunks, None) is None
+    budget.end(1, 1)  # mean 1: the 2 still running are expected to spend 1 each
+    assert budget.room() == 12 - 2 - 2 and next(chunks) == (4, 8)
+    running = list(range(2, 8))
+    for start, stop in chunks:  # from now on every trial ends after one epoch
+        for trial_id in [*running, *range(start, stop)]:
+            budget.end(trial_id, 1)
+        running = []
+    assert budget.spent == 12 and budget.pending == 0
     assert list(draws(5, 2, 2)) == [(2, 4), (4, 5)]  # no budget: up to the stage's trials
 
 

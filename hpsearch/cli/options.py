@@ -29,7 +29,12 @@ ArtifactsOpt = Annotated[
         "default: results.artifacts/ beside a SQLite --db.",
     ),
 ]
-TrialsOpt = Annotated[int | None, typer.Option(min=1, help="Trials (default: from the spec).")]
+TrialsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="Trials (default: spec); under ASHA: trials x epochs is the epoch budget."
+    ),
+]
 EpochsOpt = Annotated[int | None, typer.Option(min=1, help="Epochs per trial (default: spec).")]
 SeedOpt = Annotated[
     int | None, typer.Option(min=0, help="Sampling seed (default: spec seed + stage count).")
