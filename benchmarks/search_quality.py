@@ -1008,7 +1008,9 @@ def overview(rows: list[dict[str, Any]], problems: list[Problem]) -> list[str]:
         lines.append(f"| {problem.name} | " + " | ".join(cells) + " |")
         spread.append(f"| {problem.name} | " + " | ".join(spreads) + " |")
     out = ["Median score (seeds):", "", *lines, "", "25%..75%, worst:", "", *spread]
-    out += ["", *verdicts(rows, shown)]
+    out += ["", *verdicts(rows, shown, "")]
+    title = ", every method stopped at the budget (trials that ended past it ignored)"
+    out += ["", *verdicts(within_budget(rows, shown), shown, title)]
     for reference in (r for r in REFERENCES if r in methods):
         rivals = [m for m in methods if m != reference]
         out += [
@@ -1024,14 +1026,28 @@ def overview(rows: list[dict[str, Any]], problems: list[Problem]) -> list[str]:
     return out
 
 
-def verdicts(rows: list[dict[str, Any]], problems: list[Problem]) -> list[str]:
+def within_budget(rows: list[dict[str, Any]], problems: list[Problem]) -> list[dict[str, Any]]:
+    """The rows as if each method had stopped at the budget: the score of the trial it would
+    have chosen from the trials that ended within the budget (from its trajectory)."""
+    total = {p.name: p.budget.total for p in problems}
+    out = []
+    for r in rows:
+        if "trajectory" in r and r["problem"] in total:
+            inside = [score for spent, score in r["trajectory"] if spent <= total[r["problem"]]]
+            r = {**r, "score": inside[-1] if inside else None}
+        out.append(r)
+    return out
+
+
+def verdicts(rows: list[dict[str, Any]], problems: list[Problem], title: str) -> list[str]:
     """The issue's target, per problem: the default against the best rival (the best median
     score) and against random search; "level" is no significant difference (p >= 0.05)."""
     lines = [
-        f"Target check for {DEFAULT} (Wilcoxon, paired by seed; level: p >= 0.05):",
+        f"Target check for {DEFAULT}{title} (Wilcoxon, paired by seed; level: p >= 0.05):",
         "",
-        "| problem | best rival | vs best rival | vs random | significantly worse than |",
-        "|---|---|---|---|---|",
+        f"| problem | {DEFAULT} | best rival | vs best rival | vs random "
+        "| significantly worse than |",
+        "|---|---|---|---|---|---|",
     ]
     for problem in problems:
         medians = {
@@ -1039,7 +1055,8 @@ def verdicts(rows: list[dict[str, Any]], problems: list[Problem]) -> list[str]:
             for m in RIVALS
             if (scores := scores_of(rows, problem, m))
         }
-        if not medians or not scores_of(rows, problem, DEFAULT):
+        mine = scores_of(rows, problem, DEFAULT)
+        if not medians or not mine:
             continue
         pick = min if problem.score_name == "regret" else max
         best = pick(medians, key=lambda m: medians[m])
@@ -1048,7 +1065,8 @@ def verdicts(rows: list[dict[str, Any]], problems: list[Problem]) -> list[str]:
         vs_random = tests.get("random")
         random_cell = f"{vs_random.verdict}, {vs_random.text}" if vs_random else "-"
         lines.append(
-            f"| {problem.name} | {best} ({medians[best]:.3g}) | {tests[best].verdict}, "
+            f"| {problem.name} | {np.median(list(mine.values())):.3g} "
+            f"| {best} ({medians[best]:.3g}) | {tests[best].verdict}, "
             f"{tests[best].text} | {random_cell} | {', '.join(worse) or 'none'} |"
         )
     return lines
