@@ -1102,7 +1102,10 @@ def plot(rows: list[dict[str, Any]], problem: Problem, out: Path) -> Path:
         style = "-" if method.startswith("coarse") or method == "asha" else "--"
         ax.plot(grid, median, style, color=colormaps["tab20"](i), label=method)
     ax.axvline(problem.budget.total, color="grey", linewidth=0.5, linestyle=":")
-    ax.set_xlabel("epochs spent (dotted: the budget)")
+    shown = min(total, int(1.5 * problem.budget.total))  # a few runs end far past the budget
+    ax.set_xlim(0, shown)
+    cut = f", cut at {shown} of {total}" if shown < total else ""
+    ax.set_xlabel(f"epochs spent (dotted: the budget{cut})")
     ax.set_ylabel(f"{problem.score_name} of the best trial so far (median over seeds)")
     if problem.score_name == "regret":
         ax.set_yscale("log")
