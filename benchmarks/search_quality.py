@@ -560,7 +560,9 @@ VARIANTS = {
 }
 
 
-def coarse_fine(problem: Problem, rng, variant: Variant) -> tuple[Trial | None, dict]:
+def coarse_fine(
+    problem: Problem, rng: np.random.Generator, variant: Variant
+) -> tuple[Trial | None, dict[str, Any]]:
     """Coarse stage(s), then a fine stage of (budget left) // (fine epochs) nominal trials,
     under the variant's fine schedule."""
     b = problem.budget
@@ -590,7 +592,7 @@ def coarse_fine(problem: Problem, rng, variant: Variant) -> tuple[Trial | None, 
     return choose(problem, trials), extra
 
 
-def single_asha(problem: Problem, rng) -> tuple[Trial | None, dict]:
+def single_asha(problem: Problem, rng: np.random.Generator) -> tuple[Trial | None, dict[str, Any]]:
     """One stage with `schedule = "asha"`, `budget = "epochs"` on the spec's ranges: a coarse
     stage of `single` full-length trials nominal, drawing until their epochs are spent."""
     b = problem.budget
@@ -915,8 +917,14 @@ def epochs_spent(rows: list[dict[str, Any]], problem: Problem) -> list[str]:
 DEFAULT = "coarse->fine"
 REFERENCES = (DEFAULT, "coarse->fine budget=trials", "coarse->fine schedule=none")
 # the methods that are not hpsearch
-RIVALS = ("random", "optuna-tpe", "optuna-tpe+hyperband", "optuna-tpe+median")
-RIVALS += ("optuna-random", "ray-tune-asha")
+RIVALS = (
+    "random",
+    "optuna-tpe",
+    "optuna-tpe+hyperband",
+    "optuna-tpe+median",
+    "optuna-random",
+    "ray-tune-asha",
+)
 WORST = {"regret": math.inf, "test_acc": 0.0}  # a seed without a chosen trial
 
 
