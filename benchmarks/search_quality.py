@@ -3,6 +3,8 @@
     python benchmarks/search_quality.py --workers 1 --json rows.json --plots docs   # all
     python benchmarks/search_quality.py --seeds 2 --mlp-seeds 2 --tune-seeds 1     # a look
     python benchmarks/search_quality.py --load rows.json --plots docs    # report again
+    python benchmarks/search_quality.py --methods coarse->fine,asha --merge old.json \
+        --json rows.json    # rerun two methods, the other methods' rows taken from old.json
 
 Problems:
   * Branin (2-D) and Hartmann-6 with every coordinate behind a log-scaled parameter
@@ -18,17 +20,22 @@ Problems:
 
 Methods, all with the same total number of epochs (a trial cut short counts the epochs it
 ran; every trial is a generator of epochs, so a trial stopped early really stops):
-  * coarse->fine: hpsearch's planner (`hpsearch.planner`: the same parent, proposal, seeds and
-    keep-then-sample as `hpsearch fine`, default settings), coarse stage of short trials, fine
-    stage of full-length trials on the proposed ranges that re-runs the 3 best coarse
-    configurations first (`[fine] keep = 3`, the default);
-  * coarse->fine+asha same-n: the same with `[fine] schedule = "asha"` (hpsearch's own rung
-    board, eta 3, grace 1) and the same number of fine trials: it spends fewer epochs;
-  * coarse->fine+asha: fine trials under ASHA until the budget is spent (more `[fine] trials`);
+  * coarse->fine: hpsearch's default, `hpsearch coarse` + `hpsearch fine`: the planner
+    (`hpsearch.planner`: parent, proposal, seeds, keep-then-sample, epoch budget) plans each
+    stage and `run_stage` runs it as hpsearch's driver does (one worker). A coarse stage of
+    short trials (`[coarse] schedule = "none"`), then a fine stage on the proposed ranges with
+    `[fine] schedule = "asha"` (eta 3, grace 1, budget "epochs"; hpsearch's rung board) of
+    (budget left) // (fine epochs) nominal trials: it re-runs the 3 best coarse
+    configurations first (`keep = 3`) and draws trials (`planner.draws`) until the nominal
+    trials' epochs are spent, so it may end a little over or under the budget;
+  * coarse->fine budget=trials: the same with `budget = "trials"`: the nominal fine trial
+    count under ASHA, fewer epochs spent;
+  * coarse->fine schedule=none: the old default, every fine trial full length;
   * coarse->fine keep=0: every fine configuration sampled (the ablation);
   * coarse->widen->fine: a smaller coarse stage, a second coarse stage on the proposal when
     an edge flag fires, then the fine stage (what `hpsearch coarse --widen` does);
-  * asha: one stage with `schedule = "asha"` on the spec's ranges until the budget is spent;
+  * asha: one stage on the spec's ranges with `schedule = "asha"`, budget "epochs", of
+    `single` full-length trials nominal (drawn until their epochs are spent);
   * random: single-stage random search, every trial full length;
   * optuna-tpe, optuna-random: Optuna samplers with defaults, every trial full length;
     optuna-tpe+hyperband, optuna-tpe+median: TPE with a pruner, trials until the budget is spent;
@@ -66,10 +73,11 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 silences the old r
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 from ray.tune.stopper import Stopper  # noqa: E402
-from scipy.stats import spearmanr, wilcoxon  # noqa: E402
+from scipy.stats import rankdata, spearmanr, wilcoxon  # noqa: E402
 
 from hpsearch import planner  # noqa: E402
-from hpsearch.asha import RungBoard, Schedule  # noqa: E402
+from hpsearch.asha import EpochBudget, RungBoard, Schedule  # noqa: E402
+from hpsearch.driver import CHUNK  # noqa: E402
 from hpsearch.planner import History, NewStage, NoProposalError, StageRequest  # noqa: E402
 from hpsearch.space import Numeric, Space  # noqa: E402
 from hpsearch.spec import FineSettings, StageSettings, StudySpec  # noqa: E402
@@ -369,42 +377,68 @@ def records(problem: Problem, stage_id: int, trials: list[Trial]) -> list[TrialR
     for i, t in enumerate(trials):
         value = t.best(problem.mode)
         status = Status.COMPLETED if value is not None else Status.DIVERGED
-        out.append(TrialRecord(i, stage_id, i, status, 0, 1, t.params, best_value=value))
+        if t.stopped:
+            status = Status.STOPPED
+        out.append(
+            TrialRecord(
+                i, stage_id, i, status, 0, 1, t.params, best_value=value, epochs_run=len(t.curve)
+            )
+        )
     return out
 
 
 Steps = list[tuple[int, Trial | None]]  # epochs spent, then the trial if it may be chosen
 
 
-def run_asha(
+def run_scheduled(
     problem: Problem,
-    configs: Sequence[dict[str, Any]],
-    seeds: Sequence[int],
+    number: int,
+    config: dict[str, Any],
+    seed: int,
     epochs: int,
-    budget: int,
-    eta: int = 3,
-    grace: int = 1,
-) -> list[Trial]:
-    """Trials one after another (one worker) under hpsearch's own rung board
-    (`hpsearch.asha.RungBoard`, what a stage with `schedule = "asha"` asks), until `budget`
-    epochs are spent; a trial the budget cuts short is stopped too."""
-    rungs = Schedule("asha", eta, grace).rungs(epochs)
-    board = RungBoard(rungs, eta, str(problem.mode), "value")
-    trials, spent = [], 0
-    for i, (config, seed) in enumerate(zip(configs, seeds, strict=False)):
-        if spent >= budget:
+    board: RungBoard | None,
+) -> Trial:
+    """One trial as hpsearch's worker runs it: it ends diverged at a non-finite value,
+    completed at its last epoch, or stopped at a rung when the stage's board says so."""
+    stream, score = problem.stream(config, epochs, seed)
+    curve: list[float] = []
+    for e, value in enumerate(stream, start=1):  # stop iterating: no further epoch runs
+        curve.append(value)
+        if not math.isfinite(value) or e >= epochs:
             break
-        stream, score = problem.stream(config, epochs, int(seed))
-        curve: list[float] = []
-        for e, value in enumerate(stream, start=1):  # stop iterating: no further epoch runs
-            curve.append(value)
-            if not math.isfinite(value) or e == epochs or spent + e >= budget:
-                break
-            if e in rungs and board.report(i, e, value) is not None:
-                break
-        spent += len(curve)
-        cut = len(curve) < epochs and all(math.isfinite(v) for v in curve)
-        trials.append(Trial(config, curve, float("nan") if cut else score(), stopped=cut))
+        if board is not None and e in board.rungs and board.report(number, e, value) is not None:
+            return Trial(config, curve, float("nan"), stopped=True)
+    return Trial(config, curve, score())
+
+
+def run_stage(problem: Problem, spec: StudySpec, plan: NewStage) -> list[Trial]:
+    """The planned stage's trials, one after another (one worker), as hpsearch's driver runs
+    a stage: its spec schedule's rung board (`hpsearch.asha.RungBoard`) when that has rungs;
+    the first `CHUNK` trials (and every kept one) drawn at the start, the rest by
+    `planner.draws`, which with the stage's epoch budget (`hpsearch.asha.EpochBudget`) draws
+    as many as the budget leaves room for once the previous ones ran. The budget never cuts
+    a running trial: the stage stops drawing."""
+    schedule = spec.schedule(plan.kind)
+    rungs = schedule.rungs(plan.epochs)
+    board = RungBoard(rungs, schedule.eta, str(problem.mode), "value") if rungs else None
+    budget = None
+    if plan.epoch_budget is not None:
+        budget = EpochBudget(plan.epoch_budget, plan.epochs)
+    trials: list[Trial] = []
+
+    def run(start: int, configs: list[dict[str, Any]], seeds: list[int]) -> None:
+        for number, (config, seed) in enumerate(zip(configs, seeds, strict=True), start):
+            trial = run_scheduled(problem, number, config, int(seed), plan.epochs, board)
+            trials.append(trial)
+            if budget is not None:
+                budget.end(number, len(trial.curve))
+
+    first = plan.chunk(0, max(CHUNK, len(plan.keep)))
+    if budget is not None:
+        budget.drawn(len(first[0]))
+    run(0, *first)
+    for start, stop in planner.draws(plan.trials, len(first[0]), CHUNK, budget):
+        run(start, *planner.configurations(plan.space, plan.seed, start, stop, plan.keep))
     return trials
 
 
@@ -426,11 +460,25 @@ def trajectory(problem: Problem, steps: Steps) -> list[tuple[int, float]]:
     return out
 
 
+ASHA = Schedule("asha", eta=3, grace=1, budget="epochs")  # hpsearch's `[fine]` default
+NO_SCHEDULE = Schedule("none")  # hpsearch's `[coarse]` default
+
+
 class InMemoryStudy:
     """A study's records held in memory: the planner decides each stage exactly as it does for
-    `hpsearch coarse/fine` on a database (parent, proposal, keep-then-sample, seeds)."""
+    `hpsearch coarse/fine` on a database (parent, proposal, keep-then-sample, seeds, epoch
+    budget), and `run_stage` runs it as the driver does. Schedules are given, not taken from
+    the settings' defaults."""
 
-    def __init__(self, problem: Problem, seed: int, keep: int) -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        seed: int,
+        *,
+        keep: int,
+        fine: Schedule,
+        coarse: Schedule = NO_SCHEDULE,
+    ) -> None:
         self.problem = problem
         b = problem.budget
         self.spec = StudySpec(
@@ -440,8 +488,9 @@ class InMemoryStudy:
             metric="value",
             mode=Mode(problem.mode),
             space=problem.space,
-            coarse=StageSettings(*b.coarse),
-            fine=FineSettings(*b.fine, keep=keep),  # top 10, edge 0.1, pad 0.25: the defaults
+            coarse=StageSettings(*b.coarse, schedule=coarse),
+            # top 10, edge 0.1, pad 0.25: the defaults
+            fine=FineSettings(*b.fine, schedule=fine, keep=keep),
             seed=seed,
         )
         self.record = StudyRecord(1, problem.name, "benchmark", "value", problem.mode)
@@ -449,25 +498,26 @@ class InMemoryStudy:
         self.trials: dict[int, list[TrialRecord]] = {}
         self.flags: list[FlagRecord] = []  # of the latest stage
 
+    def history(self) -> History:
+        return History(self.record, tuple(self.stages), "memory")
+
     def plan(self, request: StageRequest) -> NewStage:
-        history = History(self.record, tuple(self.stages), "memory")
-        decision = planner.decide(self.spec, request, history)
+        decision = planner.decide(self.spec, request, self.history())
         assert isinstance(decision, planner.Start)
         parent_trials = self.trials[decision.parent.stage_id] if decision.parent else []
-        return planner.new_stage(self.spec, request, history, decision, parent_trials)
+        return planner.new_stage(self.spec, request, self.history(), decision, parent_trials)
 
     def run(self, request: StageRequest) -> tuple[StageRecord, list[Trial]]:
-        """Plan the stage with hpsearch's planner, run its trials, finish it (proposal)."""
-        plan = self.plan(request)
-        return self._finish(plan, run_trials(self.problem, plan.configs, plan.epochs, plan.seeds))
+        """Plan the stage with hpsearch's planner, run it, finish it (flags, proposal)."""
+        return self._finish(self.plan(request))
 
-    def run_on_spec_ranges(self, kind: StageKind, trials: int, epochs: int) -> list[Trial]:
+    def run_on_spec_ranges(self, request: StageRequest) -> list[Trial]:
         """The fallback when nothing completed (hpsearch would refuse): sample the spec."""
-        seed = self.spec.seed + len(self.stages)
-        plan = planner.sample(kind, self.problem.space, trials, epochs, seed)
-        return self._finish(plan, run_trials(self.problem, plan.configs, epochs, plan.seeds))[1]
+        plan = planner.new_stage(self.spec, request, self.history(), planner.Start(None))
+        return self._finish(plan)[1]
 
-    def _finish(self, plan: NewStage, trials: list[Trial]) -> tuple[StageRecord, list[Trial]]:
+    def _finish(self, plan: NewStage) -> tuple[StageRecord, list[Trial]]:
+        trials = run_stage(self.problem, self.spec, plan)
         stage_id = len(self.stages) + 1
         recs = records(self.problem, stage_id, trials)
         stage = StageRecord(
@@ -482,6 +532,7 @@ class InMemoryStudy:
             plan.space.to_dict(),
             {},
             None,
+            plan.epoch_budget,
         )
         analysis = planner.analyze_stage(self.spec, stage, recs)
         stage = replace(stage, proposal=analysis.stored_proposal())
@@ -491,49 +542,68 @@ class InMemoryStudy:
         return stage, trials
 
 
+@dataclass(frozen=True)
+class Variant:
+    """An hpsearch method: `hpsearch coarse` (+ `--widen` on an edge flag) + `hpsearch fine`."""
+
+    fine: Schedule = ASHA
+    keep: int = FineSettings(0, 0).keep
+    widen: bool = False
+
+
+VARIANTS = {
+    "coarse->fine": Variant(),
+    "coarse->fine budget=trials": Variant(fine=replace(ASHA, budget="trials")),
+    "coarse->fine schedule=none": Variant(fine=NO_SCHEDULE),
+    "coarse->fine keep=0": Variant(keep=0),
+    "coarse->widen->fine": Variant(widen=True),
+}
+
+
 def coarse_fine(
-    problem: Problem, rng, *, widen: bool, keep: int, asha: str = ""
-) -> tuple[Trial | None, dict]:
-    """`asha`: "" runs every fine trial to the end; "same" runs the fine stage under ASHA with
-    the same number of trials (what `[fine] schedule = "asha"` alone does: fewer epochs spent);
-    "fill" samples fine trials under ASHA until the budget is spent (more `[fine] trials`)."""
+    problem: Problem, rng: np.random.Generator, variant: Variant
+) -> tuple[Trial | None, dict[str, Any]]:
+    """Coarse stage(s), then a fine stage of (budget left) // (fine epochs) nominal trials,
+    under the variant's fine schedule."""
     b = problem.budget
-    study = InMemoryStudy(problem, int(rng.integers(2**31 - 1)), keep)
-    n, e = b.widen_coarse if widen else b.coarse
-    first, _ = study.run(StageRequest(StageKind.COARSE, n, e))
+    study = InMemoryStudy(
+        problem, int(rng.integers(2**31 - 1)), keep=variant.keep, fine=variant.fine
+    )
+    n, e = b.widen_coarse if variant.widen else b.coarse
+    first, coarse = study.run(StageRequest(StageKind.COARSE, n, e))
     used, widened = n * e, False
     edge_flag = any(f.side in ("low", "high") for f in study.flags)
-    if widen and edge_flag and first.proposal is not None:
-        study.run(StageRequest(StageKind.COARSE, n, e, widen=True))
+    if variant.widen and edge_flag and first.proposal is not None:
+        coarse += study.run(StageRequest(StageKind.COARSE, n, e, widen=True))[1]
         used, widened = used + n * e, True
-    n_fine = (b.total - used) // b.fine[1]
-    if asha == "fill":  # as many fine trials as the rest of the budget allows once ASHA cuts
-        n_fine = b.total - used
-    fine = StageRequest(StageKind.FINE, n_fine, b.fine[1])
+    fine = StageRequest(StageKind.FINE, (b.total - used) // b.fine[1], b.fine[1])
     try:
-        if asha:
-            plan = study.plan(fine)
-            trials = run_asha(problem, plan.configs, plan.seeds, b.fine[1], b.total - used)
-        else:
-            _, trials = study.run(fine)
+        _, trials = study.run(fine)
     except NoProposalError:  # no coarse trial completed
-        trials = study.run_on_spec_ranges(StageKind.FINE, n_fine, b.fine[1])
-    steps: Steps = [(used, None), *steps_of(trials)]
+        trials = study.run_on_spec_ranges(fine)
+    steps: Steps = [*steps_of(coarse, eligible=False), *steps_of(trials)]
     extra = {
         "edge_flag": edge_flag,
         "widened": widened,
         "trajectory": trajectory(problem, steps),
-        "epochs": used + sum(len(t.curve) for t in trials),
+        "epochs": sum(epochs for epochs, _ in steps),
+        "fine_trials": len(trials),
     }
     return choose(problem, trials), extra
 
 
-def single_asha(problem: Problem, rng) -> tuple[Trial | None, dict]:
-    """One stage with `schedule = "asha"` on the spec's ranges, full-length epochs."""
+def single_asha(problem: Problem, rng: np.random.Generator) -> tuple[Trial | None, dict[str, Any]]:
+    """One stage with `schedule = "asha"`, `budget = "epochs"` on the spec's ranges: a coarse
+    stage of `single` full-length trials nominal, drawing until their epochs are spent."""
     b = problem.budget
-    configs = problem.space.sample(b.total, rng)
-    trials = run_asha(problem, configs, random_seeds(rng, b.total), b.fine[1], b.total)
-    return choose(problem, trials), {"trajectory": trajectory(problem, steps_of(trials))}
+    study = InMemoryStudy(problem, int(rng.integers(2**31 - 1)), keep=0, fine=ASHA, coarse=ASHA)
+    _, trials = study.run(StageRequest(StageKind.COARSE, b.single, b.fine[1]))
+    steps = steps_of(trials)
+    return choose(problem, trials), {
+        "trajectory": trajectory(problem, steps),
+        "epochs": sum(epochs for epochs, _ in steps),
+        "trials": len(trials),
+    }
 
 
 def single_random(problem: Problem, rng) -> tuple[Trial | None, dict]:
@@ -694,10 +764,11 @@ def ray_tune_asha(problem: Problem, seed: int, storage: Path) -> tuple[Trial | N
     }
 
 
+# each method's random stream is seeded by (seed, its index here): keep the positions
 METHODS = (
     "coarse->fine",
-    "coarse->fine+asha same-n",
-    "coarse->fine+asha",
+    "coarse->fine budget=trials",
+    "coarse->fine schedule=none",
     "coarse->fine keep=0",
     "coarse->widen->fine",
     "asha",
@@ -711,18 +782,15 @@ METHODS = (
 TUNE = "ray-tune-asha"  # run in the main process on its one local Ray, not in the pool
 
 
-def one_seed(args: tuple[str, int]) -> list[dict[str, Any]]:
-    problem_name, seed = args
+def one_seed(args: tuple[str, int, tuple[str, ...]]) -> list[dict[str, Any]]:
+    """The rows of these methods (Ray Tune's aside) on one problem and seed."""
+    problem_name, seed, methods = args
     problem = problem_named(problem_name)
     rows = []
-    for method in METHODS:
-        if method == TUNE:
-            continue
+    for method in methods:
         rng = np.random.default_rng([seed, METHODS.index(method)])
-        if method.startswith("coarse->"):
-            keep = 0 if method.endswith("keep=0") else FineSettings(0, 0).keep
-            asha = "same" if method.endswith("same-n") else "fill" if "asha" in method else ""
-            chosen, extra = coarse_fine(problem, rng, widen="widen" in method, keep=keep, asha=asha)
+        if method in VARIANTS:
+            chosen, extra = coarse_fine(problem, rng, VARIANTS[method])
         elif method == "random":
             chosen, extra = single_random(problem, rng)
         elif method == "asha":
@@ -804,8 +872,10 @@ def summarize(rows: list[dict[str, Any]], problem: Problem) -> list[str]:
             f"| {method} | {len(mine)} | {q50:.4g} | {q25:.4g}..{q75:.4g} | {worst:.4g} "
             f"| {np.median(observed):.4g} |"
         )
+    lines += ["", *epochs_spent(rows, problem)]
     for reference in REFERENCES:
-        lines += ["", *paired_tests(rows, problem, reference)]
+        tests = paired_tests(rows, problem, reference)
+        lines += ["", *tests] if tests else []
     flags = [r for r in rows if r["problem"] == problem.name and r["method"] == "coarse->fine"]
     fired = sum(bool(r["edge_flag"]) for r in flags)
     lines.append("")
@@ -823,9 +893,38 @@ def summarize(rows: list[dict[str, Any]], problem: Problem) -> list[str]:
     return lines
 
 
+def epochs_spent(rows: list[dict[str, Any]], problem: Problem) -> list[str]:
+    """Epochs each method really spent against the budget: hpsearch's stages with an epoch
+    budget stop drawing near it (over by what the last trials run, under by less than one
+    average trial), and diverged trials end early."""
+    total = problem.budget.total
+    lines = [f"Epochs spent minus the budget of {total} (median, min..max over seeds):"]
+    for method in METHODS:
+        mine = [r for r in rows if r["problem"] == problem.name and r["method"] == method]
+        over = np.array([r["epochs"] - total for r in mine if "epochs" in r])
+        if not len(over):
+            continue
+        trials = [r[k] for r in mine for k in ("fine_trials", "trials") if k in r]
+        drawn = f"; trials of its last stage: median {np.median(trials):.0f}" if trials else ""
+        lines.append(
+            f"- {method}: {np.median(over):+.0f} ({over.min():+d}..{over.max():+d}){drawn}"
+        )
+    return lines
+
+
 # hpsearch's variants each rival is tested against: the first is what `hpsearch coarse` +
-# `hpsearch fine` do out of the box (a spec without `schedule`)
-REFERENCES = ("coarse->fine", "coarse->fine+asha same-n", "coarse->fine+asha")
+# `hpsearch fine` do out of the box (`[fine] schedule = "asha"`, budget "epochs")
+DEFAULT = "coarse->fine"
+REFERENCES = (DEFAULT, "coarse->fine budget=trials", "coarse->fine schedule=none")
+# the methods that are not hpsearch
+RIVALS = (
+    "random",
+    "optuna-tpe",
+    "optuna-tpe+hyperband",
+    "optuna-tpe+median",
+    "optuna-random",
+    "ray-tune-asha",
+)
 WORST = {"regret": math.inf, "test_acc": 0.0}  # a seed without a chosen trial
 
 
@@ -847,10 +946,18 @@ class Paired:
     n: int
     median_diff: float  # > 0: the reference is worse
     p: float
+    signed_ranks: float = 0.0  # Wilcoxon's signed-rank sum: < 0, the reference is better
 
     @property
     def text(self) -> str:
         return f"{self.better}/{self.worse} of {self.n}, p={self.p:.2g}"
+
+    @property
+    def verdict(self) -> str:
+        """better or worse when the difference is significant (p < 0.05), else level."""
+        if self.p >= 0.05:
+            return "level"
+        return "better" if self.signed_ranks < 0 else "worse"
 
 
 def paired(rows: list[dict[str, Any]], problem: Problem, reference: str, rival: str) -> Paired:
@@ -863,15 +970,21 @@ def paired(rows: list[dict[str, Any]], problem: Problem, reference: str, rival: 
     finite = diff[np.isfinite(diff)]
     if len(both) < 5 or not np.any(diff):
         return Paired(int((diff < 0).sum()), int((diff > 0).sum()), len(both), 0.0, 1.0)
-    p = float(wilcoxon(np.clip(diff, -1e9, 1e9)).pvalue)
+    clipped = np.clip(diff, -1e9, 1e9)
+    p = float(wilcoxon(clipped).pvalue)
     median = float(np.median(finite)) if len(finite) else 0.0
-    return Paired(int((diff < 0).sum()), int((diff > 0).sum()), len(both), median, p)
+    nonzero = clipped[clipped != 0]
+    ranks = float(np.sum(np.sign(nonzero) * rankdata(np.abs(nonzero))))
+    return Paired(int((diff < 0).sum()), int((diff > 0).sum()), len(both), median, p, ranks)
 
 
 def paired_tests(rows: list[dict[str, Any]], problem: Problem, reference: str) -> list[str]:
     lines = [f"Paired by seed, {reference} against each rival (Wilcoxon signed-rank):"]
+    ran = {r["method"] for r in rows if r["problem"] == problem.name}
+    if reference not in ran:
+        return []
     for method in METHODS:
-        if method == reference:
+        if method == reference or method not in ran:
             continue
         t = paired(rows, problem, reference, method)
         lines.append(
@@ -903,7 +1016,10 @@ def overview(rows: list[dict[str, Any]], problems: list[Problem]) -> list[str]:
         lines.append(f"| {problem.name} | " + " | ".join(cells) + " |")
         spread.append(f"| {problem.name} | " + " | ".join(spreads) + " |")
     out = ["Median score (seeds):", "", *lines, "", "25%..75%, worst:", "", *spread]
-    for reference in REFERENCES:
+    out += ["", *verdicts(rows, shown, "")]
+    title = ", every method stopped at the budget (trials that ended past it ignored)"
+    out += ["", *verdicts(within_budget(rows, shown), shown, title)]
+    for reference in (r for r in REFERENCES if r in methods):
         rivals = [m for m in methods if m != reference]
         out += [
             "",
@@ -918,12 +1034,60 @@ def overview(rows: list[dict[str, Any]], problems: list[Problem]) -> list[str]:
     return out
 
 
+def within_budget(rows: list[dict[str, Any]], problems: list[Problem]) -> list[dict[str, Any]]:
+    """The rows as if each method had stopped at the budget: the score of the trial it would
+    have chosen from the trials that ended within the budget (from its trajectory)."""
+    total = {p.name: p.budget.total for p in problems}
+    out = []
+    for r in rows:
+        if "trajectory" in r and r["problem"] in total:
+            inside = [score for spent, score in r["trajectory"] if spent <= total[r["problem"]]]
+            r = {**r, "score": inside[-1] if inside else None}
+        out.append(r)
+    return out
+
+
+def verdicts(rows: list[dict[str, Any]], problems: list[Problem], title: str) -> list[str]:
+    """The issue's target, per problem: the default against the best rival (the best median
+    score) and against random search; "level" is no significant difference (p >= 0.05)."""
+    lines = [
+        f"Target check for {DEFAULT}{title} (Wilcoxon, paired by seed; level: p >= 0.05):",
+        "",
+        f"| problem | {DEFAULT} | best rival | vs best rival | vs random "
+        "| significantly worse than |",
+        "|---|---|---|---|---|---|",
+    ]
+    for problem in problems:
+        medians = {
+            m: float(np.median(list(scores.values())))
+            for m in RIVALS
+            if (scores := scores_of(rows, problem, m))
+        }
+        mine = scores_of(rows, problem, DEFAULT)
+        if not medians or not mine:
+            continue
+        pick = min if problem.score_name == "regret" else max
+        best = pick(medians, key=lambda m: medians[m])
+        tests = {m: paired(rows, problem, DEFAULT, m) for m in medians}
+        worse = [m for m, t in tests.items() if t.verdict == "worse"]
+        vs_random = tests.get("random")
+        random_cell = f"{vs_random.verdict}, {vs_random.text}" if vs_random else "-"
+        lines.append(
+            f"| {problem.name} | {np.median(list(mine.values())):.3g} "
+            f"| {best} ({medians[best]:.3g}) | {tests[best].verdict}, "
+            f"{tests[best].text} | {random_cell} | {', '.join(worse) or 'none'} |"
+        )
+    return lines
+
+
 def plot(rows: list[dict[str, Any]], problem: Problem, out: Path) -> Path:
     """Median over seeds of the chosen trial's score against the epochs spent, per method."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    total = problem.budget.total
+    mine = [r for r in rows if r["problem"] == problem.name and r.get("trajectory")]
+    # hpsearch's stages with an epoch budget may end a little past it
+    total = max([problem.budget.total, *(r["trajectory"][-1][0] for r in mine)])
     grid = np.arange(1, total + 1)
     fig = Figure(figsize=(7.5, 4.5))
     ax = fig.add_subplot()
@@ -945,7 +1109,11 @@ def plot(rows: list[dict[str, Any]], problem: Problem, out: Path) -> Path:
         median[np.sum(np.isfinite(table), axis=0) * 2 < len(runs)] = np.nan
         style = "-" if method.startswith("coarse") or method == "asha" else "--"
         ax.plot(grid, median, style, color=colormaps["tab20"](i), label=method)
-    ax.set_xlabel("epochs spent")
+    ax.axvline(problem.budget.total, color="grey", linewidth=0.5, linestyle=":")
+    shown = min(total, int(1.5 * problem.budget.total))  # a few runs end far past the budget
+    ax.set_xlim(0, shown)
+    cut = f", cut at {shown} of {total}" if shown < total else ""
+    ax.set_xlabel(f"epochs spent (dotted: the budget{cut})")
     ax.set_ylabel(f"{problem.score_name} of the best trial so far (median over seeds)")
     if problem.score_name == "regret":
         ax.set_yscale("log")
@@ -975,6 +1143,14 @@ def main() -> None:
     parser.add_argument("--tune-cpus", type=int, default=1, help="num_cpus of the local Ray")
     parser.add_argument("--workers", type=int, default=1, help="processes besides Ray Tune's")
     parser.add_argument("--only", help="comma-separated problem names (default: all)")
+    parser.add_argument(
+        "--methods", help="comma-separated methods to run (default: all; see METHODS)"
+    )
+    parser.add_argument(
+        "--merge",
+        help="a --json file of an earlier run: its rows of the methods not run now are "
+        "reported (and written to --json) with the new ones",
+    )
     parser.add_argument("--plots", help="directory for a PNG per problem (e.g. docs)")
     parser.add_argument(
         "--json",
@@ -983,13 +1159,18 @@ def main() -> None:
     )
     parser.add_argument("--load", help="report from a --json file instead of running")
     args = parser.parse_args()  # fmt: skip
+    methods = tuple(METHODS if not args.methods else args.methods.split(","))
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"--methods: unknown {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    if args.merge and not Path(args.merge).is_file():
+        parser.error(f"--merge {args.merge}: no such file")
     started = time.monotonic()
     problems = [p for p in all_problems() if not args.only or p.name in args.only.split(",")]
     if args.load:
-        lines = Path(args.load).read_text().splitlines()
-        rows = [r for line in lines for r in json.loads(line)]
+        rows = read_rows(Path(args.load))
     else:
-        rows = run_all(problems, args)
+        rows = run_all(problems, args, methods)
     print(
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
         f"Python {platform.python_version()}, numpy {np.__version__}, optuna {optuna.__version__}"
@@ -1004,10 +1185,19 @@ def main() -> None:
     print("\n".join(overview(rows, problems)))
 
 
-def run_all(problems: list[Problem], args: argparse.Namespace) -> list[dict[str, Any]]:
-    """A pool of spawned processes runs every method but Ray Tune's; meanwhile this process
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a --json file (one JSON list of rows per line)."""
+    return [r for line in path.read_text().splitlines() for r in json.loads(line)]
+
+
+def run_all(
+    problems: list[Problem], args: argparse.Namespace, methods: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """A pool of spawned processes runs the methods but Ray Tune's; meanwhile this process
     runs Ray Tune. Each finished job's rows are appended to `--json` at once (one JSON list
-    per line); jobs already there are not run again, so a broken run resumes."""
+    per line); jobs already there are not run again, so a broken run resumes. With
+    `--merge`, that file's rows of the other methods (on the same problems and seeds) are
+    taken as they are and written to `--json` first."""
     is_mlp = {p.name: p.name.startswith("mlp") for p in problems}
     n_seeds = {n: args.mlp_seeds if mlp else args.seeds for n, mlp in is_mlp.items()}
     n_tune = {
@@ -1015,29 +1205,32 @@ def run_all(problems: list[Problem], args: argparse.Namespace) -> list[dict[str,
         for n, mlp in is_mlp.items()
     }
     out = Path(args.json) if args.json else None
-    rows = [r for line in out.read_text().splitlines() for r in json.loads(line)] if (
-        out and out.exists()
-    ) else []  # fmt: skip
-    done = {(r["problem"], r["seed"], r["method"] == TUNE) for r in rows}
+    rows = read_rows(out) if out and out.exists() else []
+    done = {(r["problem"], r["seed"], r["method"]) for r in rows}
     lock = threading.Lock()
 
     def keep(batch: list[dict[str, Any]]) -> None:
         with lock:
             rows.extend(batch)
+            done.update((r["problem"], r["seed"], r["method"]) for r in batch)
             if out:
                 with out.open("a") as f:
                     f.write(json.dumps(batch) + "\n")
 
+    if args.merge:
+        for batch in reused(read_rows(Path(args.merge)), methods, n_seeds, n_tune, done):
+            keep(batch)
+    pool_methods = tuple(m for m in methods if m != TUNE)
     # seed by seed across the problems, so a run stopped early has the same seeds everywhere
-    jobs = [
-        (n, s)
-        for s in range(max(n_seeds.values()))
-        for n in n_seeds
-        if s < n_seeds[n] and (n, s, False) not in done
-    ]
+    jobs = []
+    for s in range(max(n_seeds.values())):
+        for n in n_seeds:
+            missing = tuple(m for m in pool_methods if (n, s, m) not in done)
+            if s < n_seeds[n] and missing:
+                jobs.append((n, s, missing))
     tune_jobs = [
         (n, s) for s in range(max(n_tune.values())) for n in n_tune
-        if s < n_tune[n] and (n, s, True) not in done
+        if TUNE in methods and s < n_tune[n] and (n, s, TUNE) not in done
     ]  # fmt: skip
     load = os.getloadavg()
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
@@ -1051,6 +1244,24 @@ def run_all(problems: list[Problem], args: argparse.Namespace) -> list[dict[str,
         future.result()  # a job that failed (or a worker that died) is raised here
     print(f"Load average (1, 5, 15 min) at the start {load}, at the end {os.getloadavg()}")
     return rows
+
+
+def reused(
+    old: list[dict[str, Any]],
+    methods: tuple[str, ...],
+    n_seeds: dict[str, int],
+    n_tune: dict[str, int],
+    done: set[tuple[str, int, str]],
+) -> list[list[dict[str, Any]]]:
+    """An earlier run's rows of the methods not run now, on this run's problems and seeds
+    (not already kept), grouped by problem and seed."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in old:
+        name, seed, method = r["problem"], r["seed"], r["method"]
+        limit = (n_tune if method == TUNE else n_seeds).get(name, 0)
+        if method not in methods and seed < limit and (name, seed, method) not in done:
+            groups.setdefault((name, seed), []).append(r)
+    return list(groups.values())
 
 
 def ray_version() -> str:
