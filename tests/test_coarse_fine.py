@@ -231,7 +231,9 @@ def test_cli_coarse_widen_fine_show(tmp_path: Path, ray_address: str) -> None:
     *coarse, (fine_id, kind, parent, n_fine, epochs, budget) = query(db, stages)
     assert coarse == [(1, "coarse", None, 40, 2, None), (2, "coarse", 1, 20, 2, None)]
     # the fine stage (ASHA by default, rung at epoch 1) drew trials until 8 x 4 were spent
-    assert (fine_id, kind, parent, epochs, budget) == (3, "fine", 2, 4, 32) and n_fine > 8
+    assert (fine_id, kind, parent, epochs, budget) == (3, "fine", 2, 4, 32) and n_fine >= 8
+    stopped = query(db, "SELECT count(*) FROM trials WHERE stage_id = 3 AND status = 'stopped'")
+    assert n_fine > 8 or stopped == [(0,)]  # the epochs a rung saved bought more trials
     assert query(db, "SELECT count(*) FROM trials WHERE stage_id = 3") == [(n_fine,)]
 
     shown = run_cli("show", "syn", "--db", str(db), "--json", cwd=tmp_path)
