@@ -255,7 +255,7 @@ def test_cli_coarse_widen_fine_show(tmp_path: Path, ray_address: str) -> None:
     text = run_cli("show", str(spec), "--db", str(db), cwd=tmp_path)
     assert text.returncode == 0, text.stderr
     assert (
-        f"stage 3 fine (finished, from stage 2): {n_fine} trials x 4 epochs "
+        f"stage 3 fine (finished, from stage 2): {n_fine} trials of up to 4 epochs "
         "(ASHA: drawn until 32 epochs were spent)"
     ) in text.stdout
     assert "flag: reg: " in text.stdout and "expected by chance" in text.stdout

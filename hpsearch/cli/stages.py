@@ -302,9 +302,15 @@ def _ensemble_lines(ensembles: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _budget(stage: dict[str, Any]) -> str:
+def _stage_size(stage: dict[str, Any]) -> str:
+    """`N trials x E epochs`, or for a stage with an epoch budget what it drew trials for."""
     budget = stage["epoch_budget"]
-    return "" if budget is None else f" (ASHA: drawn until {budget} epochs were spent)"
+    if budget is None:
+        return f"{stage['trials']} trials x {stage['epochs']} epochs"
+    return (
+        f"{stage['trials']} trials of up to {stage['epochs']} epochs "
+        f"(ASHA: drawn until {budget} epochs were spent)"
+    )
 
 
 def _stage_lines(stage: dict[str, Any], metric: str) -> list[str]:
@@ -313,8 +319,7 @@ def _stage_lines(stage: dict[str, Any], metric: str) -> list[str]:
     lines = [
         "",
         f"stage {stage['id']} {stage['kind']} ({stage['status']}{parent}): "
-        f"{stage['trials']} trials x {stage['epochs']} epochs{_budget(stage)}, "
-        f"seed {stage['seed']}",
+        f"{_stage_size(stage)}, seed {stage['seed']}",
         f"  trials: {counts}",
         "  ranges:",
         *(f"    {_range(name, r)}" for name, r in stage["ranges"].items()),
