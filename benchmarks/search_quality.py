@@ -416,8 +416,8 @@ def run_stage(problem: Problem, spec: StudySpec, plan: NewStage) -> list[Trial]:
     a stage: its spec schedule's rung board (`hpsearch.asha.RungBoard`) when that has rungs;
     the first `CHUNK` trials (and every kept one) drawn at the start, the rest by
     `planner.draws`, which with the stage's epoch budget (`hpsearch.asha.EpochBudget`) draws
-    as many as the budget leaves room for once the previous ones ran. The budget never cuts
-    a running trial: the stage stops drawing."""
+    half the trials the budget leaves room for, then judges again once they ran. The budget
+    never cuts a running trial: the stage stops drawing."""
     schedule = spec.schedule(plan.kind)
     rungs = schedule.rungs(plan.epochs)
     board = RungBoard(rungs, schedule.eta, str(problem.mode), "value") if rungs else None
