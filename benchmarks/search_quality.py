@@ -917,14 +917,7 @@ def epochs_spent(rows: list[dict[str, Any]], problem: Problem) -> list[str]:
 DEFAULT = "coarse->fine"
 REFERENCES = (DEFAULT, "coarse->fine budget=trials", "coarse->fine schedule=none")
 # the methods that are not hpsearch
-RIVALS = (
-    "random",
-    "optuna-tpe",
-    "optuna-tpe+hyperband",
-    "optuna-tpe+median",
-    "optuna-random",
-    "ray-tune-asha",
-)
+RIVALS = METHODS[METHODS.index("random") :]
 WORST = {"regret": math.inf, "test_acc": 0.0}  # a seed without a chosen trial
 
 
