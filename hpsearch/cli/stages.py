@@ -243,7 +243,7 @@ def fine(
     artifacts: ArtifactsOpt = None,
     schedule: ScheduleOpt = None,
 ) -> None:
-    """Run (or resume) a fine stage: fewer, longer trials on the ranges a stage proposed."""
+    """Run (or resume) a fine stage: longer trials on the proposed ranges, hopeless ones stopped."""
     options = RunOptions(
         trials=trials,
         epochs=epochs,
