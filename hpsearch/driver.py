@@ -265,12 +265,13 @@ def _tasks(
             yield TrialTask(trial_id, 1, {**stage.fixed, **config}, seed, stage.epochs)
 
 
-def epoch_budget(store: Store, stage: StageRecord) -> EpochBudget | None:
-    """The stage's epoch budget with what its ended trials spent (None: it has none)."""
+def epoch_budget(store: Store, stage: StageRecord, counts: dict[str, int]) -> EpochBudget | None:
+    """The stage's epoch budget with what its ended trials spent (None: it has none);
+    `counts`: its trials on record by status."""
     if stage.epoch_budget is None:
         return None
     ended, spent = store.epochs_spent(stage.stage_id)
-    pending = sum(store.status_counts(stage.stage_id).values()) - ended
+    pending = sum(counts.values()) - ended
     return EpochBudget(stage.epoch_budget, stage.epochs, ended, spent, pending)
 
 
@@ -314,7 +315,7 @@ def run_stage(
     counts = store.status_counts(stage.stage_id)
     final = {k: v for k, v in counts.items() if Status(k).is_final}
     left = stage.n_trials - sum(final.values())
-    budget = epoch_budget(store, stage)
+    budget = epoch_budget(store, stage, counts)
     progress = Progress(stage, stage.n_trials, left, resumed, budget=budget)
     progress.counts = final
     tracker = _Tracker(spec.metric, Mode(spec.mode), progress)
@@ -430,19 +431,18 @@ def ranking_trials(
     return asha.at_equal_fidelity(trials, level, stage.epochs, spec.mode, rows)
 
 
-def top_trials(store: Store, stage: StageRecord, mode: str, k: int = TOP) -> list[TrialRecord]:
-    """The stage's best completed trials, best first."""
-    return store.top_trials(stage.stage_id, mode, k)
-
-
 @dataclass(frozen=True)
 class Saved:
     """An unfinished stage as the database holds it (what an interrupted run leaves)."""
 
     stage: StageRecord
     counts: dict[str, int]  # trials on record by status
-    inserted: int  # trials (configurations) inserted, of stage.n_trials
     budget: EpochBudget | None = None  # with an epoch budget: what the ended trials spent
+
+    @property
+    def inserted(self) -> int:
+        """Trials (configurations) inserted, of stage.n_trials."""
+        return sum(self.counts.values())
 
 
 def saved(store: Store, study: str, kind: str) -> Saved | None:
@@ -453,7 +453,7 @@ def saved(store: Store, study: str, kind: str) -> Saved | None:
         return None
     stage = stages[-1]
     counts = store.status_counts(stage.stage_id)
-    return Saved(stage, counts, sum(counts.values()), epoch_budget(store, stage))
+    return Saved(stage, counts, epoch_budget(store, stage, counts))
 
 
 __all__ = [
@@ -472,5 +472,4 @@ __all__ = [
     "run_stage",
     "saved",
     "start_or_resume",
-    "top_trials",
 ]

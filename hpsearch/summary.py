@@ -66,7 +66,7 @@ def ensemble_document(ensemble: EnsembleRecord) -> dict[str, Any]:
         "split": ensemble.split,
         "accuracy": ensemble.accuracy,
         "best_member_accuracy": ensemble.best_member_accuracy,
-        "gain": ensemble.accuracy - ensemble.best_member_accuracy,
+        "gain": ensemble.gain,
         "members": [
             {"trial": m.trial, "trial_id": m.trial_id, "epoch": m.epoch, "accuracy": m.accuracy}
             for m in ensemble.members

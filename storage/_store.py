@@ -14,6 +14,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
+    Select,
     bindparam,
     case,
     column,
@@ -269,10 +270,7 @@ class Store:
             query = query.where(Trial.number % every == 0)
         if unfinished_only:
             query = query.where(Trial.status.not_in(FINAL_STATUSES))
-        with self._session() as s:
-            trials = list(s.scalars(query))
-            params = _params_of(s, [t.trial_id for t in trials])
-            return [_trial_record(t, params.get(t.trial_id, {})) for t in trials]
+        return self._trial_records(query)
 
     def top_trials(self, stage_id: int, mode: str, k: int) -> list[TrialRecord]:
         """The stage's best `k` completed trials, best first (ties: the lowest number); read
@@ -284,6 +282,10 @@ class Store:
             .order_by(value.desc() if Mode(mode) is Mode.MAX else value.asc(), Trial.number)
             .limit(k)
         )
+        return self._trial_records(query)
+
+    def _trial_records(self, query: Select[Trial]) -> list[TrialRecord]:
+        """The trials a query selects, in its order, with their params."""
         with self._session() as s:
             trials = list(s.scalars(query))
             params = _params_of(s, [t.trial_id for t in trials])

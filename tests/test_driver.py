@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hpsearch.driver import Progress, _Tracker, run_stage, start_or_resume, top_trials
+from hpsearch.driver import Progress, _Tracker, run_stage, start_or_resume
 from hpsearch.planner import StageRequest
 from hpsearch.runtime.executor import InProcessExecutor, Workload
 from hpsearch.runtime.worker import EpochDone, Event, Lost, Started
@@ -101,7 +101,7 @@ def test_completed_failed_and_diverged_side_by_side(tmp_path: Path, db_url: str)
     assert rows["completed"] == len(by_kind["ok"]) * 3 * 3  # epochs x metrics
     assert rows["failed"] == len(by_kind["raise"]) * 1 * 3  # stopped in epoch 2
     assert rows["diverged"] == len(by_kind["nan"]) * 2 * 3  # the non-finite epoch is kept
-    best = top_trials(store, stage, "max")[0]
+    best = store.top_trials(stage.stage_id, "max", 1)[0]
     assert best.best_value == max(t.best_value for t in by_kind["ok"])  # type: ignore[type-var]
     assert best.best_epoch == 3
 
